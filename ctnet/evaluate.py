@@ -1,0 +1,71 @@
+"""Top-1/top-5 of any model on an ImageNette split, on any device."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .data import Split, batches, normalize
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; an explicit ``cuda`` without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cpu", batch_size: int = 256,
+             amp: bool = False, progress=None, rank: int = 0, world: int = 1, workers: int = 4,
+             confusion: bool = False) -> dict:
+    """{"acc1", "acc5" (percent), "images", "device"[, "confusion"]}.
+
+    ``confusion`` is targets × predictions over the labels present in the split, plus a last
+    column for predictions outside them (a 1000-class head can predict any ImageNet class).
+    Under DDP each rank evaluates its shard and the counts are summed.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    classes = split.labels.unique().cpu()
+    index = {int(c): i for i, c in enumerate(classes)}
+    cm = torch.zeros(len(classes), len(classes) + 1, dtype=torch.int64)
+    correct1 = correct5 = seen = 0
+    for images, labels in batches(split, batch_size, shuffle=False, rank=rank, world=world,
+                                  workers=workers, device=device):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(normalize(images).contiguous(memory_format=torch.channels_last)
+                           if device.type == "cuda" else normalize(images))
+        top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
+        hit = top5 == labels[:, None]
+        correct1 += int(hit[:, 0].sum())
+        correct5 += int(hit.any(1).sum())
+        seen += len(labels)
+        if confusion:
+            pred = top5[:, 0].cpu()
+            rows = torch.tensor([index[int(t)] for t in labels.cpu()])
+            cols = torch.tensor([index.get(int(p), len(classes)) for p in pred])
+            cm.index_put_((rows, cols), torch.ones_like(rows), accumulate=True)
+        if progress is not None:
+            progress(seen, len(split))
+    if world > 1:
+        counts = torch.tensor([correct1, correct5, seen], device=device)
+        torch.distributed.all_reduce(counts)
+        correct1, correct5, seen = (int(v) for v in counts)
+    model.train(was_training)
+    result = {"acc1": 100.0 * correct1 / max(seen, 1), "acc5": 100.0 * correct5 / max(seen, 1),
+              "images": seen, "device": device_label(device)}
+    if confusion:
+        result["confusion"] = cm.tolist()
+        result["classes"] = [int(c) for c in classes]
+    return result

@@ -1,0 +1,234 @@
+"""Layers whose parameters are what the bundle stores.
+
+``DCTConv2d`` holds a k×k convolution as per-filter 2-D DCT coefficients and
+``ChannelDCTConv1x1`` a 1×1 convolution as the (block-)DCT of its (C_out, C_in) matrix.
+``QuantConv2d`` / ``QuantLinear`` are plain layers that only add the export simulation.
+
+Every one of them carries the same training-time switches (set by
+:func:`configure_export_training`): uniform noise of width ``noise_q`` and DCT dropout on the
+coefficients, and the straight-through N-bit export simulation (``pixel_bit_depth``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import dct
+from .quant import TILE, fake_quantize
+
+
+class ExportAware:
+    """Mixin: training-time transforms of the stored tensor before it is used."""
+
+    noise_q: float = 0.0
+    dct_dropout: float = 0.0
+    pixel_bit_depth: int = 0
+    tile: int = TILE
+    coefficient_noise = False  # noise and dropout only make sense on DCT coefficients
+
+    def stored_value(self, t: torch.Tensor) -> torch.Tensor:
+        if self.training and self.coefficient_noise and self.noise_q > 0:
+            t = t + (torch.rand_like(t) - 0.5) * self.noise_q
+        if self.pixel_bit_depth:
+            t = fake_quantize(t, self.pixel_bit_depth, self.tile)
+        if self.training and self.coefficient_noise and self.dct_dropout > 0:
+            t = F.dropout(t, self.dct_dropout)  # survivors rescaled by 1/(1−p)
+        return t
+
+
+class _CachedWeight(ExportAware):
+    """Eval-mode cache of the materialised weight, so a decoded model infers like a plain
+    one. Keyed on the stored tensor's version counter: any in-place update invalidates it."""
+
+    def _weight_from_stored(self, stored: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def materialized_weight(self) -> torch.Tensor:
+        stored = self.stored_tensor()
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable:
+            key = (stored._version, stored.data_ptr(), stored.dtype, stored.device, self.pixel_bit_depth)
+            cache = self.__dict__.get("_weight_cache")
+            if cache is not None and cache[0] == key:
+                return cache[1]
+        weight = self._weight_from_stored(self.stored_value(stored))
+        if cacheable:
+            self.__dict__["_weight_cache"] = (key, weight)
+        else:
+            self.__dict__.pop("_weight_cache", None)
+        return weight
+
+    def stored_tensor(self) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class DCTConv2d(_CachedWeight, nn.Module):
+    """k×k convolution parametrised by ``weight_dct`` (C_out, C_in/groups, K_h, K_w)."""
+
+    coefficient_noise = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = False):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        if kh * kw <= 1:
+            raise ValueError("DCTConv2d is for kernels larger than 1×1; use ChannelDCTConv1x1")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = (kh, kw)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.weight_dct = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("c_h", dct.dct_matrix(kh), persistent=False)
+        self.register_buffer("c_w", dct.dct_matrix(kw), persistent=False)
+        self.register_buffer("rate_weight", dct.zigzag_weights(kh, kw), persistent=False)
+        nn.init.kaiming_normal_(self.weight_dct, mode="fan_out", nonlinearity="relu")
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "DCTConv2d":
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        layer.to(conv.weight.device)
+        with torch.no_grad():
+            w = conv.weight.double()
+            coeffs = dct.dct2(w, layer.c_h.double(), layer.c_w.double())
+            layer.weight_dct.copy_(coeffs.to(conv.weight.dtype))
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def stored_tensor(self) -> torch.Tensor:
+        return self.weight_dct
+
+    def _weight_from_stored(self, stored):
+        return dct.idct2(stored, self.c_h.to(stored.dtype), self.c_w.to(stored.dtype))
+
+    def forward(self, x):
+        return F.conv2d(x, self.materialized_weight(), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+    def to_conv(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                         self.padding, self.dilation, self.groups, self.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(self._weight_from_stored(self.weight_dct))
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+    def plain_numel(self) -> int:
+        return self.weight_dct.numel() + (self.bias.numel() if self.bias is not None else 0)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class ChannelDCTConv1x1(_CachedWeight, nn.Module):
+    """1×1 convolution whose (C_out, C_in) matrix is stored as its 2-D DCT over the channel
+    axes, in B×B blocks (zero-padded to a multiple of B, cropped after the inverse) or whole
+    (``block_size`` 0). The block size must travel with the weights: the shapes do not
+    reveal it, and a mismatch silently costs accuracy."""
+
+    coefficient_noise = True
+
+    def __init__(self, in_channels: int, out_channels: int, stride=1, block_size: int = 16,
+                 bias: bool = False):
+        super().__init__()
+        if block_size < 0:
+            raise ValueError(f"block size must be ≥ 0, got {block_size}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.block_size = stride, block_size
+        rows, cols = dct.padded_size(out_channels, block_size), dct.padded_size(in_channels, block_size)
+        self.weight_dct = nn.Parameter(torch.zeros(rows, cols))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        if block_size:
+            radial = dct.radial_weights(block_size, block_size).repeat(rows // block_size, cols // block_size)
+        else:
+            radial = dct.radial_weights(rows, cols)
+        self.register_buffer("rate_weight", radial, persistent=False)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, block_size: int = 16) -> "ChannelDCTConv1x1":
+        if conv.kernel_size != (1, 1) or conv.groups != 1:
+            raise ValueError("ChannelDCTConv1x1 converts ungrouped 1×1 convolutions only")
+        layer = cls(conv.in_channels, conv.out_channels, conv.stride, block_size, conv.bias is not None)
+        layer.to(conv.weight.device)
+        with torch.no_grad():
+            m = torch.zeros(layer.weight_dct.shape, dtype=torch.float64, device=conv.weight.device)
+            m[: conv.out_channels, : conv.in_channels] = conv.weight[:, :, 0, 0].double()
+            layer.weight_dct.copy_(dct.block_dct2(m, block_size).to(conv.weight.dtype))
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def stored_tensor(self) -> torch.Tensor:
+        return self.weight_dct
+
+    def _weight_from_stored(self, stored):
+        m = dct.block_dct2(stored, self.block_size, inverse=True)
+        return m[: self.out_channels, : self.in_channels, None, None]
+
+    def forward(self, x):
+        return F.conv2d(x, self.materialized_weight(), self.bias, self.stride)
+
+    def to_conv(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=self.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(self._weight_from_stored(self.weight_dct))
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+    def plain_numel(self) -> int:
+        return self.out_channels * self.in_channels + (self.bias.numel() if self.bias is not None else 0)
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, block_size={self.block_size}"
+
+
+class QuantConv2d(ExportAware, nn.Conv2d):
+    """Plain convolution (kept in the pixel domain) with the export simulation."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "QuantConv2d":
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        layer.load_state_dict(conv.state_dict())
+        return layer.to(conv.weight.device)
+
+    def forward(self, x):
+        bias = self.stored_value(self.bias) if self.bias is not None else None
+        return self._conv_forward(x, self.stored_value(self.weight), bias)
+
+
+class QuantLinear(ExportAware, nn.Linear):
+    """The classifier head with the export simulation."""
+
+    @classmethod
+    def from_linear(cls, fc: nn.Linear) -> "QuantLinear":
+        layer = cls(fc.in_features, fc.out_features, fc.bias is not None)
+        layer.load_state_dict(fc.state_dict())
+        return layer.to(fc.weight.device)
+
+    def forward(self, x):
+        bias = self.stored_value(self.bias) if self.bias is not None else None
+        return F.linear(x, self.stored_value(self.weight), bias)
+
+
+DCT_LAYERS = (DCTConv2d, ChannelDCTConv1x1)
+EXPORT_AWARE = (DCTConv2d, ChannelDCTConv1x1, QuantConv2d, QuantLinear)
+
+
+def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dropout: float = 0.0,
+                              pixel_bit_depth: int = 0) -> nn.Module:
+    """Set the training-time switches on every export-aware layer of ``model``."""
+    if not 0.0 <= dct_dropout < 1.0:
+        raise ValueError(f"DCT dropout must be in [0, 1), got {dct_dropout}")
+    if pixel_bit_depth not in (0, 8, 10, 12):
+        raise ValueError(f"pixel bit depth must be 0 (off), 8, 10 or 12, got {pixel_bit_depth}")
+    for m in model.modules():
+        if isinstance(m, EXPORT_AWARE):
+            m.noise_q, m.dct_dropout, m.pixel_bit_depth = noise_q, dct_dropout, pixel_bit_depth
+            m.__dict__.pop("_weight_cache", None)
+    return model

@@ -1,0 +1,186 @@
+"""Architecture registry, keyword-only builders and the verified conversion to CTNet."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from .layers import ChannelDCTConv1x1, DCTConv2d, QuantConv2d, QuantLinear
+
+# torchvision builders of the plain networks CTNet is derived from
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet50": torchvision.models.resnet50,
+}
+PRETRAINED_WEIGHTS = {
+    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+}
+CONVERSION_TOLERANCE = 1e-5
+
+
+class ConversionError(RuntimeError):
+    """The converted model does not reproduce the original's outputs."""
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+
+
+def plain_model(arch: str, *, num_classes: int = 10, pretrained: bool = False) -> nn.Module:
+    """A torchvision ResNet. ``pretrained`` takes torchvision's ImageNet weights from its
+    cache (1000 classes); these machines cannot download them."""
+    _check_arch(arch)
+    if pretrained:
+        if num_classes != 1000:
+            raise ValueError("--pretrained uses the 1000-class ImageNet head; pass --num-classes 1000")
+        try:
+            return ARCHITECTURES[arch](weights=PRETRAINED_WEIGHTS[arch])
+        except Exception as exc:  # network or cache failure: say what to do
+            raise RuntimeError(
+                f"could not load torchvision's pretrained {arch} weights ({exc}); put them in "
+                f"torchvision's cache ($TORCH_HOME/hub/checkpoints) or use --init-from") from exc
+    return ARCHITECTURES[arch](num_classes=num_classes)
+
+
+def _converted(module: nn.Module, block_size: int, plain_1x1: bool) -> nn.Module | None:
+    if isinstance(module, nn.Conv2d) and not isinstance(module, QuantConv2d):
+        if module.kernel_size[0] * module.kernel_size[1] > 1:
+            return DCTConv2d.from_conv(module)
+        if plain_1x1 or module.groups != 1:
+            return QuantConv2d.from_conv(module)
+        return ChannelDCTConv1x1.from_conv(module, block_size)
+    if isinstance(module, nn.Linear) and not isinstance(module, QuantLinear):
+        return QuantLinear.from_linear(module)
+    return None
+
+
+def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1: bool = False,
+                           verify: bool = True, tolerance: float = CONVERSION_TOLERANCE) -> nn.Module:
+    """Convert a trained network in place: k×k convs → DCTConv2d, 1×1 → ChannelDCTConv1x1
+    (or plain with ``plain_1x1``), the head → QuantLinear. Coefficients are the forward DCT of
+    the existing weights. With ``verify`` the outputs of both models on a random batch must
+    agree: max abs error < ``tolerance`` × max(1, max |output|), computed in float64 so only
+    the conversion is judged (float32 coefficients carry ~1e-7 relative rounding, which an
+    untrained ResNet-50 with logits of ~30 amplifies past an absolute 1e-5)."""
+    reference = copy.deepcopy(model) if verify else None
+
+    def swap(parent: nn.Module):
+        for name, child in parent.named_children():
+            new = _converted(child, block_size, plain_1x1)
+            if new is not None:
+                setattr(parent, name, new)
+            else:
+                swap(child)
+
+    swap(model)
+    if verify:
+        device = next(model.parameters()).device
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
+        was_training = model.training
+        with torch.no_grad():
+            ref_out = reference.double().eval()(x)
+            new_out = copy.deepcopy(model).double().eval()(x)
+        model.train(was_training)
+        err = float((ref_out - new_out).abs().max())
+        bound = tolerance * max(1.0, float(ref_out.abs().max()))
+        if not err < bound:
+            raise ConversionError(f"converted model differs from the original: max abs error {err:.3g} ≥ {bound:.3g}")
+    return model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What is needed to rebuild a network before loading its weights; travels in every
+    checkpoint's metadata and every bundle's manifest."""
+
+    arch: str = "resnet18"
+    num_classes: int = 10
+    ctnet: bool = True
+    dct_block_size: int = 16
+    plain_1x1: bool = False
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, "num_classes": self.num_classes, "ctnet": self.ctnet,
+                "dct_block_size": self.dct_block_size, "plain_1x1": self.plain_1x1}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        try:
+            spec = cls(arch=str(d["arch"]), num_classes=int(d["num_classes"]), ctnet=bool(d.get("ctnet", True)),
+                       dct_block_size=int(d.get("dct_block_size", 16)), plain_1x1=bool(d.get("plain_1x1", False)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"model description is incomplete or malformed: {exc}") from exc
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        _check_arch(self.arch)
+        if not 1 <= self.num_classes <= 100_000:
+            raise ValueError(f"num_classes out of range: {self.num_classes}")
+        if self.dct_block_size < 0 or self.dct_block_size > 4096:
+            raise ValueError(f"DCT block size out of range: {self.dct_block_size}")
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """An untrained network of the given description (weights to be loaded)."""
+    spec.validate()
+    model = plain_model(spec.arch, num_classes=spec.num_classes)
+    if spec.ctnet:
+        replace_with_dct_convs(model, block_size=spec.dct_block_size, plain_1x1=spec.plain_1x1, verify=False)
+    return model
+
+
+def ctnet18(*, num_classes: int = 10, dct_block_size: int = 16) -> nn.Module:
+    """CTNet-18: ResNet-18 with 17 DCTConv2d, 3 channel-DCT 1×1 (downsample), BN and FC."""
+    return build_model(ModelSpec("resnet18", num_classes, True, dct_block_size))
+
+
+def ctnet50(*, num_classes: int = 10, dct_block_size: int = 16, plain_1x1: bool = False) -> nn.Module:
+    """CTNet-50: ResNet-50 with its 3×3 convs and conv1 as DCTConv2d and its 36 1×1 convs as
+    channel-DCT (or plain with ``plain_1x1``)."""
+    return build_model(ModelSpec("resnet50", num_classes, True, dct_block_size, plain_1x1))
+
+
+def fp32_bytes(model: nn.Module) -> int:
+    """fp32 bytes of the whole plain-equivalent model: every parameter and the BN running
+    statistics (padding of channel-DCT blocks not counted)."""
+    total = 0
+    for module in model.modules():
+        if hasattr(module, "plain_numel"):
+            total += module.plain_numel()
+            continue
+        total += sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            total += module.running_mean.numel() + module.running_var.numel()
+    return 4 * total
+
+
+def parameter_summary(model: nn.Module) -> list[dict]:
+    """Rows of the parameter breakdown: group, layers, parameters, fp32 bytes."""
+    groups = {"DCT convs": [0, 0], "channel-DCT 1x1": [0, 0], "plain 1x1": [0, 0], "BN+FC+other": [0, 0]}
+    for module in model.modules():
+        if isinstance(module, DCTConv2d):
+            g, n = "DCT convs", module.plain_numel()
+        elif isinstance(module, ChannelDCTConv1x1):
+            g, n = "channel-DCT 1x1", module.plain_numel()
+        elif isinstance(module, nn.Conv2d):
+            g, n = "plain 1x1", sum(p.numel() for p in module.parameters(recurse=False))
+        else:
+            n = sum(p.numel() for p in module.parameters(recurse=False))
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n += module.running_mean.numel() + module.running_var.numel()
+            if n == 0:
+                continue
+            g = "BN+FC+other"
+        groups[g][0] += 1
+        groups[g][1] += n
+    rows = [{"group": g, "layers": c, "parameters": n, "fp32_bytes": 4 * n} for g, (c, n) in groups.items() if c]
+    rows.append({"group": "total", "layers": sum(r["layers"] for r in rows),
+                 "parameters": sum(r["parameters"] for r in rows), "fp32_bytes": sum(r["fp32_bytes"] for r in rows)})
+    return rows

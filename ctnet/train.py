@@ -1,0 +1,378 @@
+"""Training: plain baselines and CTNet under the rate proxy, with per-epoch size estimates,
+Pareto checkpoints, resume and DistributedDataParallel."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from .data import augment, batches, label_map, load_split, normalize
+from .evaluate import device_label, evaluate, resolve_device
+from .export import estimate_bytes, nonzero_coefficients
+from .layers import configure_export_training
+from .models import ARCHITECTURES, ModelSpec, fp32_bytes, plain_model, replace_with_dct_convs
+from .rate import RATE_GRIDS, l2_penalty, rate_proxy, rate_weight_at
+
+LOG_NAME = "train_log.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+MIN_PARETO_RATIO = 5
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why (nothing good was overwritten)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    output_dir: str = "runs/ctnet"
+    arch: str = "resnet18"
+    plain: bool = False
+    plain_1x1: bool = False
+    num_classes: int | None = None
+    epochs: int = 256
+    pretrained: bool = False
+    init_from: str | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+    lambda_rate: float = 1e-5
+    qstep: float = 0.1
+    rate_grid: str = "qstep"
+    lambda_alpha: float = 1.0
+    steepness: float = 10.0
+    train_noise: bool = True
+    dct_dropout: float = 0.05
+    dct_block_size: int = 16
+    pixel_bit_depth: int = 0
+    rate_warmup_epochs: float = 5.0
+    cache_dataset: bool = False
+    resume: str | None = None
+    evaluate_only: bool = False
+    image_size: int = 128
+    device: str = "auto"
+    amp: bool = False
+    limit_train: int | None = None
+    limit_val: int | None = None
+    seed: int = 0
+    workers: int = min(4, os.cpu_count() or 1)
+    checkpoint_every: int = 1
+
+    def validate(self) -> None:
+        def check(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+        check(self.arch in ARCHITECTURES, f"--arch must be one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
+        check(self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}")
+        check(self.optimizer in ("adamw", "sgd"), f"--optimizer must be adamw or sgd, got {self.optimizer!r}")
+        check(0 < self.lr <= 10, f"--lr must be in (0, 10], got {self.lr}")
+        check(0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}")
+        check(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
+        check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(self.warmup_epochs >= 0, f"--warmup-epochs must be ≥ 0, got {self.warmup_epochs}")
+        check(self.lambda_rate >= 0, f"--lambda-rate must be ≥ 0, got {self.lambda_rate}")
+        check(self.qstep > 0, f"--qstep must be > 0, got {self.qstep}")
+        check(self.rate_grid in RATE_GRIDS, f"--rate-grid must be one of {RATE_GRIDS}, got {self.rate_grid!r}")
+        check(self.lambda_alpha >= 0, f"--lambda-alpha must be ≥ 0, got {self.lambda_alpha}")
+        check(self.steepness > 0, f"--steepness must be > 0, got {self.steepness}")
+        check(0 <= self.dct_dropout < 1, f"--dct-dropout must be in [0, 1), got {self.dct_dropout}")
+        check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= 512,
+              f"--dct-block-size must be 0 (full) or in [2, 512], got {self.dct_block_size}")
+        check(self.pixel_bit_depth in (0, 8, 10, 12), f"--pixel-bit-depth must be 0, 8, 10 or 12, got {self.pixel_bit_depth}")
+        check(self.rate_warmup_epochs >= 0, f"--rate-warmup-epochs must be ≥ 0, got {self.rate_warmup_epochs}")
+        check(16 <= self.image_size <= 1024, f"--image-size must be in [16, 1024], got {self.image_size}")
+        check(self.limit_train is None or self.limit_train >= 1, "--limit-train must be ≥ 1")
+        check(self.limit_val is None or self.limit_val >= 1, "--limit-val must be ≥ 1")
+        check(self.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1")
+        check(self.num_classes in (None, 10, 1000), f"--num-classes must be 10 or 1000 for ImageNette, got {self.num_classes}")
+        check(not (self.pretrained and self.init_from), "--pretrained and --init-from are exclusive")
+        check(not (self.plain and self.pixel_bit_depth), "--pixel-bit-depth needs a CTNet model (drop --plain)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- distributed helpers --------------------------------------------------------------
+
+def _dist_setup(device_name: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device_name)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+# --- model construction ------------------------------------------------------------------
+
+def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
+    """The starting model: resume > init-from > pretrained > random init."""
+    if config.init_from:
+        source = ckpt_io.read_checkpoint(config.init_from)
+        spec = source.spec
+        if spec.arch != config.arch:
+            raise TrainingError(f"--init-from {config.init_from} is a {spec.arch}, but --arch is {config.arch}")
+        if config.num_classes not in (None, spec.num_classes):
+            raise TrainingError(f"--init-from has {spec.num_classes} classes, --num-classes says {config.num_classes}")
+        if spec.ctnet and config.plain:
+            raise TrainingError("--plain cannot start from a CTNet checkpoint")
+        if spec.ctnet and spec.dct_block_size != config.dct_block_size:
+            raise TrainingError(f"--init-from was trained with DCT block size {spec.dct_block_size}, "
+                                f"--dct-block-size is {config.dct_block_size}")
+        model = ckpt_io.model_from_checkpoint(source)
+    elif config.pretrained:
+        model = plain_model(config.arch, num_classes=config.num_classes or 1000, pretrained=True)
+    else:
+        model = plain_model(config.arch, num_classes=config.num_classes or 10)
+    num_classes = model.fc.out_features
+    if not config.plain and not any(hasattr(m, "weight_dct") for m in model.modules()):
+        replace_with_dct_convs(model, block_size=config.dct_block_size, plain_1x1=config.plain_1x1, verify=True)
+    spec = ModelSpec(config.arch, num_classes, not config.plain, config.dct_block_size, config.plain_1x1)
+    return model, spec
+
+
+def _param_groups(model: nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.dim() > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+class ParetoTracker:
+    """Which epoch holds each role: ``best`` (top-1), ``smallest`` (estimated bytes) and
+    ``best_{N}x``, the most accurate epoch whose ratio is at least N (N ≥ 5)."""
+
+    def __init__(self, state: dict | None = None):
+        self.roles: dict[str, dict] = dict(state or {})
+
+    def update(self, row: dict) -> list[str]:
+        won = []
+        candidates = {"best": ("acc1", True), "smallest": ("est_bytes_export", False)}
+        for role, (key, higher) in candidates.items():
+            cur = self.roles.get(role)
+            if cur is None or (row[key] > cur[key] if higher else row[key] < cur[key]):
+                won.append(role)
+        for n in range(MIN_PARETO_RATIO, int(row["ratio"]) + 1):
+            cur = self.roles.get(f"best_{n}x")
+            if cur is None or row["acc1"] > cur["acc1"]:
+                won.append(f"best_{n}x")
+        for role in won:
+            self.roles[role] = {"epoch": row["epoch"], "acc1": row["acc1"], "est_bytes_export": row["est_bytes_export"]}
+        return won
+
+
+def _link_roles(source: Path, roles: list[str], folder: Path) -> None:
+    """Point every role file at one written checkpoint (hard links: one copy on disk)."""
+    for role in roles:
+        target = folder / f"{role}.safetensors"
+        tmp = folder / f".{role}.link.tmp"
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def _metrics_row(model: nn.Module, config: TrainConfig, epoch: int, acc: dict, loss: float, rate: float,
+                 lr: float, seconds: float) -> dict:
+    sizes = {str(b): estimate_bytes(model, b) for b in (8, 10, 12)}
+    export_bits = str(config.pixel_bit_depth or 8)
+    fp32 = fp32_bytes(model)
+    return {"epoch": epoch, "acc1": round(acc["acc1"], 4), "acc5": round(acc["acc5"], 4), "loss": loss,
+            "rate": rate, "est_bytes": sizes, "est_bytes_export": sizes[export_bits], "export_bits": int(export_bits),
+            "fp32_bytes": fp32, "ratio": fp32 / sizes[export_bits],
+            "nonzero": nonzero_coefficients(model, config.qstep), "lr": lr, "seconds": round(seconds, 3)}
+
+
+def _read_log(path: Path, up_to_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= up_to_epoch]
+
+
+def fit(config: TrainConfig, *, log=print) -> dict:
+    """Train (or, with ``evaluate_only``, evaluate) as configured. Returns the last log row
+    (or the evaluation result)."""
+    resume_ckpt = None
+    if config.resume:
+        resume_ckpt = ckpt_io.read_checkpoint(config.resume)
+        if "train_config" not in resume_ckpt.meta or "optimizer" not in resume_ckpt.meta:
+            raise TrainingError(f"{config.resume} is not a 'last' training checkpoint (no optimizer state)")
+        saved = dict(resume_ckpt.meta["train_config"])
+        # the math comes from the checkpoint; where the data is and how to run may change
+        for key in ("data", "output_dir", "device", "workers", "cache_dataset", "epochs", "evaluate_only"):
+            saved[key] = getattr(config, key)
+        saved["resume"] = config.resume
+        config = TrainConfig(**saved)
+    config.validate()
+
+    rank, world, device = _dist_setup(config.device)
+    torch.manual_seed(config.seed + rank)
+    is_main = rank == 0
+    out = Path(config.output_dir)
+    if resume_ckpt is not None:
+        model = ckpt_io.model_from_checkpoint(resume_ckpt)
+        spec = resume_ckpt.spec
+    else:
+        model, spec = _build(config)
+    if spec.ctnet:
+        configure_export_training(model, noise_q=config.qstep if config.train_noise else 0.0,
+                                  dct_dropout=config.dct_dropout, pixel_bit_depth=config.pixel_bit_depth)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    labels = label_map(spec.num_classes)
+
+    progress = None
+    val = load_split(config.data, "val", num_classes=spec.num_classes, size=config.image_size,
+                     limit=config.limit_val, cache=config.cache_dataset, device=device)
+    if config.evaluate_only:
+        result = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world)
+        return {**result, "checkpoint": config.resume or config.init_from, "arch": spec.arch}
+    train = load_split(config.data, "train", num_classes=spec.num_classes, size=config.image_size,
+                       limit=config.limit_train, cache=config.cache_dataset, device=device, progress=progress)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = _optimizer(model, config)
+    per_rank_batch = max(1, config.batch_size // world)
+    steps_per_epoch = max(1, len(train) // world // per_rank_batch)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+
+    start_epoch, tracker, history, last_step = 1, ParetoTracker(), [], -1
+    if resume_ckpt is not None:
+        optimizer.load_state_dict(ckpt_io.optimizer_state(resume_ckpt))
+        state = resume_ckpt.meta["resume_state"]
+        start_epoch = state["epoch"] + 1
+        last_step = state["scheduler_step"] - 1  # the scheduler steps once on construction
+        tracker = ParetoTracker(state["pareto"])
+        history = _read_log(out / LOG_NAME, state["epoch"])
+        if "torch_rng" in resume_ckpt.extra:
+            torch.set_rng_state(resume_ckpt.extra["torch_rng"])
+        if is_main:
+            log(f"resumed from {config.resume} at epoch {state['epoch']}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup_steps),
+                                                  last_epoch=last_step)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        ckpt_io.atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+
+    base_meta = {"model": spec.to_dict(), "label_map": labels, "image_size": config.image_size,
+                 "pixel_bit_depth": config.pixel_bit_depth, "train_config": config.to_dict()}
+    gen = torch.Generator(device=device)
+    row = history[-1] if history else None
+    for epoch in range(start_epoch, config.epochs + 1):
+        t0 = time.time()
+        model.train()
+        gen.manual_seed(config.seed * 1_000_003 + epoch * 101 + rank)
+        loss_sum = torch.zeros((), device=device)
+        rate_sum = torch.zeros((), device=device)
+        bar = tqdm(batches(train, per_rank_batch, shuffle=True, seed=config.seed, epoch=epoch, rank=rank,
+                           world=world, workers=config.workers, device=device,
+                           drop_last=len(train) // world >= per_rank_batch),
+                   total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", disable=None if is_main else True,
+                   leave=False, mininterval=1.0)
+        for step, (images, targets) in enumerate(bar):
+            x = augment(normalize(images), gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                logits = ddp_model(x)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+            lam = rate_weight_at(epoch - 1 + step / steps_per_epoch, config.lambda_rate, config.rate_warmup_epochs)
+            if spec.ctnet and config.lambda_rate > 0:
+                rate = rate_proxy(model, qstep=config.qstep, steepness=config.steepness, grid=config.rate_grid,
+                                  bits=config.pixel_bit_depth or 8)["total"]
+                loss_total = loss + lam * (rate + config.lambda_alpha * l2_penalty(model))
+                rate_sum += rate.detach()
+            else:
+                loss_total = loss
+            optimizer.zero_grad(set_to_none=True)
+            loss_total.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss_total.detach()
+            if is_main and step % 20 == 0:
+                bar.set_postfix(loss=f"{float(loss_total.detach()):.3f}")
+        bar.close()
+        mean_loss = float(loss_sum) / steps_per_epoch
+        if not math.isfinite(mean_loss):
+            raise TrainingError(f"loss became {mean_loss} in epoch {epoch}; stopped. The last good "
+                                f"checkpoint is {out / CHECKPOINT_DIR / 'last.safetensors'} (lower --lr or --lambda-rate)")
+        acc = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world)
+        if is_main:
+            row = _metrics_row(model, config, epoch, acc, mean_loss, float(rate_sum) / steps_per_epoch,
+                               scheduler.get_last_lr()[0], time.time() - t0)
+            history.append(row)
+            ckpt_io.atomic_write_text(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in history))
+            roles = tracker.update(row)
+            folder = out / CHECKPOINT_DIR
+            meta = {**base_meta, "epoch": epoch, "metrics": row}
+            if roles:
+                tmp = folder / ".epoch.tmp.safetensors"
+                ckpt_io.save_checkpoint(tmp, model, meta)
+                _link_roles(tmp, roles, folder)
+                tmp.unlink()
+            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                resume_state = {"epoch": epoch, "scheduler_step": scheduler.last_epoch, "pareto": tracker.roles}
+                ckpt_io.save_checkpoint(folder / "last.safetensors", model, {**meta, "resume_state": resume_state},
+                                        optimizer=optimizer, extra={"torch_rng": torch.get_rng_state()})
+            log(f"epoch {epoch}: top-1 {row['acc1']:.2f} top-5 {row['acc5']:.2f} loss {mean_loss:.4f} "
+                f"est {row['est_bytes_export'] / 1e6:.3f} MB ({row['ratio']:.1f}x) nonzero {row['nonzero']} "
+                f"{row['seconds']:.1f}s on {device_label(device)}")
+        _barrier(world)
+    if world > 1:
+        dist.destroy_process_group()
+    return row

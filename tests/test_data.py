@@ -1,0 +1,84 @@
+import tarfile
+
+import pytest
+import torch
+
+from ctnet.cli import main
+from ctnet.data import (DatasetError, balanced_subset, download_imagenette, label_map, list_images, load_split,
+                        split_dir)
+
+
+def test_label_maps():
+    ten = label_map(10)
+    assert list(ten.values()) == list(range(10))
+    imagenet = label_map(1000)
+    assert imagenet["n01440764"] == 0 and imagenet["n02102040"] == 217 and imagenet["n03888257"] == 701
+    assert sorted(imagenet.values()) == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+    with pytest.raises(DatasetError):
+        label_map(7)
+
+
+def test_split_uses_imagenet_indices_for_1000_classes(tiny_imagenette):
+    split = load_split(tiny_imagenette, "val", num_classes=1000, size=32)
+    assert sorted(set(split.labels.tolist())) == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+    cached = load_split(tiny_imagenette, "val", num_classes=10, size=32, cache=True)
+    assert cached.images.shape == (20, 3, 32, 32) and cached.images.dtype == torch.uint8
+    assert sorted(set(cached.labels.tolist())) == list(range(10))
+
+
+def test_balanced_subset_takes_every_class():
+    labels = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    idx = balanced_subset(labels, 6)
+    assert sorted(labels[idx].tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_bad_dataset_folders(tmp_path, tiny_imagenette):
+    with pytest.raises(DatasetError, match="does not exist"):
+        split_dir(tmp_path / "missing", "val")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no 'val' folder"):
+        split_dir(tmp_path / "empty", "val")
+    odd = tmp_path / "odd" / "val" / "n99999999"
+    odd.mkdir(parents=True)
+    with pytest.raises(DatasetError, match="unknown class folder"):
+        list_images(odd.parent, label_map(10))
+    hollow = tmp_path / "hollow" / "val" / "n01440764"
+    hollow.mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no images"):
+        list_images(hollow.parent, label_map(10))
+
+
+def test_cli_reports_missing_dataset(tmp_path, shared_resnet18, capsys):
+    assert main(["eval", str(shared_resnet18), "--data", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _archive(tmp_path, tiny_imagenette, top="imagenette2-160"):
+    path = tmp_path / "imagenette2-160.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tiny_imagenette, arcname=top)
+    return path
+
+
+def test_download_from_local_archive(tmp_path, tiny_imagenette):
+    archive = _archive(tmp_path, tiny_imagenette)
+    dest = tmp_path / "data"
+    assert main(["download", "imagenette", str(dest), "--variant", "160", "--url", archive.as_uri()]) == 0
+    root = dest / "imagenette2-160"
+    assert len(list((root / "val").rglob("*.webp"))) == 20
+    assert [p.name for p in dest.iterdir()] == ["imagenette2-160"]  # no temporary leftovers
+
+
+def test_download_rejects_bad_archives(tmp_path, tiny_imagenette):
+    bad = tmp_path / "bad.tgz"
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(DatasetError, match="not a valid"):
+        download_imagenette("160", tmp_path / "d1", url=bad.as_uri())
+    evil = tmp_path / "evil.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tiny_imagenette / "val", arcname="../escaped")
+    with pytest.raises(DatasetError):
+        download_imagenette("160", tmp_path / "d2", url=evil.as_uri())
+    assert not (tmp_path / "escaped").exists()
+    with pytest.raises(DatasetError, match="could not download"):
+        download_imagenette("160", tmp_path / "d3", url=(tmp_path / "absent.tgz").as_uri())

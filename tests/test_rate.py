@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ctnet.layers import DCTConv2d
+from ctnet.quant import export_step
+from ctnet.rate import l2_penalty, layer_rate, rate_proxy, rate_weight_at
+
+
+def hand_rate(values, q, s, weights):
+    total = 0.0
+    for v, w in zip(values, weights):
+        level = abs(v) / q
+        sig = 1 / (1 + math.exp(-s * (level - 0.5)))
+        total += sig * (1 + math.log2(1 + level)) * w
+    return total
+
+
+def test_rate_matches_hand_computation():
+    values = [0.0, 0.05, -0.1, 0.3]
+    weights = [1.0, 2.0, 3.0, 4.0]
+    c = torch.tensor(values, dtype=torch.float64)
+    got = layer_rate(c, torch.tensor(weights, dtype=torch.float64), 0.1, 10.0)
+    # c=0: σ=sigmoid(-5)=0.006693, cost 1 → 0.006693; c=0.05: σ=0.5, cost 1+log2(1.5) → ×2
+    assert got.item() == pytest.approx(hand_rate(values, 0.1, 10.0, weights), rel=1e-12)
+    assert hand_rate([0.0], 0.1, 10.0, [1]) == pytest.approx(0.0066928509, rel=1e-6)
+    assert hand_rate([0.05], 0.1, 10.0, [2]) == pytest.approx(2 * 0.5 * (1 + math.log2(1.5)), rel=1e-12)
+
+
+def test_rate_gradient_matches_analytic_derivative():
+    q, s, w = 0.1, 10.0, 3.0
+    c = torch.tensor([0.07], dtype=torch.float64, requires_grad=True)
+    layer_rate(c, torch.tensor([w], dtype=torch.float64), q, s).backward()
+    level = 0.7
+    sig = 1 / (1 + math.exp(-s * (level - 0.5)))
+    d_sig = s * sig * (1 - sig) / q
+    d_cost = 1 / ((1 + level) * math.log(2) * q)
+    expected = w * (d_sig * (1 + math.log2(1 + level)) + sig * d_cost)
+    assert c.grad.item() == pytest.approx(expected, rel=1e-10)
+    c2 = torch.tensor([-0.07], dtype=torch.float64, requires_grad=True)
+    layer_rate(c2, torch.tensor([w], dtype=torch.float64), q, s).backward()
+    assert c2.grad.item() == pytest.approx(-expected, rel=1e-10)  # |c| is symmetric
+
+
+def test_rate_proxy_uses_scan_weights_per_layer():
+    net = nn.Sequential(DCTConv2d.from_conv(nn.Conv2d(2, 2, 3)))
+    with torch.no_grad():
+        net[0].weight_dct.zero_()
+        net[0].weight_dct[0, 0, 2, 2] = 1.0  # last position of the scan: weight 9
+    r = rate_proxy(net, qstep=0.1, steepness=10.0)
+    zero_cost = 1 / (1 + math.exp(5))
+    expected = hand_rate([1.0], 0.1, 10.0, [9.0]) + zero_cost * (net[0].rate_weight.sum().item() * 4 - 9.0)
+    assert r["total"].item() == pytest.approx(expected, rel=1e-5)
+    assert list(r["per_layer"]) == ["0"]
+
+
+def test_export_grid_measures_levels_in_tile_steps():
+    c = torch.zeros(4, 4, 3, 3)
+    c[0, 0, 0, 0] = 2.55  # one tile, range [0, 2.55] → step 0.01 at 8 bit
+    step = export_step(c, 8)
+    assert torch.allclose(step, torch.full_like(c, 0.01))
+    net = nn.Sequential(DCTConv2d.from_conv(nn.Conv2d(4, 4, 3)))
+    with torch.no_grad():
+        net[0].weight_dct.copy_(c)
+    r_export = rate_proxy(net, grid="export", bits=8)["total"]
+    r_fixed = rate_proxy(net, qstep=0.01)["total"]
+    assert r_export.item() == pytest.approx(r_fixed.item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        rate_proxy(net, grid="nope")
+
+
+def test_l2_and_warmup():
+    net = nn.Sequential(DCTConv2d.from_conv(nn.Conv2d(1, 1, 3)))
+    with torch.no_grad():
+        net[0].weight_dct.fill_(2.0)
+    assert l2_penalty(net).item() == pytest.approx(9 * 4.0)
+    assert rate_weight_at(0.0, 1e-5, 5) == 0.0
+    assert rate_weight_at(2.5, 1e-5, 5) == pytest.approx(5e-6)
+    assert rate_weight_at(7.0, 1e-5, 5) == 1e-5
+    assert rate_weight_at(0.0, 1e-5, 0) == 1e-5

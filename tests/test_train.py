@@ -1,0 +1,131 @@
+"""Training: log/checkpoint contract, Pareto roles, resume after a kill, NaN stop, DDP, bad flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ctnet.checkpoint import read_checkpoint
+from ctnet.cli import main
+from ctnet.train import ParetoTracker, TrainConfig, fit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--image-size", "32", "--batch-size", "10", "--cache-dataset", "--workers", "0", "--device", "cpu"]
+LOG_KEYS = {"epoch", "acc1", "acc5", "loss", "rate", "est_bytes", "fp32_bytes", "ratio", "nonzero", "lr", "seconds"}
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_ctnet_training_writes_log_and_checkpoints(tiny_imagenette, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "2", "--pixel-bit-depth", "8",
+                 "--lambda-rate", "1e-5", "--lambda-alpha", "0.5", "--seed", "1", *TINY]) == 0
+    rows = _log(run)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert LOG_KEYS <= set(rows[0]) and set(rows[0]["est_bytes"]) == {"8", "10", "12"}
+    assert rows[0]["fp32_bytes"] == 44_764_968 and rows[0]["rate"] > 0
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["fp32_bytes"] / rows[0]["est_bytes"]["8"])
+    names = {p.name for p in (run / "checkpoints").iterdir()}
+    assert {"last.safetensors", "best.safetensors", "smallest.safetensors"} <= names
+    meta = read_checkpoint(run / "checkpoints" / "best.safetensors").meta
+    assert meta["model"]["ctnet"] and meta["model"]["dct_block_size"] == 16
+    assert meta["label_map"]["n03888257"] == 9 and meta["image_size"] == 32 and meta["pixel_bit_depth"] == 8
+    assert meta["train_config"]["lambda_rate"] == 1e-5 and "metrics" in meta
+
+
+def test_pareto_tracker_keeps_most_accurate_per_ratio():
+    t = ParetoTracker()
+    row = lambda e, acc, ratio: {"epoch": e, "acc1": acc, "ratio": ratio, "est_bytes_export": 1000 / ratio}
+    assert set(t.update(row(1, 80.0, 6.5))) == {"best", "smallest", "best_5x", "best_6x"}
+    assert set(t.update(row(2, 70.0, 8.2))) == {"smallest", "best_7x", "best_8x"}
+    assert set(t.update(row(3, 85.0, 7.1))) == {"best", "best_5x", "best_6x", "best_7x"}
+    assert t.roles["best_8x"]["epoch"] == 2 and t.roles["best_7x"]["epoch"] == 3
+    assert t.update(row(4, 10.0, 4.0)) == []
+
+
+def test_init_from_plain_checkpoint_converts_with_forward_dct(tiny_imagenette, shared_resnet18, tmp_path):
+    run = tmp_path / "run"
+    result = fit(TrainConfig(data=str(tiny_imagenette), output_dir=str(run), init_from=str(shared_resnet18),
+                             evaluate_only=True, image_size=64, workers=0, device="cpu"), log=lambda *_: None)
+    assert result["images"] == 20 and result["acc1"] >= 50  # a trained network, not a re-initialised one
+
+
+def test_resume_after_kill(tiny_imagenette, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "ctnet", "train", str(tiny_imagenette), "--output-dir", str(run),
+            "--epochs", "4", "--lambda-rate", "1e-5", *TINY]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run / "train_log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 1
+                                          and (run / "checkpoints" / "last.safetensors").exists()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [r["epoch"] for r in _log(run)]
+    assert done and done[-1] < 4, "the run finished before it could be killed"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "4", *TINY,
+                 "--resume", str(run / "checkpoints" / "last.safetensors")]) == 0
+    epochs = [r["epoch"] for r in _log(run)]
+    assert epochs == [1, 2, 3, 4]
+    last = read_checkpoint(run / "checkpoints" / "last.safetensors").meta
+    assert last["resume_state"]["epoch"] == 4
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_imagenette, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "1", *TINY]) == 0
+    last = run / "checkpoints" / "last.safetensors"
+    before = last.read_bytes()
+    import ctnet.train as train_mod
+    monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "3", *TINY,
+                 "--resume", str(last)]) == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert last.read_bytes() == before
+    assert [r["epoch"] for r in _log(run)] == [1]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--lr", "-1"], "--lr"),
+    (["--dct-dropout", "1.5"], "--dct-dropout"),
+    (["--qstep", "0"], "--qstep"),
+    (["--num-classes", "7"], "--num-classes"),
+    (["--plain", "--pixel-bit-depth", "8"], "--pixel-bit-depth"),
+])
+def test_out_of_range_flags(tiny_imagenette, tmp_path, flags, message, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not run.exists()
+
+
+def test_init_from_mismatches_are_refused(tiny_imagenette, shared_resnet18, tmp_path, capsys):
+    args = ["train", str(tiny_imagenette), "--output-dir", str(tmp_path / "r"), *TINY]
+    assert main([*args, "--arch", "resnet50", "--init-from", str(shared_resnet18)]) == 2
+    assert "is a resnet18" in capsys.readouterr().err
+    run = tmp_path / "ct"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "1", *TINY]) == 0
+    assert main([*args, "--init-from", str(run / "checkpoints" / "best.safetensors"), "--dct-block-size", "8"]) == 2
+    assert "block size 16" in capsys.readouterr().err
+
+
+def test_ddp_two_cpu_processes(tiny_imagenette, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "ctnet", "train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "1",
+                           "--lambda-rate", "1e-5", *TINY], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _log(run)
+    assert [r["epoch"] for r in rows] == [1]
+    assert rows[0]["acc1"] >= 0 and (run / "checkpoints" / "last.safetensors").exists()
