@@ -69,7 +69,7 @@ class DCTConv2d(_CachedWeight, nn.Module):
     coefficient_noise = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = False):
+                 dilation=1, groups: int = 1, bias: bool = False, init: bool = True):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         if kh * kw <= 1:
@@ -82,13 +82,16 @@ class DCTConv2d(_CachedWeight, nn.Module):
         self.register_buffer("c_h", dct.dct_matrix(kh), persistent=False)
         self.register_buffer("c_w", dct.dct_matrix(kw), persistent=False)
         self.register_buffer("rate_weight", dct.zigzag_weights(kh, kw), persistent=False)
-        nn.init.kaiming_normal_(self.weight_dct, mode="fan_out", nonlinearity="relu")
+        if init:  # skipped when weights are about to be loaded
+            nn.init.kaiming_normal_(self.weight_dct, mode="fan_out", nonlinearity="relu")
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "DCTConv2d":
+    def from_conv(cls, conv: nn.Conv2d, copy_weights: bool = True) -> "DCTConv2d":
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None, init=False)
         layer.to(conv.weight.device)
+        if not copy_weights:
+            return layer
         with torch.no_grad():
             w = conv.weight.double()
             coeffs = dct.dct2(w, layer.c_h.double(), layer.c_w.double())
@@ -149,11 +152,13 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
         self.register_buffer("rate_weight", radial, persistent=False)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, block_size: int = 16) -> "ChannelDCTConv1x1":
+    def from_conv(cls, conv: nn.Conv2d, block_size: int = 16, copy_weights: bool = True) -> "ChannelDCTConv1x1":
         if conv.kernel_size != (1, 1) or conv.groups != 1:
             raise ValueError("ChannelDCTConv1x1 converts ungrouped 1×1 convolutions only")
         layer = cls(conv.in_channels, conv.out_channels, conv.stride, block_size, conv.bias is not None)
         layer.to(conv.weight.device)
+        if not copy_weights:
+            return layer
         with torch.no_grad():
             m = torch.zeros(layer.weight_dct.shape, dtype=torch.float64, device=conv.weight.device)
             m[: conv.out_channels, : conv.in_channels] = conv.weight[:, :, 0, 0].double()

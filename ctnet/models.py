@@ -48,23 +48,25 @@ def plain_model(arch: str, *, num_classes: int = 10, pretrained: bool = False) -
     return ARCHITECTURES[arch](num_classes=num_classes)
 
 
-def _converted(module: nn.Module, block_size: int, plain_1x1: bool) -> nn.Module | None:
+def _converted(module: nn.Module, block_size: int, plain_1x1: bool, copy_weights: bool) -> nn.Module | None:
     if isinstance(module, nn.Conv2d) and not isinstance(module, QuantConv2d):
         if module.kernel_size[0] * module.kernel_size[1] > 1:
-            return DCTConv2d.from_conv(module)
+            return DCTConv2d.from_conv(module, copy_weights)
         if plain_1x1 or module.groups != 1:
             return QuantConv2d.from_conv(module)
-        return ChannelDCTConv1x1.from_conv(module, block_size)
+        return ChannelDCTConv1x1.from_conv(module, block_size, copy_weights)
     if isinstance(module, nn.Linear) and not isinstance(module, QuantLinear):
         return QuantLinear.from_linear(module)
     return None
 
 
 def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1: bool = False,
-                           verify: bool = True, tolerance: float = CONVERSION_TOLERANCE) -> nn.Module:
+                           verify: bool = True, tolerance: float = CONVERSION_TOLERANCE,
+                           copy_weights: bool = True) -> nn.Module:
     """Convert a trained network in place: k×k convs → DCTConv2d, 1×1 → ChannelDCTConv1x1
     (or plain with ``plain_1x1``), the head → QuantLinear. Coefficients are the forward DCT of
-    the existing weights. With ``verify`` the outputs of both models on a random batch must
+    the existing weights (``copy_weights=False``: left uninitialised, for weights about to be
+    loaded). With ``verify`` the outputs of both models on a random batch must
     agree: max abs error < ``tolerance`` × max(1, max |output|), computed in float64 so only
     the conversion is judged (float32 coefficients carry ~1e-7 relative rounding, which an
     untrained ResNet-50 with logits of ~30 amplifies past an absolute 1e-5)."""
@@ -72,7 +74,7 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
 
     def swap(parent: nn.Module):
         for name, child in parent.named_children():
-            new = _converted(child, block_size, plain_1x1)
+            new = _converted(child, block_size, plain_1x1, copy_weights)
             if new is not None:
                 setattr(parent, name, new)
             else:
@@ -128,23 +130,30 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """An untrained network of the given description (weights to be loaded)."""
+    """A network of the given description with UNINITIALISED weights, to be loaded (decoding
+    must not spend time initialising and transforming weights it then replaces)."""
     spec.validate()
-    model = plain_model(spec.arch, num_classes=spec.num_classes)
+    with torch.device("meta"):
+        model = plain_model(spec.arch, num_classes=spec.num_classes)
+    model = model.to_empty(device="cpu")
     if spec.ctnet:
-        replace_with_dct_convs(model, block_size=spec.dct_block_size, plain_1x1=spec.plain_1x1, verify=False)
+        replace_with_dct_convs(model, block_size=spec.dct_block_size, plain_1x1=spec.plain_1x1, verify=False,
+                               copy_weights=False)
     return model
 
 
 def ctnet18(*, num_classes: int = 10, dct_block_size: int = 16) -> nn.Module:
-    """CTNet-18: ResNet-18 with 17 DCTConv2d, 3 channel-DCT 1×1 (downsample), BN and FC."""
-    return build_model(ModelSpec("resnet18", num_classes, True, dct_block_size))
+    """CTNet-18 (randomly initialised): ResNet-18 with 17 DCTConv2d, 3 channel-DCT 1×1
+    (downsample), BN and FC."""
+    model = plain_model("resnet18", num_classes=num_classes)
+    return replace_with_dct_convs(model, block_size=dct_block_size, verify=False)
 
 
 def ctnet50(*, num_classes: int = 10, dct_block_size: int = 16, plain_1x1: bool = False) -> nn.Module:
-    """CTNet-50: ResNet-50 with its 3×3 convs and conv1 as DCTConv2d and its 36 1×1 convs as
-    channel-DCT (or plain with ``plain_1x1``)."""
-    return build_model(ModelSpec("resnet50", num_classes, True, dct_block_size, plain_1x1))
+    """CTNet-50 (randomly initialised): ResNet-50 with its 3×3 convs and conv1 as DCTConv2d
+    and its 36 1×1 convs as channel-DCT (or plain with ``plain_1x1``)."""
+    model = plain_model("resnet50", num_classes=num_classes)
+    return replace_with_dct_convs(model, block_size=dct_block_size, plain_1x1=plain_1x1, verify=False)
 
 
 def fp32_bytes(model: nn.Module) -> int:

@@ -148,9 +148,12 @@ def dequantize_image(pixels: torch.Tensor, scale: torch.Tensor, zero_point: torc
 def fake_quantize(t: torch.Tensor, bits: int, tile: int = TILE) -> torch.Tensor:
     """Straight-through export simulation: the forward value is exactly what an N-bit bundle
     decodes to (without dither); the gradient passes through unchanged. Works in the
-    tensor's own layout (same tiles as its image) so no copies are made."""
-    pixels, scale, zero_point, ids = _quantize(t, bits, tile)
-    decoded = (pixels - zero_point[ids]).to(torch.float32) * scale[ids]
+    tensor's own layout (same tiles as its image) and in float32 throughout: integer levels
+    below 2^24 are exact there, so this equals ``dequantize_image(quantize_image(...))``."""
+    scale, zero_point, ids = _tile_params_flat(t, bits, tile)
+    step, zero = scale[ids], zero_point.to(torch.float32)[ids]
+    levels = torch.clamp(torch.round(t.detach().float() / step) + zero, 0, 2**bits - 1) - zero
+    decoded = levels * step
     # decoded + (t − t) is exactly ``decoded`` in the forward pass; t + (decoded − t) is not.
     return decoded.to(t.dtype) + (t - t.detach())
 

@@ -1,0 +1,227 @@
+"""Codec figures, measured side by side in one run on this machine.
+
+    .venv/bin/python bench/codec.py [CKPT] --data ../shared/data/imagenette2-128 [--limit N]
+
+CKPT defaults to the shared plain ResNet-18, converted to CTNet-18 (forward DCT of its
+weights, verified) — the "smoke" CTNet-18 until trained ones exist. Prints, then writes as
+JSON with --json-out:
+
+* encode seconds at ultrafast / fast / medium and decode seconds (8-bit lossless bundle);
+* bytes and decoded top-1 of fp32, fp16 + zstd, per-tensor INT8 + zstd, NNCodec (when
+  ``import nncodec`` works; the smallest QP within 0.3 pt of fp32), CTNet H.265 8-bit
+  lossless, and a CRF sweep with the best CRF within 0.3 pt of lossless.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zstandard
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ctnet.checkpoint import load_model  # noqa: E402
+from ctnet.codec.bundle import EncodeSettings, encode_model, read_bundle, write_bundle  # noqa: E402
+from ctnet.data import load_split  # noqa: E402
+from ctnet.evaluate import evaluate  # noqa: E402
+from ctnet.export import bn_layers, video_tensors  # noqa: E402
+from ctnet.layers import DCT_LAYERS, configure_export_training  # noqa: E402
+from ctnet.models import fp32_bytes, replace_with_dct_convs  # noqa: E402
+
+DEFAULT_CKPT = REPO.parent / "shared" / "models" / "resnet18-imagenette128-scratch.pt"
+TOLERANCE = 0.3 + 1e-9  # ± 0.3 pt, inclusive (percentages are floats)
+
+
+def ctnet_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
+    """The model with its raw stored weights (export simulation off), so every method below
+    starts from the same floats."""
+    model, meta = load_model(path)
+    configure_export_training(model, pixel_bit_depth=0)
+    if meta["model"].get("ctnet", True):
+        return model, meta, f"CTNet checkpoint {path.parent.parent.name}/{path.name}"
+    model = replace_with_dct_convs(model, block_size=16).eval()
+    meta = {**meta, "model": {**meta["model"], "ctnet": True, "dct_block_size": 16}}
+    return model, meta, f"{path.name} converted to CTNet-18 (block 16)"
+
+
+def plain_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain torchvision network with the materialised weights (for NNCodec / INT8)."""
+    plain = copy.deepcopy(model)
+
+    def swap(parent):
+        for name, child in parent.named_children():
+            if isinstance(child, DCT_LAYERS):
+                setattr(parent, name, child.to_conv())
+            else:
+                swap(child)
+    swap(plain)
+    return plain.eval()
+
+
+def zstd(data: bytes) -> int:
+    return len(zstandard.ZstdCompressor(level=19).compress(data))
+
+
+def fp16_zstd(model) -> tuple[int, torch.nn.Module]:
+    m = copy.deepcopy(model)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        for name, t in m.state_dict().items():
+            if t.is_floating_point():
+                half = t.half()
+                buf.write(half.numpy().tobytes())
+                t.copy_(half.float())
+    return zstd(buf.getvalue()), m
+
+
+def int8_zstd(model) -> tuple[int, torch.nn.Module]:
+    """Symmetric per-tensor INT8 of every stored (video) tensor; BN float32; zstd over all."""
+    m = copy.deepcopy(model)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        for name, t in video_tensors(m).items():
+            scale = float(t.abs().max()) / 127 or 1.0
+            q = torch.round(t / scale).clamp(-127, 127).to(torch.int8)
+            buf.write(np.float32(scale).tobytes() + q.numpy().tobytes())
+            t.copy_(q.float() * scale)
+        for name, layer in bn_layers(m).items():
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                buf.write(getattr(layer, key).numpy().astype(np.float32).tobytes())
+    return zstd(buf.getvalue()), m
+
+
+def nncodec_rows(plain: torch.nn.Module, acc, fp32_acc: float, qps: list[int]) -> list[dict]:
+    try:
+        from nncodec import nnc
+    except Exception as exc:  # not installed or broken: say so, measure the rest
+        print(f"NNCodec not importable ({type(exc).__name__}: {exc}); skipped", flush=True)
+        return []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for qp in qps:
+            path = os.path.join(tmp, f"qp{qp}.nnc")
+            nnc.compress_model(copy.deepcopy(plain), bitstream_path=path, qp=qp, nonweight_qp=-75, use_dq=True,
+                               verbose=False)
+            rec = nnc.decompress(path, verbose=False)
+            m = copy.deepcopy(plain)
+            state = m.state_dict()
+            m.load_state_dict({k: torch.as_tensor(np.asarray(rec[k])).reshape(v.shape).to(v.dtype) if k in rec else v
+                               for k, v in state.items()})
+            rows.append({"method": f"NNCodec qp {qp}", "bytes": os.path.getsize(path), "acc1": acc(m), "qp": qp})
+            print(f"  NNCodec qp {qp}: {rows[-1]['bytes']:,} B, top-1 {rows[-1]['acc1']:.2f}", flush=True)
+    return rows
+
+
+def measure_timing(model, meta):
+    """Encode seconds of an 8-bit lossless bundle at ultrafast / fast / medium, and decode
+    seconds (best of 3) of the medium one from disk; returns the timings and that decode."""
+    timing = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in ("ultrafast", "fast", "medium"):
+            enc = encode_model(model, meta, EncodeSettings(bit_depth=8, crf=0, preset=preset))
+            timing[f"encode_{preset}_s"] = round(enc.seconds, 2)
+            timing[f"bytes_{preset}"] = enc.total_bytes
+            print(f"  encode {preset}: {enc.seconds:.2f} s, {enc.total_bytes:,} B", flush=True)
+        out = write_bundle(enc, Path(tmp) / "lossless8")
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            decoded = read_bundle(out)
+            times.append(time.perf_counter() - t0)
+        timing["decode_s"] = round(min(times), 3)
+    timing["load_average"] = round(os.getloadavg()[0], 1)
+    return timing, decoded
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CKPT))
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette2-128"))
+    p.add_argument("--limit", type=int, default=None, help="evaluate on N val images (class-balanced)")
+    p.add_argument("--crfs", type=int, nargs="+", default=[4, 8, 12, 16, 20, 24, 28])
+    p.add_argument("--bits", type=int, nargs="+", default=[8], help="bit depths of the CRF sweep")
+    p.add_argument("--sweep-preset", default="medium")
+    p.add_argument("--nncodec-qps", type=int, nargs="+", default=[-38, -32, -30, -29, -28, -27])
+    p.add_argument("--json-out", help="also write the results here")
+    p.add_argument("--timing-only", action="store_true", help="only the encode/decode seconds (no data needed)")
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+
+    model, meta, label = ctnet_model(Path(args.checkpoint))
+    if args.timing_only:
+        timing, _ = measure_timing(model, meta)
+        print(f"{label}; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}")
+        print("  ".join(f"{k} {v}" for k, v in timing.items()))
+        return 0
+    split = load_split(args.data, "val", num_classes=int(meta["model"]["num_classes"]),
+                       size=int(meta.get("image_size", 128)), limit=args.limit)
+
+    def acc(m) -> float:
+        return evaluate(m.eval(), split, device="cpu", workers=0)["acc1"]
+
+    print(f"model: {label}; {len(split)} val images; torch threads {torch.get_num_threads()}", flush=True)
+    fp32 = fp32_bytes(model)
+    rows = [{"method": "fp32", "bytes": fp32, "acc1": acc(model)}]
+    print(f"  fp32: {fp32:,} B, top-1 {rows[0]['acc1']:.2f}", flush=True)
+    trained_bits = int(meta.get("pixel_bit_depth", 0))
+    if trained_bits:  # what training evaluated: the N-bit export simulation on
+        simulated = configure_export_training(copy.deepcopy(model), pixel_bit_depth=trained_bits)
+        rows.append({"method": f"fp32 with the {trained_bits}-bit export simulation (as trained)", "bytes": fp32,
+                     "acc1": acc(simulated)})
+    b, m = fp16_zstd(model)
+    rows.append({"method": "fp16 + zstd-19", "bytes": b, "acc1": acc(m)})
+    b, m = int8_zstd(model)
+    rows.append({"method": "INT8 per-tensor + zstd-19", "bytes": b, "acc1": acc(m)})
+    print(f"  fp16/int8 done: {rows[-2]['bytes']:,} / {rows[-1]['bytes']:,}", flush=True)
+    nnc = nncodec_rows(plain_twin(model), acc, rows[0]["acc1"], args.nncodec_qps)
+    ok = [r for r in nnc if r["acc1"] >= rows[0]["acc1"] - TOLERANCE]
+    if nnc:
+        best = min(ok, key=lambda r: r["bytes"]) if ok else max(nnc, key=lambda r: r["acc1"])
+        rows.append({**best, "method": f"NNCodec 2.x qp {best['qp']} (smallest within {TOLERANCE:.1f} pt of fp32)"})
+
+    timing, (decoded, dmeta) = measure_timing(model, meta)
+    lossless = {"method": "CTNet H.265 8-bit lossless (medium)", "bytes": dmeta["bundle"]["total_bytes"],
+                "acc1": acc(decoded)}
+    print(f"  decode {timing['decode_s']} s; lossless top-1 {lossless['acc1']:.2f}", flush=True)
+
+    sweep = []
+    for bits in args.bits:
+        for crf in args.crfs:
+            enc = encode_model(model, meta, EncodeSettings(bit_depth=bits, crf=crf, preset=args.sweep_preset))
+            sweep.append({"bits": bits, "crf": crf, "bytes": enc.total_bytes, "acc1": acc(enc.model),
+                          "seconds": round(enc.seconds, 2)})
+            print(f"  {bits}-bit CRF {crf}: {sweep[-1]['bytes']:,} B, top-1 {sweep[-1]['acc1']:.2f}", flush=True)
+    rows.append(lossless)
+    good = [r for r in sweep if r["acc1"] >= lossless["acc1"] - TOLERANCE]
+    if good:
+        best = min(good, key=lambda r: r["bytes"])
+        rows.append({"method": f"CTNet H.265 {best['bits']}-bit CRF {best['crf']} ({args.sweep_preset}; best within "
+                               f"{TOLERANCE:.1f} pt of lossless)", "bytes": best["bytes"], "acc1": best["acc1"]})
+
+    print(f"\n{label}; top-1 on {len(split)} ImageNette val images; {os.cpu_count()} CPU cores")
+    print(f"| method | bytes | ratio vs fp32 | top-1 |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['method']} | {r['bytes']:,} | {fp32 / r['bytes']:.1f}x | {r['acc1']:.2f} % |")
+    print("\n| bits | CRF | bytes | ratio | top-1 | encode s |\n|---:|---:|---:|---:|---:|---:|")
+    for r in sweep:
+        print(f"| {r['bits']} | {r['crf']} | {r['bytes']:,} | {fp32 / r['bytes']:.1f}x | {r['acc1']:.2f} % "
+              f"| {r['seconds']} |")
+    print("\n" + "  ".join(f"{k} {v}" for k, v in timing.items()))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"model": label, "images": len(split), "rows": rows,
+                                                   "sweep": sweep, "timing": timing}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

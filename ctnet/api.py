@@ -1,0 +1,95 @@
+"""What the app and the CLI call: load any model source, evaluate it, encode/decode it.
+
+A *model source* is a checkpoint file (safetensors or a weights-only ``.pt``) or a bundle
+directory written by ``ctnet encode``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_model
+from .data import load_split
+from .evaluate import evaluate, resolve_device
+
+
+def is_bundle(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir() and (Path(path) / "manifest.json").is_file()
+
+
+def load_any(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode, metadata) of a checkpoint file or a bundle directory."""
+    if is_bundle(path):
+        from .codec.bundle import read_bundle  # the codec needs PyAV; training does not
+        return read_bundle(path)
+    return load_model(path)
+
+
+def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int = 256,
+                  workers: int = 4, progress=None, confusion: bool = False) -> dict:
+    model, meta = load_any(path)
+    return evaluate_model(model, meta, data, limit=limit, device=device, batch_size=batch_size,
+                          workers=workers, progress=progress, confusion=confusion)
+
+
+def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = None, device: str = "auto",
+                   batch_size: int = 256, workers: int = 4, progress=None, confusion: bool = False) -> dict:
+    """Top-1/top-5 on ``data``'s val split with the labels the model was trained with."""
+    dev = resolve_device(device)
+    split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
+                       size=int(meta.get("image_size", 128)), limit=limit)
+    model = model.to(dev)
+    with torch.no_grad():
+        return evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
+                        progress=progress, confusion=confusion)
+
+
+# --- codec: encode/decode without touching files ------------------------------------------------
+
+def encode(model: nn.Module, meta: dict, settings=None, **overrides) -> dict:
+    """Encode a loaded model as an H.265 bundle in memory and decode it back.
+
+    ``settings`` is a :class:`ctnet.codec.bundle.EncodeSettings` (or a dict of its fields);
+    keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields.
+    Returns ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``; ``layers`` [{name, kind,
+    bytes, frames, max_abs_error, max_half_step, shape}]; ``streams`` [{file, kind, height,
+    width, frames, bytes, frame_bytes, order, coded_order, workaround}]; ``files`` (name →
+    bytes, what ``write_encoded`` puts on disk); ``manifest``; ``frames_stored`` (model
+    order: layer, tile, frame, box, unpadded pixels), ``frames_coded`` and
+    ``frames_decoded`` (per stream file, the padded frames in stream order as fed to the
+    encoder and as decoded); ``model`` (the decoded model, eval mode).
+    """
+    from dataclasses import replace
+
+    from .codec.bundle import EncodeSettings, encode_model
+    if settings is None:
+        settings = EncodeSettings()
+    elif isinstance(settings, dict):
+        settings = EncodeSettings(**settings)
+    settings = replace(settings, **overrides) if overrides else settings
+    enc = encode_model(model, meta, settings)
+    return {**enc.summary(), "streams": enc.streams, "layers": enc.layers, "files": enc.files,
+            "manifest": enc.manifest, "frames_stored": enc.frames_stored, "frames_coded": enc.frames_coded,
+            "frames_decoded": enc.frames_decoded, "model": enc.model}
+
+
+def write_encoded(result: dict, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the ``files`` of an :func:`encode` result as a bundle directory (atomically)."""
+    from .codec.bundle import write_bundle
+    return write_bundle(result["files"], dest, overwrite=overwrite)
+
+
+def decode(source) -> dict:
+    """Decode a bundle directory, or the ``files`` dict of an :func:`encode` result →
+    ``model``, ``meta`` (the manifest), ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``."""
+    import time
+
+    from .codec.bundle import decode_files, read_bundle
+    t0 = time.perf_counter()
+    model, meta = decode_files(source) if isinstance(source, dict) else read_bundle(source)
+    b = meta["bundle"]
+    return {"model": model, "meta": meta, "total_bytes": b["total_bytes"], "fp32_bytes": b["fp32_bytes"],
+            "ratio": b["ratio"], "seconds": time.perf_counter() - t0}

@@ -1,0 +1,86 @@
+"""Build the app's embedded demo (assets/demo) from training runs.
+
+    python scripts/build_demo.py --runs runs/gpu --data ../shared/data/imagenette2-128 \
+        --select ctnet18-export-lam1e-6:best,smallest ctnet18-export-lam1e-7:best,best_21x ...
+
+For every selected checkpoint: encode it (8-bit lossless H.265, BN raw, unless told
+otherwise), write the bundle to ``assets/demo/runs/<run>/bundles/<role>/``, decode it back
+and measure its top-1/top-5 on the full val split; the measurements go to
+``results.json`` beside the run's ``train_log.jsonl`` and ``config.json``. A class-balanced
+sample of real val images (``--sample-per-class``) goes to ``assets/demo/sample/val``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctnet import api  # noqa: E402
+from ctnet.checkpoint import atomic_write_text, load_model  # noqa: E402
+from ctnet.codec.bundle import EncodeSettings  # noqa: E402
+from ctnet.data import load_split, split_dir  # noqa: E402
+from ctnet.evaluate import evaluate  # noqa: E402
+
+
+def copy_sample(data: Path, dest: Path, per_class: int) -> int:
+    val = split_dir(data, "val")
+    if dest.exists():
+        shutil.rmtree(dest)
+    n = 0
+    for class_dir in sorted(p for p in val.iterdir() if p.is_dir()):
+        (dest / class_dir.name).mkdir(parents=True)
+        for img in sorted(class_dir.iterdir())[:per_class]:
+            shutil.copy(img, dest / class_dir.name / img.name)
+            n += 1
+    return n
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", required=True, help="folder of training runs (each with checkpoints/)")
+    ap.add_argument("--data", required=True, help="ImageNette root; its full val split is used")
+    ap.add_argument("--out", default="assets/demo")
+    ap.add_argument("--select", nargs="+", required=True, metavar="RUN:ROLE[,ROLE...]")
+    ap.add_argument("--sample-per-class", type=int, default=50)
+    ap.add_argument("--crf", type=int, default=0)
+    ap.add_argument("--bit-depth", type=int, default=8)
+    ap.add_argument("--preset", default="medium")
+    args = ap.parse_args(argv)
+    runs, out = Path(args.runs), Path(args.out)
+    settings = EncodeSettings(crf=args.crf, bit_depth=args.bit_depth, preset=args.preset).validate()
+    n = copy_sample(Path(args.data), out / "sample" / "val", args.sample_per_class)
+    print(f"sample: {n} val images")
+    splits = {}
+    for item in args.select:
+        run_name, roles = item.split(":")
+        src, dst = runs / run_name, out / "runs" / run_name
+        (dst / "bundles").mkdir(parents=True, exist_ok=True)
+        for name in ("train_log.jsonl", "config.json"):
+            shutil.copyfile(src / name, dst / name)
+        results_path = dst / "results.json"
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        for role in roles.split(","):
+            model, meta = load_model(src / "checkpoints" / f"{role}.safetensors")
+            enc = api.encode(model, meta, settings)
+            bundle = api.write_encoded(enc, dst / "bundles" / role, overwrite=True)
+            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            if key not in splits:
+                splits[key] = load_split(args.data, "val", num_classes=key[0], size=key[1], cache=True)
+            decoded = evaluate(api.decode(bundle)["model"], splits[key], workers=0)
+            results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
+                             "epoch": meta.get("epoch"), "acc1_before_export": meta.get("metrics", {}).get("acc1"),
+                             "settings": settings.to_dict(),
+                             "decoded": {**decoded, "data": f"{Path(args.data).name} val"}}
+            print(f"{run_name}:{role} epoch {meta.get('epoch')}: {enc['total_bytes']:,} B "
+                  f"({enc['ratio']:.1f}x), decoded top-1 {decoded['acc1']:.2f} % on {decoded['images']} images",
+                  flush=True)
+            atomic_write_text(results_path, json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
