@@ -1,0 +1,34 @@
+"""CTNet explorer: ``streamlit run app/main.py`` (``make app``).
+
+Five pages (``pages/``), one current checkpoint shared by all of them, the embedded demo in
+``assets/demo`` (or ``$CTNET_DEMO_DIR``) opened by default.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `streamlit run` puts app/ on the path, not the checkout
+    sys.path.insert(0, str(REPO))
+
+import streamlit as st  # noqa: E402
+
+from app import state, ui  # noqa: E402
+
+st.set_page_config(page_title="CTNet explorer", page_icon=":material/movie:", layout="wide")
+state.init_session()
+state.collect_job()
+ui.choose_default()
+
+PAGES = REPO / "pages"
+nav = st.navigation([
+    st.Page(PAGES / "checkpoints.py", title="Checkpoints", icon=":material/scatter_plot:", url_path="checkpoints",
+            default=True),
+    st.Page(PAGES / "coefficients.py", title="Coefficients", icon=":material/grid_on:", url_path="coefficients"),
+    st.Page(PAGES / "frames.py", title="Frames", icon=":material/movie:", url_path="frames"),
+    st.Page(PAGES / "codec_lab.py", title="Codec lab", icon=":material/science:", url_path="codec-lab"),
+    st.Page(PAGES / "accuracy.py", title="Accuracy", icon=":material/target:", url_path="accuracy"),
+])
+ui.sidebar()
+nav.run()

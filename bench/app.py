@@ -1,0 +1,177 @@
+"""The app's figures, measured in one run on this machine, through a real browser:
+
+    .venv/bin/python bench/app.py [--demo DIR] [--json-out FILE]
+
+* cold start: `streamlit run` launched → the Checkpoints page's Pareto plot drawn in Chromium;
+* switching checkpoint: another one picked in the Checkpoints page → the app idle again
+  (the new model loaded: a bundle is decoded from its H.265 streams);
+* re-encoding CTNet-18 at `fast`: the Codec lab's Encode pressed → its result shown;
+* decoded accuracy on the embedded sample: the Accuracy page's Run pressed → the confusion
+  matrix shown.
+
+The last two are also timed as plain library calls (``ctnet.api.encode``, ``evaluate``) on the
+same checkpoint, so the app's own overhead shows. Needs Debian's chromium and playwright
+(what the browser test uses).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_idle(page, timeout_s: float = 600) -> None:
+    """Until Streamlit's 'running' indicator has been gone for half a second."""
+    deadline, quiet = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            quiet = None
+        elif quiet is None:
+            quiet = time.monotonic()
+        elif time.monotonic() - quiet > 0.5:
+            return
+        page.wait_for_timeout(50)
+    raise TimeoutError("the app did not settle")
+
+
+def browser_figures(demo: Path, log) -> dict:
+    from playwright.sync_api import sync_playwright
+    out = {}
+    port = free_port()
+    env = {**os.environ, "CTNET_DEMO_DIR": str(demo), "PYTHONPATH": str(REPO)}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        t0 = time.perf_counter()
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
+                                   "--server.headless", "true", "--server.port", str(port), "--server.address",
+                                   "127.0.0.1", "--browser.gatherUsageStats", "false",
+                                   "--server.fileWatcherType", "none"], cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                        break
+                except OSError:
+                    if server.poll() is not None:
+                        raise RuntimeError("streamlit exited")
+                    time.sleep(0.1)
+            page.goto(url)
+            page.wait_for_selector(".js-plotly-plot .scatterlayer", state="attached", timeout=600_000)
+            out["cold_start_s"] = time.perf_counter() - t0
+            wait_idle(page)
+            log(f"cold start to first page rendered: {out['cold_start_s']:.1f} s")
+
+            current = page.locator('[data-testid="stSidebar"] strong').first.inner_text()
+            page.locator('[data-testid="stSelectbox"]').first.click()
+            options = page.get_by_role("option")
+            target = next(i for i in range(options.count())
+                          if not options.nth(i).inner_text().startswith(current.split(" (bundle)")[0] + " "))
+            label = options.nth(target).inner_text()
+            t0 = time.perf_counter()
+            options.nth(target).click()
+            page.wait_for_function("c => { const s = document.querySelector('[data-testid=\"stSidebar\"] strong');"
+                                   " return s && s.innerText !== c; }", arg=current, timeout=600_000)
+            wait_idle(page)
+            out["switch_checkpoint_s"] = time.perf_counter() - t0
+            log(f"switching checkpoint (to {label.split(' — ')[0]}): {out['switch_checkpoint_s']:.1f} s")
+
+            out["checkpoint"] = label.split(" — ")[0]
+            # the sidebar keeps the session (and so the checkpoint just picked)
+            page.locator('[data-testid="stSidebarNav"]').get_by_text("Codec lab", exact=True).click()
+            page.get_by_role("button", name="Encode", exact=True).wait_for(timeout=600_000)
+            wait_idle(page)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
+            page.get_by_role("option", name="fast", exact=True).click()
+            wait_idle(page)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Encode", exact=True).click()
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=600_000)
+            out["reencode_fast_app_s"] = time.perf_counter() - t0
+            wait_idle(page)
+            heading = page.get_by_text("Encoded at ").first.inner_text()
+            assert heading.startswith("Encoded at fast"), heading
+            worker = page.locator('[data-testid="stMetric"]').filter(has_text="encode + decode").inner_text()
+            out["reencode_fast_worker_s"] = float(worker.split()[-2])
+            log(f"re-encoding at fast in the app (click → result): {out['reencode_fast_app_s']:.1f} s "
+                f"(of which the encode + decode itself: {out['reencode_fast_worker_s']:.1f} s)")
+
+            page.locator('[data-testid="stSidebarNav"]').get_by_text("Accuracy", exact=True).click()
+            page.get_by_role("button", name="Run", exact=True).wait_for(timeout=600_000)
+            wait_idle(page)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.wait_for_selector(".js-plotly-plot .heatmaplayer", state="attached", timeout=600_000)
+            out["accuracy_sample_app_s"] = time.perf_counter() - t0
+            log(f"decoded accuracy on the embedded sample in the app: {out['accuracy_sample_app_s']:.1f} s")
+        finally:
+            server.terminate()
+            server.wait(10)
+            browser.close()
+    return out
+
+
+def library_figures(demo: Path, label: str, log) -> dict:
+    """The same two operations as library calls, on the checkpoint the app used."""
+    from ctnet import api, runs
+    from ctnet.data import load_split
+    from ctnet.evaluate import evaluate
+    entry = next(e for e in runs.all_entries(runs.discover(demo)) if e.label == label)
+    model, meta = api.load_any(entry.path)
+    out = {}
+    t0 = time.perf_counter()
+    enc = api.encode(model, meta, preset="fast")
+    out["encode_fast_s"] = time.perf_counter() - t0
+    out["encode_fast_bytes"] = enc["total_bytes"]
+    log(f"ctnet.api.encode at fast, same checkpoint: {out['encode_fast_s']:.1f} s, {enc['total_bytes']:,} B")
+    t0 = time.perf_counter()
+    split = load_split(demo / "sample", "val", num_classes=int(meta["model"]["num_classes"]),
+                       size=int(meta.get("image_size", 128)), cache=True)
+    res = evaluate(enc["model"], split, device="cpu", batch_size=100)
+    out["accuracy_sample_s"] = time.perf_counter() - t0
+    out["accuracy_sample_images"] = res["images"]
+    log(f"decode-side evaluation on the sample ({res['images']} images, read + infer): "
+        f"{out['accuracy_sample_s']:.1f} s, top-1 {res['acc1']:.2f} %")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--demo", type=Path, default=Path(os.environ.get("CTNET_DEMO_DIR") or REPO / "assets" / "demo"))
+    p.add_argument("--json-out", type=Path)
+    args = p.parse_args(argv)
+    import torch
+    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+               "python": platform.python_version(), "processor": platform.processor() or platform.machine()}
+    print(f"machine: {machine}")
+    app = browser_figures(args.demo, print)
+    result = {"machine": machine, "demo": str(args.demo), **app,
+              "library": library_figures(args.demo, app["checkpoint"], print)}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""What the app shows about a model's coefficients, frames and encodes: pure computations on
+tensors and arrays, drawn by the app's pages (no Streamlit, no plotting here).
+
+Coefficients are the tensors a bundle stores as video (``ctnet.export.video_tensors``): the
+DCT coefficients of every k×k convolution, the channel-DCT matrices of 1×1 convolutions,
+the classifier. A coefficient counts as non-zero when ``|c| ≥ q/2`` (HEVC-style rounding at
+step ``q`` keeps it), as in training's log.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import export, quant
+from .codec import frames as F
+from .layers import ChannelDCTConv1x1, DCTConv2d
+
+KIND_SPATIAL = "spatial DCT"
+KIND_CHANNEL = "channel DCT"
+KIND_PLAIN = "plain"
+
+
+def _owners(model: nn.Module) -> dict[str, nn.Module]:
+    """video tensor name → the module holding it."""
+    out = {}
+    for mod_name, module in model.named_modules():
+        for p_name, _ in module.named_parameters(recurse=False):
+            out[f"{mod_name}.{p_name}" if mod_name else p_name] = module
+    return out
+
+
+def coefficient_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """name → detached float32 CPU copy of every tensor the bundle stores as video."""
+    return {n: t.detach().float().cpu() for n, t in export.video_tensors(model).items()}
+
+
+def layer_kind(module: nn.Module, name: str) -> str:
+    if name.endswith("weight_dct"):
+        return KIND_SPATIAL if isinstance(module, DCTConv2d) else KIND_CHANNEL
+    return KIND_PLAIN
+
+
+def nonzero(t: torch.Tensor, q: float) -> int:
+    return int((t.abs() >= q / 2).sum())
+
+
+def layer_stats(model: nn.Module, q: float) -> list[dict]:
+    """Per stored tensor: kind, shape, its image's size, values, non-zero count at q/2 and
+    fraction, largest |c| and energy Σc²."""
+    owners = _owners(model)
+    rows = []
+    for name, t in coefficient_tensors(model).items():
+        a = t.abs()
+        n = t.numel()
+        nz = int((a >= q / 2).sum())
+        h, w = quant.image_shape(tuple(t.shape))
+        rows.append({"layer": name, "kind": layer_kind(owners[name], name), "shape": "×".join(map(str, t.shape)),
+                     "image": f"{h}×{w}", "values": n, "non-zero": nz, "non-zero %": 100.0 * nz / n,
+                     "sparsity %": 100.0 * (n - nz) / n, "max |c|": float(a.max()) if n else 0.0,
+                     "energy": float((t.double() ** 2).sum())})
+    return rows
+
+
+def coefficient_image(t: torch.Tensor) -> np.ndarray:
+    """The tensor laid out as the exported image: (O, I, Kh, Kw) → (O·Kh, I·Kw)."""
+    return quant.tensor_to_image(t.detach().float().cpu()).numpy()
+
+
+def log_magnitude(img: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """log10 |c|, with exact zeros (and anything below ``floor``) shown at log10(floor)."""
+    return np.log10(np.maximum(np.abs(img), floor)).astype(np.float32)
+
+
+def max_pool(img: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """``img`` shrunk by the smallest integer factor that fits ``max_side``, keeping each
+    block's largest value (so a lone large coefficient stays visible); the factor."""
+    h, w = img.shape
+    k = max(1, math.ceil(max(h, w) / max_side))
+    if k == 1:
+        return img, 1
+    ph, pw = -h % k, -w % k
+    padded = np.pad(img, ((0, ph), (0, pw)), constant_values=-np.inf)
+    return padded.reshape((h + ph) // k, k, (w + pw) // k, k).max(axis=(1, 3)), k
+
+
+@dataclass
+class FrequencyMaps:
+    """Per-frequency statistics of one layer, aggregated over its filters (spatial DCT) or
+    over its B×B blocks (channel DCT): mean energy and fraction non-zero per (k_h, k_w)."""
+
+    energy: np.ndarray
+    nonzero: np.ndarray
+    axes: tuple[str, str]
+
+
+def frequency_maps(model: nn.Module, name: str, q: float) -> FrequencyMaps | None:
+    """None for tensors that are not in a transform domain (the classifier, biases) and for
+    a channel-DCT over the whole matrix (one frequency plane, nothing to aggregate)."""
+    module = _owners(model)[name]
+    t = export.video_tensors(model)[name].detach().float().cpu()
+    if isinstance(module, DCTConv2d) and name.endswith("weight_dct"):
+        c = t.reshape(-1, t.shape[-2], t.shape[-1])
+        return FrequencyMaps((c.double() ** 2).mean(0).numpy(), (c.abs() >= q / 2).double().mean(0).numpy(),
+                             ("k_h", "k_w"))
+    if isinstance(module, ChannelDCTConv1x1) and name.endswith("weight_dct") and module.block_size:
+        b = module.block_size
+        r, c = t.shape
+        blocks = t.reshape(r // b, b, c // b, b).permute(0, 2, 1, 3).reshape(-1, b, b)
+        return FrequencyMaps((blocks.double() ** 2).mean(0).numpy(), (blocks.abs() >= q / 2).double().mean(0).numpy(),
+                             ("u (output channels)", "v (input channels)"))
+    return None
+
+
+@dataclass
+class Histogram:
+    """Histogram of log10 |c| over the non-zero coefficients, and how many are exactly 0."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    zeros: int
+    threshold: float  # log10(q/2)
+    below: int  # 0 < |c| < q/2 (what rounding at q removes)
+    above: int  # |c| ≥ q/2
+
+
+def magnitude_histogram(t: torch.Tensor, q: float, bins: int = 80) -> Histogram:
+    a = t.detach().abs().double().flatten().numpy()
+    nz = a[a > 0]
+    zeros = int(a.size - nz.size)
+    logs = np.log10(nz) if nz.size else np.zeros(0)
+    lo = min(float(logs.min()) if logs.size else -6.0, math.log10(q / 2)) - 0.1
+    hi = max(float(logs.max()) if logs.size else 0.0, math.log10(q / 2)) + 0.1
+    counts, edges = np.histogram(logs, bins=bins, range=(lo, hi))
+    above = int((a >= q / 2).sum())
+    return Histogram(edges, counts, zeros, math.log10(q / 2), int(a.size - zeros - above), above)
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+@dataclass
+class Stream:
+    """The frames one video stream would hold: equally sized, padded tiles in model order."""
+
+    height: int
+    width: int
+    frames: np.ndarray  # (n, H, W) uint16, model (natural) order
+    ids: list[int]  # global frame number of each (the bundle's numbering)
+    labels: list[str]  # "layer · tile k"
+    kind: str  # "weight" or "bn"
+
+    @property
+    def name(self) -> str:
+        return f"{'w' if self.kind == 'weight' else 'bn'}_{self.height}x{self.width}"
+
+
+def model_streams(model: nn.Module, *, bit_depth: int = 8, tile: int = quant.TILE, pix_fmt: str = "gray",
+                  dither: float = 0.0, seed: int = 0, bn_bit_depth: int | None = None) -> list[Stream]:
+    """Quantise every stored tensor exactly as the codec does (``ctnet.codec.frames``) and
+    group its tiles by the frame size the codec codes them at, as ``encode_model`` groups
+    them into streams. BN layers join only when ``bn_bit_depth`` is given (``--bn-mode
+    video``). Largest stream first."""
+    from .codec.bundle import EncodeSettings, _coded  # the codec's own padding rule, not a copy
+    settings = EncodeSettings(bit_depth=bit_depth, tile=tile, pix_fmt=pix_fmt, dither=dither, seed=seed)
+    tensors = [("weight", n, t, bit_depth) for n, t in export.video_tensors(model).items()]
+    if bn_bit_depth is not None:
+        for n, m in export.bn_layers(model).items():
+            img = torch.stack([m.weight.detach(), m.bias.detach(), m.running_mean, m.running_var]).float().cpu()
+            tensors.append(("bn", n, img, bn_bit_depth))
+    groups: dict[tuple, dict] = {}
+    next_frame = 0
+    for kind, name, t, bits in tensors:
+        tf = F.quantize_tensor(name, t, bits=bits, tile=tile, first_frame=next_frame,
+                               dither=dither if kind == "weight" else 0.0, seed=seed)
+        for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels)):
+            size = _coded(settings, box[2], box[3])
+            g = groups.setdefault((kind, size), {"frames": [], "ids": [], "labels": []})
+            g["frames"].append(F.pad_frame(pix, size))
+            g["ids"].append(tf.first_frame + k)
+            g["labels"].append(f"{name} · tile {k}")
+        next_frame += len(tf.boxes)
+    streams = [Stream(size[0], size[1], np.stack(g["frames"]), g["ids"], g["labels"], kind)
+               for (kind, size), g in groups.items()]
+    return sorted(streams, key=lambda s: (s.kind != "weight", -len(s.ids), -s.height * s.width))
+
+
+def similarity_order(frames: np.ndarray) -> list[int]:
+    """The codec's greedy nearest-neighbour order (``ctnet.codec.frames.similarity_order``)."""
+    return F.similarity_order(frames)
+
+
+def adjacent_mse(frames: np.ndarray, order: list[int] | None = None) -> np.ndarray:
+    """Mean squared pixel difference between consecutive frames of ``order``."""
+    x = frames if order is None else frames[order]
+    if len(x) < 2:
+        return np.zeros(0)
+    d = x[1:].astype(np.float64) - x[:-1].astype(np.float64)
+    return (d * d).reshape(len(d), -1).mean(1)
+
+
+def to_uint8(frames: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Pixels of any depth shown on 8 bits (the top 8 bits)."""
+    return (np.asarray(frames, np.uint16) >> (bit_depth - 8)).astype(np.uint8)
+
+
+def zero_levels(frames: np.ndarray) -> np.ndarray:
+    """Each frame's most common pixel value: the zero point of a sparse coefficient tile."""
+    return np.array([np.bincount(f.ravel()).argmax() for f in np.asarray(frames, np.int64)], np.int64)
+
+
+def magnitude_view(frames: np.ndarray) -> np.ndarray:
+    """8-bit view of |pixel − the frame's zero level|, square-root stretched so that the
+    99.9th percentile of non-zero deviations is white: sparse coefficients become visible
+    where the coded frames are almost uniformly grey."""
+    x = np.asarray(frames, np.int64)
+    dev = np.abs(x - zero_levels(x)[:, None, None]).astype(np.float64)
+    nz = dev[dev > 0]
+    top = float(np.percentile(nz, 99.9)) if nz.size else 1.0
+    return np.round(255 * np.sqrt(np.clip(dev / max(top, 1.0), 0, 1))).astype(np.uint8)
+
+
+def thumbnail_grid(frames: np.ndarray, order: list[int] | None = None, *, thumb: int = 32, columns: int = 24,
+                   gap: int = 2, max_frames: int | None = None, pool: str = "mean") -> np.ndarray:
+    """One image of frames as thumbnails (row-major in ``order``), each shrunk to at most
+    ``thumb`` pixels a side by averaging (``pool="mean"``) or keeping each block's largest
+    value (``"max"``, so isolated pixels survive); gaps are white. ``frames`` are 8-bit."""
+    idx = list(range(len(frames))) if order is None else list(order)
+    if max_frames is not None:
+        idx = idx[:max_frames]
+    h, w = frames.shape[1:]
+    k = max(1, math.ceil(max(h, w) / thumb))
+    th, tw = -(-h // k), -(-w // k)
+    cols = max(1, min(columns, len(idx)))
+    rows = max(1, -(-len(idx) // cols))
+    out = np.full((rows * (th + gap) - gap, cols * (tw + gap) - gap), 255, np.uint8)
+    for j, i in enumerate(idx):
+        f = frames[i].astype(np.float32)
+        f = np.pad(f, ((0, th * k - h), (0, tw * k - w)), mode="edge")
+        blocks = f.reshape(th, k, tw, k)
+        small = blocks.max(axis=(1, 3)) if pool == "max" else blocks.mean(axis=(1, 3))
+        r, c = divmod(j, cols)
+        out[r * (th + gap): r * (th + gap) + th, c * (tw + gap): c * (tw + gap) + tw] = np.round(small).astype(np.uint8)
+    return out
+
+
+def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement (n, H, W) → (n, H·f, W·f), so a player does not blur pixels."""
+    if factor <= 1:
+        return frames
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def frame_bytes_from_manifest(manifest: dict) -> dict[int, int]:
+    """Global frame number → bytes of its packet, from a bundle manifest's layers."""
+    out = {}
+    for layer in manifest.get("layers", []):
+        for k, b in enumerate(layer.get("frame_bytes", [])):
+            out[int(layer["first_frame"]) + k] = int(b)
+    return out
+
+
+def frame_bytes_from_streams(streams: list[dict]) -> dict[int, int]:
+    """Global frame number → bytes, from an encode result's ``streams`` (stream order)."""
+    out = {}
+    for s in streams:
+        for fid, b in zip(s["order"], s["frame_bytes"]):
+            out[int(fid)] = int(b)
+    return out
+
+
+# --- encodes ----------------------------------------------------------------------------------
+
+def reconstruction_errors(reference: nn.Module, decoded: nn.Module) -> dict[str, dict]:
+    """Per stored tensor: max |error|, RMS error and RMS error relative to the tensor's RMS."""
+    ref = export.video_tensors(reference)
+    dec = export.video_tensors(decoded)
+    out = {}
+    for name, r in ref.items():
+        d = (dec[name].detach().double().cpu() - r.detach().double().cpu())
+        rms_ref = float(r.detach().double().pow(2).mean().sqrt())
+        rms = float(d.pow(2).mean().sqrt())
+        out[name] = {"max_abs": float(d.abs().max()), "rms": rms, "rel_rms": rms / rms_ref if rms_ref else 0.0}
+    return out
+
+
+def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None) -> list[dict]:
+    """Rows per layer of an encode: bytes, bits per coefficient, errors (the encode's max
+    |error| against half a quantisation step, and RMS errors when ``errors`` is given)."""
+    rows = []
+    for layer in layers:
+        n = int(np.prod(layer["shape"])) if layer.get("shape") else 0
+        row = {"layer": layer["name"], "kind": layer["kind"], "bytes": layer["bytes"], "frames": layer["frames"],
+               "bits/coeff": 8.0 * layer["bytes"] / n if n else None, "max |err|": layer["max_abs_error"],
+               "half step": layer.get("max_half_step")}
+        if errors and layer["name"] in errors:
+            row["rms err"] = errors[layer["name"]]["rms"]
+            row["rel. rms err"] = errors[layer["name"]]["rel_rms"]
+        rows.append(row)
+    return rows
+
+
+def encode_changes(previous: list[dict], current: list[dict]) -> list[dict]:
+    """Per layer, bytes and max error of the previous and current encode and the change."""
+    prev = {layer["name"]: layer for layer in previous}
+    rows = []
+    for layer in current:
+        p = prev.get(layer["name"])
+        if p is None:
+            continue
+        rows.append({"layer": layer["name"], "bytes before": p["bytes"], "bytes now": layer["bytes"],
+                     "Δ bytes": layer["bytes"] - p["bytes"],
+                     "Δ %": 100.0 * (layer["bytes"] - p["bytes"]) / p["bytes"] if p["bytes"] else None,
+                     "max |err| before": p["max_abs_error"], "max |err| now": layer["max_abs_error"]})
+    return rows
+
+
+__all__ = ["FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL", "Stream", "adjacent_mse",
+           "coefficient_image", "coefficient_tensors", "encode_changes", "encode_layer_table",
+           "frame_bytes_from_manifest", "frame_bytes_from_streams", "frequency_maps", "layer_kind", "layer_stats",
+           "log_magnitude", "magnitude_histogram", "max_pool", "model_streams", "nonzero", "reconstruction_errors",
+           "similarity_order", "thumbnail_grid", "to_uint8", "upscale", "zero_levels"]

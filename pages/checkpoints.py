@@ -1,0 +1,141 @@
+"""Checkpoints: pick a run folder or upload a checkpoint/bundle; table, Pareto plot and
+training curves; choosing a point makes it the current checkpoint of every page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app import figures, state, ui
+from ctnet import runs
+
+ss = st.session_state
+st.title("Checkpoints")
+ui.show_notice()
+
+
+def _select(path: str) -> None:
+    reason = state.select(path)
+    if reason is not None:
+        ss[state.NOTICE] = ("error", f"Cannot open {state.describe(path)}: {reason}. "
+                                     f"The previous checkpoint ({state.describe(state.current())}) stays selected.")
+
+
+def _on_pick() -> None:
+    path = ss.get(state.W_PICK)
+    if path and path != state.current():
+        _select(path)
+
+
+def _on_pareto() -> None:
+    points = (ss.get(state.W_PARETO) or {}).get("selection", {}).get("points", [])
+    paths = [p["customdata"][0] for p in points if p.get("customdata")]
+    if paths and paths[0] != state.current():
+        _select(paths[0])
+
+
+# --- where to look ---------------------------------------------------------------------------
+demo = state.demo_dir()
+if state.W_ROOT not in ss:
+    ss[state.W_ROOT] = ss[state.RUN_ROOT]
+left, right = st.columns([3, 2])
+with left:
+    root = st.text_input("Run folder: a training output, a sweep of runs, or the demo", key=state.W_ROOT,
+                         help="Default: the embedded demo. Also try runs/gpu for local GPU runs.").strip()
+    ss[state.RUN_ROOT] = root or str(demo)
+with right:
+    upload = st.file_uploader("…or upload a checkpoint (.safetensors, .pt) or a zipped bundle (.zip)",
+                              type=["safetensors", "pt", "pth", "zip"], key=state.W_UPLOAD)
+
+if upload is not None:
+    seen = ss[state.UPLOAD_SEEN]
+    if seen is None or seen[0] != upload.file_id:
+        try:
+            path = state.import_upload(upload.name, upload.getvalue())
+            reason = state.select(path)
+        except runs.RunError as exc:
+            reason = str(exc)
+        if reason is None:
+            state.remember_upload(upload.name, path)
+        seen = ss[state.UPLOAD_SEEN] = (upload.file_id, reason)
+    if seen[1] is not None:
+        st.error(f"Upload refused: {seen[1]}. The previous checkpoint "
+                 f"({state.describe(state.current())}) stays selected.")
+    else:
+        st.success(f"Loaded {upload.name}; it is the current checkpoint.")
+
+catalog: list[runs.Run] = []
+folder = Path(ss[state.RUN_ROOT]).expanduser()
+if folder == demo and not demo.is_dir():
+    st.error(f"The embedded demo is missing: {demo} does not exist. It ships with the repository: restore it "
+             f"with `git checkout -- assets/demo`, or rebuild it from training runs with `python "
+             f"scripts/build_demo.py --runs RUNS --data IMAGENETTE --select RUN:ROLE,...` (runs from "
+             f"scripts/train_demo.sh). Or set CTNET_DEMO_DIR, or type a run folder above.")
+else:
+    try:
+        catalog = state.catalog(folder)
+    except (runs.RunError, OSError) as exc:
+        st.error(f"Cannot browse {folder}: {exc}")
+
+if folder == demo and demo.is_dir():
+    notes = (demo / "DEMO.md").read_text(encoding="utf-8") if (demo / "DEMO.md").is_file() else ""
+    first = next((line.strip("# ").strip() for line in notes.splitlines() if line.strip()),
+                 "real training runs encoded as bundles (its DEMO.md, which says how they were made, is missing)")
+    st.info(f"**Embedded demo** — {first}")
+    if notes:
+        with st.expander("What the demo holds (DEMO.md)"):
+            st.markdown(notes)
+
+for run in catalog:
+    for problem in run.problems:
+        st.warning(f"{run.name}: {problem}")
+
+entries = runs.all_entries(catalog)
+ui.choose_default()
+current = state.current()
+
+# --- choosing the current checkpoint ---------------------------------------------------------
+options = [e.path for e in entries] + [p for _, p in ss[state.UPLOADS] if p not in {e.path for e in entries}]
+labels = {e.path: e.label + (f" — epoch {e.epoch}" if e.epoch is not None else "")
+          + (f", top-1 {e.acc1:.2f} %" if e.acc1 is not None else "") + (f", {e.ratio:.1f}×" if e.ratio else "")
+          for e in entries}
+labels.update({p: f"uploaded: {name}" for name, p in ss[state.UPLOADS]})
+if current is not None and current not in options:
+    options.append(current)
+    labels[current] = state.describe(current)
+if options:
+    if current in options:
+        ss[state.W_PICK] = current
+    st.selectbox("Current checkpoint (or click a point in the plot)", options, key=state.W_PICK,
+                 format_func=lambda p: labels.get(p, p), on_change=_on_pick)
+
+if entries:
+    has_decoded = any(e.decoded for e in entries)
+    which = "acc1"
+    if has_decoded:
+        choice = st.radio("Accuracy axis", ["decoded top-1 (bundle, results.json)", "top-1 at training"],
+                          horizontal=True, key=state.W_PARETO_Y)
+        which = "decoded" if choice.startswith("decoded") else "acc1"
+    fig = figures.pareto(entries, current, which)
+    st.plotly_chart(fig, key=state.W_PARETO, on_select=_on_pareto, selection_mode="points",
+                    config={"displaylogo": False})
+    front = {e.path for e in runs.frontier(entries, which)}
+    table = pd.DataFrame([{"current": "★" if e.path == current else "", "frontier": "✓" if e.path in front else "",
+                           **e.row()} for e in entries])
+    st.subheader(f"{len(entries)} checkpoints in {len(catalog)} run{'s' * (len(catalog) != 1)}")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "top-1 %": st.column_config.NumberColumn(format="%.2f"),
+        "decoded top-1 %": st.column_config.NumberColumn(format="%.2f"),
+        "ratio": st.column_config.NumberColumn(format="%.1f×"),
+        "est. bytes": st.column_config.NumberColumn(format="localized"),
+        "real bytes": st.column_config.NumberColumn(format="localized"),
+        "non-zero coeffs": st.column_config.NumberColumn(format="localized")})
+    st.caption("Real bytes: every file of the bundle folder. Estimated: training's calibrated size estimate "
+               "at its export bit depth. The ratio uses real bytes when a bundle exists.")
+    logged = [r for r in catalog if r.log]
+    if logged:
+        st.subheader("Training curves")
+        st.plotly_chart(figures.training_curves(logged), config={"displaylogo": False})
+elif catalog:
+    st.warning(f"No checkpoints or bundles found under {folder}.")

@@ -1,0 +1,81 @@
+"""Coefficients: per-layer sparsity, one layer's DCT coefficients as the exported image,
+per-frequency energy and non-zero maps, and the magnitude histogram against q/2."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from app import figures, state, ui
+from ctnet import inspect as ci
+
+MAX_HEATMAP_SIDE = 512  # larger images are max-pooled for display (plotly draws every cell)
+FLOOR = 1e-6
+
+ss = st.session_state
+path, key, model, meta = ui.current_model("Coefficients")
+
+default_q = float(((meta.get("train_config") or {}).get("qstep")) or 0.1)
+if state.W_Q not in ss:
+    ss[state.W_Q] = default_q
+q = st.number_input("Quantisation step q (a coefficient counts as non-zero when |c| ≥ q/2)", min_value=1e-5,
+                    max_value=10.0, step=0.01, format="%.4f", key=state.W_Q)
+
+rows = state.layer_stats(key, q, model)
+total = sum(r["values"] for r in rows)
+nz = sum(r["non-zero"] for r in rows)
+c1, c2, c3 = st.columns(3)
+c1.metric("stored coefficients", f"{total:,}")
+c2.metric(f"non-zero at q/2 = {q / 2:g}", f"{nz:,}")
+c3.metric("sparsity", f"{100.0 * (total - nz) / total:.2f} %")
+
+st.subheader("Sparsity per layer")
+st.plotly_chart(figures.sparsity_bars(rows), config={"displaylogo": False})
+with st.expander("Per-layer table"):
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "non-zero %": st.column_config.NumberColumn(format="%.3f"),
+        "sparsity %": st.column_config.NumberColumn(format="%.3f"),
+        "max |c|": st.column_config.NumberColumn(format="%.4g"),
+        "energy": st.column_config.NumberColumn(format="%.4g")})
+
+names = [r["layer"] for r in rows]
+if ss.get(state.W_LAYER) not in names:
+    ss[state.W_LAYER] = next((r["layer"] for r in rows if r["kind"] == ci.KIND_SPATIAL), names[0])
+layer = st.selectbox("Layer", names, key=state.W_LAYER,
+                     format_func=lambda n: f"{n}  ({next(r for r in rows if r['layer'] == n)['kind']}, "
+                                           f"{next(r for r in rows if r['layer'] == n)['shape']})")
+row = next(r for r in rows if r["layer"] == layer)
+
+st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
+img = state.coefficient_image(key, layer, model)
+shown, factor = ci.max_pool(ci.log_magnitude(img, FLOOR), MAX_HEATMAP_SIDE)
+tile = int(ss[state.LAB_SETTINGS]["tile"])
+st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR)),
+                config={"displaylogo": False, "scrollZoom": True})
+note = f"Dotted lines: the {tile}×{tile} tiles that become video frames. Drag to zoom, double-click to reset."
+if factor > 1:
+    note += f" The {row['image']} image is shown max-pooled {factor}×{factor} (each cell is its block's largest |c|)."
+if row["kind"] == ci.KIND_SPATIAL:
+    note += " Each filter is a K_h×K_w block: rows are output channels × k_h, columns input channels × k_w."
+st.caption(note)
+
+st.subheader("Per-frequency maps")
+maps = state.frequency_maps(key, layer, q, model)
+if maps is None:
+    st.info(f"{layer} is not stored in a transform domain made of repeated blocks "
+            f"({row['kind']}), so there is no per-frequency aggregate to show.")
+else:
+    a, b = st.columns(2)
+    a.plotly_chart(figures.frequency_heatmap(maps.energy, "mean energy c²", maps.axes, log=True),
+                   config={"displaylogo": False})
+    b.plotly_chart(figures.frequency_heatmap(maps.nonzero, f"fraction non-zero (|c| ≥ {q / 2:g})", maps.axes,
+                                             log=False), config={"displaylogo": False})
+    st.caption("Aggregated over every filter of the layer (spatial DCT) or every B×B block of the channel "
+               "matrix (channel DCT); (0, 0) is the DC coefficient.")
+
+st.subheader("Magnitude histogram")
+h = state.histogram(key, layer, q, model)
+st.plotly_chart(figures.magnitude_histogram(h, q), config={"displaylogo": False})
+st.caption(f"{h.above:,} coefficients at or above q/2 survive rounding at step q; {h.below:,} below it would "
+           f"round to zero; {h.zeros:,} are exactly zero.")
