@@ -60,7 +60,7 @@ class _CachedWeight(ExportAware):
         return weight
 
     def stored_tensor(self) -> torch.Tensor:
-        raise NotImplementedError
+        return self.weight_dct
 
 
 class DCTConv2d(_CachedWeight, nn.Module):
@@ -99,9 +99,6 @@ class DCTConv2d(_CachedWeight, nn.Module):
             if conv.bias is not None:
                 layer.bias.copy_(conv.bias)
         return layer
-
-    def stored_tensor(self) -> torch.Tensor:
-        return self.weight_dct
 
     def _weight_from_stored(self, stored):
         return dct.idct2(stored, self.c_h.to(stored.dtype), self.c_w.to(stored.dtype))
@@ -166,9 +163,6 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
             if conv.bias is not None:
                 layer.bias.copy_(conv.bias)
         return layer
-
-    def stored_tensor(self) -> torch.Tensor:
-        return self.weight_dct
 
     def _weight_from_stored(self, stored):
         m = dct.block_dct2(stored, self.block_size, inverse=True)
