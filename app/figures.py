@@ -191,3 +191,36 @@ def confusion(matrix: list[list[int]], names: list[str]) -> go.Figure:
     fig.update_xaxes(title_text="predicted class")
     fig.update_layout(height=480, margin=dict(l=10, r=10, t=10, b=10))
     return fig
+
+
+def rd_curves(points: list[dict], floor: float | None, reference: dict | None) -> go.Figure:
+    """Decoded top-1 against bytes (log), one colour per method: every point as a marker,
+    the method's Pareto-optimal points joined; the fp32 reference and the floor as lines."""
+    from ctnet import rd
+    curves = sorted({p["codec"] for p in points if p["method"] != "fp32"})
+    colours = run_colours(curves)
+    fig = go.Figure()
+    for codec in curves:
+        pts = sorted((p for p in points if p["codec"] == codec), key=lambda p: p["bytes"])
+        front = rd.frontier(pts)
+        fig.add_trace(go.Scatter(
+            x=[p["bytes"] for p in front], y=[p["acc1"] for p in front], mode="lines", legendgroup=codec,
+            showlegend=False, line=dict(color=colours[codec], width=2), hoverinfo="skip"))
+        fig.add_trace(go.Scatter(
+            x=[p["bytes"] for p in pts], y=[p["acc1"] for p in pts], mode="markers", name=codec, legendgroup=codec,
+            marker=dict(color=colours[codec], size=9),
+            customdata=[[p["label"], f"{p['bytes']:,}", p["ratio"], p["encode_seconds"], p["decode_seconds"]]
+                        for p in pts],
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]} B (%{customdata[2]:.1f}×)<br>"
+                          "top-1 %{y:.2f} %<br>encode %{customdata[3]:.1f} s, decode %{customdata[4]:.2f} s"
+                          "<extra></extra>"))
+    if reference is not None:
+        fig.add_hline(y=reference["acc1"], line=dict(color="#444", dash="dot"),
+                      annotation_text=f"fp32 {reference['acc1']:.2f} % ({reference['bytes']:,} B)",
+                      annotation_position="bottom right")
+    if floor is not None:
+        fig.add_hline(y=floor, line=dict(color="red", dash="dash"), annotation_text=f"floor {floor:.2f} %",
+                      annotation_position="top left")
+    fig.update_layout(xaxis_title="bytes (log)", yaxis_title="decoded top-1 (%)", xaxis_type="log", height=480,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -1,6 +1,6 @@
 """CTNet explorer: ``streamlit run app/main.py`` (``make app``).
 
-Five pages (``pages/``), one current checkpoint shared by all of them, the embedded demo in
+Six pages (``pages/``), one current checkpoint shared by all of them, the embedded demo in
 ``assets/demo`` (or ``$CTNET_DEMO_DIR``) opened by default.
 """
 from __future__ import annotations
@@ -29,6 +29,8 @@ nav = st.navigation([
     st.Page(PAGES / "frames.py", title="Frames", icon=":material/movie:", url_path="frames"),
     st.Page(PAGES / "codec_lab.py", title="Codec lab", icon=":material/science:", url_path="codec-lab"),
     st.Page(PAGES / "accuracy.py", title="Accuracy", icon=":material/target:", url_path="accuracy"),
+    st.Page(PAGES / "rate_distortion.py", title="Rate–distortion", icon=":material/show_chart:",
+            url_path="rate-distortion"),
 ])
 ui.sidebar()
 nav.run()

@@ -10,7 +10,6 @@ so the other pages stay usable meanwhile.
 from __future__ import annotations
 
 import copy
-import inspect as pyinspect
 import os
 import tempfile
 import threading
@@ -60,7 +59,7 @@ W_SCRUB_ORDER = "w_scrub_order"
 W_SCRUB = "w_scrub"
 W_FPS = "w_fps"
 W_VIEW = "w_view"
-W_LAB = {name: f"w_lab_{name}" for name in ("lossless", "crf", "bit_depth", "pix_fmt", "preset", "dither", "seed",
+W_LAB = {name: f"w_lab_{name}" for name in ("codec", "lossless", "crf", "bit_depth", "pix_fmt", "preset", "dither", "seed",
                                             "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}
 W_ENCODE = "w_encode"
 W_ACC_SOURCE = "w_acc_source"
@@ -69,7 +68,7 @@ W_ACC_LIMIT = "w_acc_limit"
 W_ACC_DEVICE = "w_acc_device"
 W_ACC_RUN = "w_acc_run"
 
-LAB_DEFAULTS = {"crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium", "dither": 0.0, "seed": 0,
+LAB_DEFAULTS = {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium", "dither": 0.0, "seed": 0,
                 "bn_mode": "raw", "bn_crf": 0, "bn_bit_depth": 12, "order": "similarity", "tile": 128}
 
 
@@ -215,7 +214,7 @@ def histogram(key: tuple, name: str, q: float, _model):
 
 def layout_of(settings: dict) -> dict:
     """The settings that decide how tensors become frames (not how frames are coded)."""
-    return {"bit_depth": settings["bit_depth"], "tile": settings["tile"], "pix_fmt": settings["pix_fmt"],
+    return {"codec": settings.get("codec", "hevc"), "bit_depth": settings["bit_depth"], "tile": settings["tile"], "pix_fmt": settings["pix_fmt"],
             "dither": settings["dither"], "seed": settings["seed"],
             "bn_bit_depth": settings["bn_bit_depth"] if settings["bn_mode"] == "video" else None}
 
@@ -310,20 +309,10 @@ class EncodeJob:
         return 0.0, f"{elapsed:.1f} s (first encode at {self.settings['preset']}: no estimate yet)"
 
 
-def _encode_accepts_progress() -> bool:
-    try:
-        return "progress" in pyinspect.signature(api.encode).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _encode_job(source: str, model, meta, settings: dict, done_frames: list) -> dict:
     """Worker thread: encode, decode, measure. Touches no Streamlit state."""
-    kwargs = {}
-    if _encode_accepts_progress():
-        kwargs["progress"] = lambda done, total, *_: done_frames.__setitem__(0, done)
     t0 = time.perf_counter()
-    result = api.encode(model, meta, dict(settings), **kwargs)
+    result = api.encode(model, meta, dict(settings), progress=lambda done, total: done_frames.__setitem__(0, done))
     seconds = time.perf_counter() - t0
     frames = sum(s["frames"] for s in result["streams"])
     _timings()[settings["preset"]] = seconds / max(frames, 1)
@@ -442,3 +431,103 @@ def devices() -> list[str]:
     if torch.cuda.is_available():
         out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return out
+
+
+# --- rate–distortion sweeps (pages/rate_distortion.py) ----------------------------------------------
+
+RD_JOB = "rd_job"  # the running SweepJob, if any
+RD_ERROR = "rd_error"  # why the last sweep failed
+RD_DIR = "rd"  # beside the demo's runs: cache files of the sweeps shipped with it (read-only)
+
+
+@st.cache_resource
+def _rd_executor() -> ThreadPoolExecutor:
+    """Sweeps get their own worker, so a long one never queues the Codec lab's encodes."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctnet-rd")
+
+
+@dataclass
+class SweepJob:
+    source: str
+    data: str
+    limit: int | None
+    future: Future
+    total: int
+    status: list = field(default_factory=lambda: [0, ""])  # [points done, what runs now]: written by the worker
+    started: float = field(default_factory=time.perf_counter)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def source_digest(path: str, stamp: tuple) -> str:
+    from ctnet import rd
+    return rd.source_hash(path)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def data_key(path: str, stamp: tuple) -> str:
+    from ctnet import rd
+    return rd.data_id(path)
+
+
+def _stamp(path: str) -> tuple:
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.iterdir()) if p.is_dir() else []
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+
+
+def rd_points(path: str, data: str, limit: int | None) -> list[dict]:
+    """Every measured point of ``path`` on ``data``: the demo's shipped sweeps, then this
+    machine's cache (``ctnet rd``'s, shared with the CLI), which wins where both have a point."""
+    from ctnet import rd
+    digest, dkey = source_digest(path, _stamp(path)), data_key(data, dataset_stamp(data))
+    found: dict[str, dict] = {}
+    for cache in (demo_dir() / RD_DIR / f"{digest[:32]}.json", rd.default_cache(digest)):
+        for key, p in rd.read_cache(cache).items() if cache.is_file() else ():
+            if p.get("source_sha256") == digest and p.get("data") == dkey and p.get("limit") == limit:
+                found[key] = {**p, "cached": True}
+    return list(found.values())
+
+
+def start_sweep(source: str, data: str, limit: int | None, jobs: list, device: str = "auto") -> SweepJob | None:
+    """Measure ``jobs`` (``ctnet.rd.Job``) in the background; points already measured (here
+    or in the demo's shipped sweep) are not measured again."""
+    from ctnet import rd
+    job = st.session_state.get(RD_JOB)
+    if job is not None and not job.future.done():
+        return job
+    model, meta = load(source)
+    # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
+    images = split(data, int(meta["model"]["num_classes"]), int(meta.get("image_size", 128)), limit)
+    have = {(p["method"], p["codec"], tuple(sorted(p["settings"].items()))) for p in rd_points(source, data, limit)}
+    todo = [j for j in jobs if (j.method, j.codec, j.settings) not in have]
+    status = [0, ""]
+
+    def progress(done, total, job, point):
+        status[0], status[1] = done, job.label()
+
+    def work():
+        return rd.sweep(source, data, todo, limit=limit, loaded=(model, meta), progress=progress,
+                        device=device, split=images)
+    job = SweepJob(source, data, limit, _rd_executor().submit(work), len(todo), status)
+    st.session_state[RD_JOB] = job
+    st.session_state[RD_ERROR] = None
+    return job
+
+
+def running_sweep() -> SweepJob | None:
+    job = st.session_state.get(RD_JOB)
+    return job if job is not None and not job.future.done() else None
+
+
+def collect_sweep() -> dict | None:
+    """A finished sweep's outcome (its failed points) once; its points are in the cache."""
+    job = st.session_state.get(RD_JOB)
+    if job is None or not job.future.done():
+        return None
+    st.session_state[RD_JOB] = None
+    try:
+        result = job.future.result()
+    except Exception as exc:  # RDError, DatasetError …: their messages name the problem
+        st.session_state[RD_ERROR] = _reason(exc)
+        return None
+    return {"errors": result.errors, "nncodec": result.nncodec, "points": len(result.points)}

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import state
 from ctnet import runs
+from ctnet.codec.video import CODECS
 
 # page files as st.page_link resolves them: relative to app/main.py
 PAGE_LINKS = {"checkpoints": "../pages/checkpoints.py", "codec_lab": "../pages/codec_lab.py"}
@@ -93,7 +94,8 @@ def encode_progress() -> None:
 
 def settings_label(s: dict) -> str:
     """One line naming codec settings: preset, rate, pixels, BN, order."""
-    parts = [s["preset"], "lossless" if s["crf"] == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s['pix_fmt']}"]
+    parts = [s.get("codec", "hevc")] + ([s["preset"]] if CODECS[s.get("codec", "hevc")].uses_preset else []) + [
+        "lossless" if s["crf"] == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s['pix_fmt']}"]
     if s.get("dither"):
         parts.append(f"dither {s['dither']:g} (seed {s['seed']})")
     parts.append("BN raw" if s["bn_mode"] == "raw" else

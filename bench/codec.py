@@ -7,6 +7,8 @@ weights, verified) — the "smoke" CTNet-18 until trained ones exist. Prints, th
 JSON with --json-out:
 
 * encode seconds at ultrafast / fast / medium and decode seconds (8-bit lossless bundle);
+  with ``--codec-timing [CODEC ...]`` only bytes, encode and decode seconds of each codec's
+  8-bit lossless bundle, as ratios of HEVC's in the same run;
 * bytes and decoded top-1 of fp32, fp16 + zstd, per-tensor INT8 + zstd, NNCodec (when
   ``import nncodec`` works; the smallest QP within 0.3 pt of fp32), CTNet H.265 8-bit
   lossless, and a CRF sweep with the best CRF within 0.3 pt of lossless.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import os
 import sys
@@ -23,19 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import zstandard
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ctnet import baselines  # noqa: E402
 from ctnet.checkpoint import load_model  # noqa: E402
 from ctnet.codec.bundle import EncodeSettings, encode_model, read_bundle, write_bundle  # noqa: E402
 from ctnet.data import load_split  # noqa: E402
 from ctnet.evaluate import evaluate  # noqa: E402
-from ctnet.export import bn_layers, video_tensors  # noqa: E402
-from ctnet.layers import DCT_LAYERS, configure_export_training  # noqa: E402
+from ctnet.layers import configure_export_training  # noqa: E402
 from ctnet.models import fp32_bytes, replace_with_dct_convs  # noqa: E402
 
 DEFAULT_CKPT = REPO.parent / "shared" / "models" / "resnet18-imagenette128-scratch.pt"
@@ -54,71 +53,16 @@ def ctnet_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
     return model, meta, f"{path.name} converted to CTNet-18 (block 16)"
 
 
-def plain_twin(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain torchvision network with the materialised weights (for NNCodec / INT8)."""
-    plain = copy.deepcopy(model)
-
-    def swap(parent):
-        for name, child in parent.named_children():
-            if isinstance(child, DCT_LAYERS):
-                setattr(parent, name, child.to_conv())
-            else:
-                swap(child)
-    swap(plain)
-    return plain.eval()
-
-
-def zstd(data: bytes) -> int:
-    return len(zstandard.ZstdCompressor(level=19).compress(data))
-
-
-def fp16_zstd(model) -> tuple[int, torch.nn.Module]:
-    m = copy.deepcopy(model)
-    buf = io.BytesIO()
-    with torch.no_grad():
-        for name, t in m.state_dict().items():
-            if t.is_floating_point():
-                half = t.half()
-                buf.write(half.numpy().tobytes())
-                t.copy_(half.float())
-    return zstd(buf.getvalue()), m
-
-
-def int8_zstd(model) -> tuple[int, torch.nn.Module]:
-    """Symmetric per-tensor INT8 of every stored (video) tensor; BN float32; zstd over all."""
-    m = copy.deepcopy(model)
-    buf = io.BytesIO()
-    with torch.no_grad():
-        for name, t in video_tensors(m).items():
-            scale = float(t.abs().max()) / 127 or 1.0
-            q = torch.round(t / scale).clamp(-127, 127).to(torch.int8)
-            buf.write(np.float32(scale).tobytes() + q.numpy().tobytes())
-            t.copy_(q.float() * scale)
-        for name, layer in bn_layers(m).items():
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                buf.write(getattr(layer, key).numpy().astype(np.float32).tobytes())
-    return zstd(buf.getvalue()), m
-
-
-def nncodec_rows(plain: torch.nn.Module, acc, fp32_acc: float, qps: list[int]) -> list[dict]:
-    try:
-        from nncodec import nnc
-    except Exception as exc:  # not installed or broken: say so, measure the rest
-        print(f"NNCodec not importable ({type(exc).__name__}: {exc}); skipped", flush=True)
+def nncodec_rows(model: torch.nn.Module, acc, qps: list[int]) -> list[dict]:
+    ok, why = baselines.nncodec_status()
+    if not ok:
+        print(f"{why}; skipped", flush=True)
         return []
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for qp in qps:
-            path = os.path.join(tmp, f"qp{qp}.nnc")
-            nnc.compress_model(copy.deepcopy(plain), bitstream_path=path, qp=qp, nonweight_qp=-75, use_dq=True,
-                               verbose=False)
-            rec = nnc.decompress(path, verbose=False)
-            m = copy.deepcopy(plain)
-            state = m.state_dict()
-            m.load_state_dict({k: torch.as_tensor(np.asarray(rec[k])).reshape(v.shape).to(v.dtype) if k in rec else v
-                               for k, v in state.items()})
-            rows.append({"method": f"NNCodec qp {qp}", "bytes": os.path.getsize(path), "acc1": acc(m), "qp": qp})
-            print(f"  NNCodec qp {qp}: {rows[-1]['bytes']:,} B, top-1 {rows[-1]['acc1']:.2f}", flush=True)
+    for qp in qps:
+        c = baselines.nncodec(model, qp)
+        rows.append({"method": f"NNCodec qp {qp}", "bytes": c.bytes, "acc1": acc(c.model), "qp": qp})
+        print(f"  NNCodec qp {qp}: {rows[-1]['bytes']:,} B, top-1 {rows[-1]['acc1']:.2f}", flush=True)
     return rows
 
 
@@ -143,6 +87,32 @@ def measure_timing(model, meta):
     return timing, decoded
 
 
+def codec_timing(model, meta, codecs: list[str]) -> list[dict]:
+    """Per codec, in one run: lossless encode seconds (best of 2, the library's whole encode)
+    and decode seconds from disk (best of 3), bytes, each as a ratio of HEVC's."""
+    from ctnet.codec.video import CODECS
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for codec in codecs:
+            settings = EncodeSettings(codec=codec, bit_depth=8, crf=0, pix_fmt=CODECS[codec].pix_fmts[0])
+            encodes = [encode_model(model, meta, settings) for _ in range(2)]
+            enc = min(encodes, key=lambda e: e.seconds)
+            out = write_bundle(enc, Path(tmp) / codec)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                read_bundle(out)
+                times.append(time.perf_counter() - t0)
+            rows.append({"codec": codec, "bytes": enc.total_bytes, "encode_s": round(enc.seconds, 2),
+                         "decode_s": round(min(times), 3)})
+            print(f"  {codec}: {enc.total_bytes:,} B, encode {enc.seconds:.2f} s, decode {min(times):.3f} s", flush=True)
+    hevc = next((r for r in rows if r["codec"] == "hevc"), rows[0])
+    for r in rows:
+        r.update(bytes_vs_hevc=round(r["bytes"] / hevc["bytes"], 3), encode_vs_hevc=round(r["encode_s"] / hevc["encode_s"], 2),
+                 decode_vs_hevc=round(r["decode_s"] / hevc["decode_s"], 2))
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CKPT))
@@ -154,10 +124,23 @@ def main(argv=None) -> int:
     p.add_argument("--nncodec-qps", type=int, nargs="+", default=[-38, -32, -30, -29, -28, -27])
     p.add_argument("--json-out", help="also write the results here")
     p.add_argument("--timing-only", action="store_true", help="only the encode/decode seconds (no data needed)")
+    p.add_argument("--codec-timing", nargs="*", metavar="CODEC", default=None,
+                   help="only lossless 8-bit bytes, encode and decode seconds per codec (default all), vs HEVC")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
 
     model, meta, label = ctnet_model(Path(args.checkpoint))
+    if args.codec_timing is not None:
+        from ctnet.codec.video import CODECS
+        rows = codec_timing(model, meta, args.codec_timing or ["hevc", *(c for c in CODECS if c != "hevc")])
+        print(f"{label}; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}")
+        print(f"{'codec':<8}{'bytes':>12}{'vs hevc':>9}{'encode s':>10}{'vs hevc':>9}{'decode s':>10}{'vs hevc':>9}")
+        for r in rows:
+            print(f"{r['codec']:<8}{r['bytes']:>12,}{r['bytes_vs_hevc']:>9.3f}{r['encode_s']:>10.2f}"
+                  f"{r['encode_vs_hevc']:>9.2f}{r['decode_s']:>10.3f}{r['decode_vs_hevc']:>9.2f}")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(rows, indent=2))
+        return 0
     if args.timing_only:
         timing, _ = measure_timing(model, meta)
         print(f"{label}; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}")
@@ -178,12 +161,12 @@ def main(argv=None) -> int:
         simulated = configure_export_training(copy.deepcopy(model), pixel_bit_depth=trained_bits)
         rows.append({"method": f"fp32 with the {trained_bits}-bit export simulation (as trained)", "bytes": fp32,
                      "acc1": acc(simulated)})
-    b, m = fp16_zstd(model)
-    rows.append({"method": "fp16 + zstd-19", "bytes": b, "acc1": acc(m)})
-    b, m = int8_zstd(model)
-    rows.append({"method": "INT8 per-tensor + zstd-19", "bytes": b, "acc1": acc(m)})
+    c = baselines.fp16_zstd(model)
+    rows.append({"method": "fp16 + zstd-19", "bytes": c.bytes, "acc1": acc(c.model)})
+    c = baselines.int_zstd(model, 8)
+    rows.append({"method": "INT8 per-tensor + zstd-19", "bytes": c.bytes, "acc1": acc(c.model)})
     print(f"  fp16/int8 done: {rows[-2]['bytes']:,} / {rows[-1]['bytes']:,}", flush=True)
-    nnc = nncodec_rows(plain_twin(model), acc, rows[0]["acc1"], args.nncodec_qps)
+    nnc = nncodec_rows(model, acc, args.nncodec_qps)
     ok = [r for r in nnc if r["acc1"] >= rows[0]["acc1"] - TOLERANCE]
     if nnc:
         best = min(ok, key=lambda r: r["bytes"]) if ok else max(nnc, key=lambda r: r["acc1"])

@@ -49,11 +49,12 @@ def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = No
 
 # --- codec: encode/decode without touching files ------------------------------------------------
 
-def encode(model: nn.Module, meta: dict, settings=None, **overrides) -> dict:
-    """Encode a loaded model as an H.265 bundle in memory and decode it back.
+def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **overrides) -> dict:
+    """Encode a loaded model as a bundle (H.265 by default) in memory and decode it back.
 
     ``settings`` is a :class:`ctnet.codec.bundle.EncodeSettings` (or a dict of its fields);
-    keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields.
+    keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields;
+    ``progress(frames done, frames in all)`` is called as each stream is coded.
     Returns ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``; ``layers`` [{name, kind,
     bytes, frames, max_abs_error, max_half_step, shape}]; ``streams`` [{file, kind, height,
     width, frames, bytes, frame_bytes, order, coded_order, workaround}]; ``files`` (name →
@@ -70,7 +71,7 @@ def encode(model: nn.Module, meta: dict, settings=None, **overrides) -> dict:
     elif isinstance(settings, dict):
         settings = EncodeSettings(**settings)
     settings = replace(settings, **overrides) if overrides else settings
-    enc = encode_model(model, meta, settings)
+    enc = encode_model(model, meta, settings, progress=progress)
     return {**enc.summary(), "streams": enc.streams, "layers": enc.layers, "files": enc.files,
             "manifest": enc.manifest, "frames_stored": enc.frames_stored, "frames_coded": enc.frames_coded,
             "frames_decoded": enc.frames_decoded, "model": enc.model}

@@ -179,6 +179,7 @@ COMMANDS: dict[str, Callable[[list[str] | None], int]] = {
     "decode": codec_command("decode_main"),
     "profile": codec_command("profile_main"),
     "export": codec_command("export_main"),
+    "rd": codec_command("rd_main"),  # ctnet/rd.py: rate–distortion curves of every codec
 }
 
 

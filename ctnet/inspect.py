@@ -158,13 +158,14 @@ class Stream:
 
 
 def model_streams(model: nn.Module, *, bit_depth: int = 8, tile: int = quant.TILE, pix_fmt: str = "gray",
-                  dither: float = 0.0, seed: int = 0, bn_bit_depth: int | None = None) -> list[Stream]:
+                  dither: float = 0.0, seed: int = 0, bn_bit_depth: int | None = None,
+                  codec: str = "hevc") -> list[Stream]:
     """Quantise every stored tensor exactly as the codec does (``ctnet.codec.frames``) and
     group its tiles by the frame size the codec codes them at, as ``encode_model`` groups
     them into streams. BN layers join only when ``bn_bit_depth`` is given (``--bn-mode
     video``). Largest stream first."""
-    from .codec.bundle import EncodeSettings, _coded  # the codec's own padding rule, not a copy
-    settings = EncodeSettings(bit_depth=bit_depth, tile=tile, pix_fmt=pix_fmt, dither=dither, seed=seed)
+    from .codec.bundle import EncodeSettings, coded_frame_size  # the codec's own padding rule
+    settings = EncodeSettings(codec=codec, bit_depth=bit_depth, tile=tile, pix_fmt=pix_fmt, dither=dither, seed=seed)
     tensors = [("weight", n, t, bit_depth) for n, t in export.video_tensors(model).items()]
     if bn_bit_depth is not None:
         for n, m in export.bn_layers(model).items():
@@ -176,7 +177,7 @@ def model_streams(model: nn.Module, *, bit_depth: int = 8, tile: int = quant.TIL
         tf = F.quantize_tensor(name, t, bits=bits, tile=tile, first_frame=next_frame,
                                dither=dither if kind == "weight" else 0.0, seed=seed)
         for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels)):
-            size = _coded(settings, box[2], box[3])
+            size = coded_frame_size(settings, box[2], box[3])
             g = groups.setdefault((kind, size), {"frames": [], "ids": [], "labels": []})
             g["frames"].append(F.pad_frame(pix, size))
             g["ids"].append(tf.first_frame + k)

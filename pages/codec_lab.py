@@ -11,7 +11,7 @@ from ctnet import inspect as ci
 from ctnet import runs
 from ctnet.codec.bundle import BN_MODES, BundleError
 from ctnet.codec.frames import MAX_DITHER, ORDERS
-from ctnet.codec.video import BIT_DEPTHS, PRESETS
+from ctnet.codec.video import CODECS, PRESETS
 
 ss = st.session_state
 W = state.W_LAB
@@ -19,8 +19,8 @@ path, key, model, meta = ui.current_model("Codec lab")
 settings = ss[state.LAB_SETTINGS]
 
 # widgets own their values only while this page is shown: seed them from the saved settings
-seed = {"lossless": settings["crf"] == 0, "crf": settings["crf"] or 20, **{k: settings[k] for k in (
-    "bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}}
+seed = {"lossless": settings["crf"] == 0, "crf": settings["crf"] or 20, "codec": settings.get("codec", "hevc"),
+       **{k: settings[k] for k in ("bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}}
 for name, wkey in W.items():
     if wkey not in ss:
         ss[wkey] = seed[name]
@@ -28,20 +28,39 @@ for name, wkey in W.items():
 
 def _use_bundle_settings() -> None:
     s = meta["settings"]
+    ss[W["codec"]] = s.get("codec", "hevc")
     ss[W["lossless"]] = s["crf"] == 0
     ss[W["crf"]] = s["crf"] or 20
     for k in ("bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile"):
         ss[W[k]] = s[k]
 
 
+def _fit_codec() -> None:
+    """Keep bit depth and pixel format within what the newly chosen codec takes."""
+    c = CODECS[ss[W["codec"]]]
+    if ss[W["bit_depth"]] not in c.bit_depths:
+        ss[W["bit_depth"]] = c.bit_depths[0]
+    if ss[W["bn_bit_depth"]] not in c.bit_depths:
+        ss[W["bn_bit_depth"]] = c.bit_depths[-1]
+    if ss[W["pix_fmt"]] not in c.pix_fmts:
+        ss[W["pix_fmt"]] = c.pix_fmts[0]
+    if c.lossy:
+        ss[W["crf"]] = min(ss[W["crf"]], c.max_crf)
+
+
+codec = CODECS[ss[W["codec"]]]
 c1, c2, c3, c4 = st.columns(4)
 with c1:
-    st.checkbox("Lossless (x265 lossless=1)", key=W["lossless"])
-    st.slider("CRF (when not lossless)", 1, 51, key=W["crf"], disabled=ss[W["lossless"]])
-    st.selectbox("Preset", PRESETS, key=W["preset"])
+    st.selectbox("Codec", list(CODECS), key=W["codec"], on_change=_fit_codec, format_func=lambda n: CODECS[n].label,
+                 help="HEVC is the default; the others are compared on the Rate–distortion page. xz/zstd code "
+                      "the same pixels without video.")
+    st.checkbox("Lossless (CRF 0)", key=W["lossless"], disabled=not codec.lossy)
+    st.slider("CRF (when not lossless)", 1, codec.max_crf if codec.lossy else 51, key=W["crf"],
+              disabled=ss[W["lossless"]] or not codec.lossy)
+    st.selectbox("Preset", PRESETS, key=W["preset"], disabled=not codec.uses_preset)
 with c2:
-    st.selectbox("Bit depth", BIT_DEPTHS, key=W["bit_depth"])
-    st.radio("Pixel format", ["gray", "yuv420"], key=W["pix_fmt"], horizontal=True,
+    st.selectbox("Bit depth", codec.bit_depths, key=W["bit_depth"])
+    st.radio("Pixel format", codec.pix_fmts, key=W["pix_fmt"], horizontal=True,
              help="gray: 4:0:0, HEVC RExt. yuv420: data in luma, neutral chroma; Main/Main10, hardware-decodable.")
     st.selectbox("Tile size", [64, 128, 256], key=W["tile"], help="Largest frame side; bigger images are cut.")
 with c3:
@@ -52,12 +71,13 @@ with c4:
     st.radio("BatchNorm", BN_MODES, key=W["bn_mode"], horizontal=True,
              help="raw: float32 tensors (~82 KB for CTNet-18). video: its own stream.")
     st.slider("BN CRF (0 = lossless)", 0, 51, key=W["bn_crf"], disabled=ss[W["bn_mode"]] != "video")
-    st.selectbox("BN bit depth", BIT_DEPTHS, key=W["bn_bit_depth"], disabled=ss[W["bn_mode"]] != "video")
+    st.selectbox("BN bit depth", codec.bit_depths, key=W["bn_bit_depth"], disabled=ss[W["bn_mode"]] != "video")
 
 
 
 def _from_widgets() -> dict:
-    return {"crf": 0 if ss[W["lossless"]] else int(ss[W["crf"]]), "bit_depth": int(ss[W["bit_depth"]]),
+    lossless = ss[W["lossless"]] or not CODECS[ss[W["codec"]]].lossy
+    return {"codec": ss[W["codec"]], "crf": 0 if lossless else int(ss[W["crf"]]), "bit_depth": int(ss[W["bit_depth"]]),
             "pix_fmt": ss[W["pix_fmt"]], "preset": ss[W["preset"]], "dither": float(ss[W["dither"]]),
             "seed": int(ss[W["seed"]]), "bn_mode": ss[W["bn_mode"]], "bn_crf": int(ss[W["bn_crf"]]),
             "bn_bit_depth": int(ss[W["bn_bit_depth"]]), "order": ss[W["order"]], "tile": int(ss[W["tile"]])}
@@ -136,6 +156,7 @@ with st.expander("Streams"):
     st.dataframe(pd.DataFrame([{k: x[k] for k in ("file", "kind", "height", "width", "frames", "bytes", "workaround")}
                                for x in res["streams"]]), hide_index=True, width="stretch")
 
-stem = f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['preset']}-crf{s['crf']}"
+stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s.get('codec', 'hevc')}-"
+        f"{s['preset']}-crf{s['crf']}")
 st.download_button("Download this bundle (zip)", runs.zip_bundle(res["files"], stem), file_name=f"{stem}.zip",
                    mime="application/zip", type="secondary")

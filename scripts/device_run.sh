@@ -7,14 +7,14 @@ set -u
 LIMIT=${LIMIT:-420}
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1 PYTHONPATH=.
 nvidia-smi -L
-python3 -c "import torch, torchvision, PIL.features as f; print(torch.__version__, torchvision.__version__, 'webp', f.check('webp'))"
+${PYTHON:-python3} -c "import torch, torchvision, PIL.features as f; print(torch.__version__, torchvision.__version__, 'webp', f.check('webp'))"
 mkdir -p /tmp/runs /tmp/pack /tmp/parts
 start=$(date +%s)
 timeout "$LIMIT" bash scripts/train_demo.sh .data/imagenette2-128 /tmp/runs
 pkill -f "ctnet train" && sleep 3  # past the limit: stop; checkpoints are written atomically
 echo "training wall $(( $(date +%s) - start )) s"
 for f in /tmp/runs/*.log; do echo "== $f"; grep "^epoch" "$f" | tail -2; grep -i "error" "$f" | tail -2; done
-python3 scripts/pack_results.py /tmp/runs /tmp/pack --max-per-run 6
+${PYTHON:-python3} scripts/pack_results.py /tmp/runs /tmp/pack --max-per-run 6
 rm -f /tmp/pack/resnet50-plain/*.st.xz  # 41 MB even in fp16: its log is enough
 cp /tmp/runs/*.log /tmp/pack/
 # logs and CTNet runs first, the fp16 baseline last, so the first parts hold what matters most

@@ -11,6 +11,8 @@ RUNS=${2:?usage: train_demo.sh DATA RUNS}
 BASE_EPOCHS=${BASE_EPOCHS:-80}
 CT18_EPOCHS=${CT18_EPOCHS:-40}
 CT50_EPOCHS=${CT50_EPOCHS:-30}
+CT18_LAMBDAS=${CT18_LAMBDAS:-"1e-7 2e-7 4e-7 1e-6 1e-5"}  # the export-grid λ sweep
+STAGES=${STAGES-"paper r50"}  # optional parts: the paper-proxy run, ResNet-50 + CTNet-50
 EXTRA=${EXTRA:-}
 PY=${PYTHON:-python3}
 mkdir -p "$RUNS"
@@ -28,19 +30,25 @@ run() {  # name, args...: one training run, its log beside its output
 # 1. plain baselines from scratch (rate off), in parallel
 run resnet18-plain --arch resnet18 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
 R18=$!
-run resnet50-plain --arch resnet50 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
-R50=$!
+R50=
+if [[ " $STAGES " == *" r50 "* ]]; then
+  run resnet50-plain --arch resnet50 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
+  R50=$!
+fi
 wait $R18
 B18="$RUNS/resnet18-plain/checkpoints/best.safetensors"
 
 # 2. CTNet-18 from the baseline: λ sweep with the rate measured on the export grid, and the
 #    paper's fixed-q proxy (q = 0.1, noise, DCT dropout) for comparison
-for lam in 1e-7 1e-6 1e-5; do
+for lam in $CT18_LAMBDAS; do
   run "ctnet18-export-lam$lam" --arch resnet18 --init-from "$B18" $CTNET --epochs "$CT18_EPOCHS" \
       --rate-grid export --lambda-rate "$lam" --lambda-alpha 0.5 --no-train-noise --dct-dropout 0 &
 done
-run ctnet18-paper-lam1e-5 --arch resnet18 --init-from "$B18" $CTNET --epochs "$CT18_EPOCHS" \
-    --rate-grid qstep --qstep 0.1 --lambda-rate 1e-5 --lambda-alpha 0.5 --dct-dropout 0.05 &
+if [[ " $STAGES " == *" paper "* ]]; then
+  run ctnet18-paper-lam1e-5 --arch resnet18 --init-from "$B18" $CTNET --epochs "$CT18_EPOCHS" \
+      --rate-grid qstep --qstep 0.1 --lambda-rate 1e-5 --lambda-alpha 0.5 --dct-dropout 0.05 &
+fi
+[[ -z "$R50" ]] && { wait; exit 0; }
 wait $R50
 B50="$RUNS/resnet50-plain/checkpoints/best.safetensors"
 

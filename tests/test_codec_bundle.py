@@ -204,3 +204,13 @@ def test_encode_refuses_bad_settings_and_models(source):
         broken.fc.weight[0, 0] = float("nan")
     with pytest.raises(B.BundleError, match="non-finite"):
         B.encode_model(broken, meta, B.EncodeSettings(preset="ultrafast"))
+
+
+@pytest.mark.parametrize("codec", ["hevc", "xz"])
+def test_encode_reports_progress_in_frames(source, codec):
+    model, meta = source
+    calls = []
+    enc = api.encode(model, meta, codec=codec, preset="ultrafast", progress=lambda done, total: calls.append((done, total)))
+    frames = sum(s["frames"] for s in enc["streams"])
+    assert calls and calls[-1] == (frames, frames)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len({t for _, t in calls}) == 1

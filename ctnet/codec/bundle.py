@@ -6,10 +6,15 @@
     settings, per layer its shape, first frame number, per-frame ``scale`` (exact float32) and
     ``zero_point`` and the bytes its frames cost, and per stream its file, frame size, frame
     order, size, SHA-256 and the exact encoder options.
-``w_<H>x<W>.mp4``
-    One HEVC stream per coded frame size (tiles of the same size share a stream).
-``bn.safetensors`` (``--bn-mode raw``) or ``bn_<H>x<W>.mp4`` (``--bn-mode video``)
-    BatchNorm as one float32 [4, C] tensor per layer (weight, bias, running_mean, running_var).
+``w_<H>x<W>.mp4`` (``.mkv`` for FFV1)
+    One video stream per coded frame size (tiles of the same size share a stream), in the
+    bundle's codec: HEVC (default), H.264, AV1 or FFV1.
+``w.xz`` / ``w.zst``
+    … or, with a plane codec (``xz``, ``zstd``), every weight pixel in one compressed file of
+    layer images (``ctnet.codec.planes``).
+``bn.safetensors`` (``--bn-mode raw``) or ``bn_<H>x<W>.mp4`` / ``bn.xz`` (``--bn-mode video``)
+    BatchNorm as one float32 [4, C] tensor per layer (weight, bias, running_mean, running_var);
+    with a plane codec the raw file is compressed by it (``bn.safetensors.xz``).
 
 Everything is built in memory (:func:`encode_model` → :class:`Encoded`), so the app can look
 at a bundle without files; :func:`write_bundle` puts it on disk atomically and
@@ -27,7 +32,8 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +47,7 @@ from .. import export, quant
 from ..layers import configure_export_training
 from ..models import ModelSpec, build_model, fp32_bytes
 from . import frames as F
+from . import planes as P
 from . import video as V
 
 FORMAT = "ctnet-bundle"
@@ -84,6 +91,8 @@ class EncodeSettings:
         return V.VideoSettings(self.codec, self.bn_bit_depth, self.pix_fmt, self.bn_crf, self.preset)
 
     def validate(self) -> "EncodeSettings":
+        """The checked settings. Plane codecs code frames in model order, so their ``order``
+        is returned as ``natural`` whatever was asked (it has no effect on them)."""
         try:
             self.video().validate()
             if self.bn_mode == "video":
@@ -99,7 +108,13 @@ class EncodeSettings:
             raise BundleError(f"tile size must be an integer in {F.MIN_SIDE}..{MAX_TILE}, got {self.tile!r}")
         if self.order not in F.ORDERS:
             raise BundleError(f"frame order must be one of {F.ORDERS}, got {self.order!r}")
+        if self.family == "planes" and self.order != "natural":
+            return replace(self, order="natural")
         return self
+
+    @property
+    def family(self) -> str:
+        return V.CODECS[self.codec].family if self.codec in V.CODECS else ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -175,28 +190,54 @@ def _version() -> str:
 
 def _layout(settings: EncodeSettings) -> dict:
     """How tiles become frames: what a reader must agree with to crop them back."""
-    yuv = settings.pix_fmt == "yuv420"
-    return {"tile": settings.tile, "min_side": F.MIN_SIDE, "pad": "wrap", "even": yuv,
-            "square": _square(settings),
-            "frames": "model order: layers as listed, tiles row-major; streams list them in coded order"}
+    codec = V.CODECS[settings.codec]
+    if codec.family == "planes":
+        return {"tile": settings.tile, "min_side": 1, "pad": "none", "even": False, "square": None,
+                "frames": f"model order: layers as listed, tiles row-major; each kind's pixels in one file of "
+                          f"{P.ORDER} layer images"}
+    layout = {"tile": settings.tile, "min_side": codec.min_side, "pad": "wrap", "even": settings.pix_fmt == "yuv420",
+              "square": _square(settings),
+              "frames": "model order: layers as listed, tiles row-major; streams list them in coded order"}
+    if codec.max_aspect:
+        layout["max_aspect"] = codec.max_aspect
+    return layout
+
+
+LAYOUT_KEYS = {"tile": None, "min_side": None, "pad": None, "even": None, "square": None, "max_aspect": 0}
 
 
 def _square(settings: EncodeSettings) -> int | None:
-    """4:2:0 bundles are for hardware decoders: every tile is padded to one square size of at
-    least two CTUs, so all of it is one Main/Main10 stream with inter frames (x265 codes
-    smaller frames only as intra frames, which are RExt profiles; see video.py)."""
-    if settings.pix_fmt != "yuv420":
+    """HEVC 4:2:0 bundles are for hardware decoders: every tile is padded to one square size
+    of at least two CTUs, so all of it is one Main/Main10 stream with inter frames (x265
+    codes smaller frames only as intra frames, which are RExt profiles; see video.py)."""
+    if settings.pix_fmt != "yuv420" or settings.codec != "hevc":
         return None
     side = max(settings.tile, V.NARROW)
     return side + side % 2
 
 
-def _coded(settings: EncodeSettings, height: int, width: int) -> tuple[int, int]:
-    return F.coded_size(height, width, even=settings.pix_fmt == "yuv420", square=_square(settings))
+def coded_frame_size(settings: EncodeSettings, height: int, width: int) -> tuple[int, int]:
+    """The frame size a (height, width) tile is coded at under ``settings`` (padding rules of
+    the codec and pixel format; plane codecs code tiles as they are)."""
+    codec = V.CODECS[settings.codec]
+    if codec.family == "planes":
+        return height, width
+    return F.coded_size(height, width, min_side=codec.min_side, even=settings.pix_fmt == "yuv420",
+                        square=_square(settings), max_aspect=codec.max_aspect)
 
 
-def _stream_name(kind: str, size: tuple[int, int]) -> str:
-    return f"{'w' if kind == 'weight' else 'bn'}_{size[0]}x{size[1]}{V.EXTENSION}"
+def _stream_name(kind: str, size: tuple[int, int], codec: str = "hevc") -> str:
+    return f"{'w' if kind == 'weight' else 'bn'}_{size[0]}x{size[1]}{V.CODECS[codec].extension}"
+
+
+def _plane_name(kind: str, codec: str) -> str:
+    return f"{'w' if kind == 'weight' else 'bn'}{V.CODECS[codec].extension}"
+
+
+def _bn_file(codec: str) -> str:
+    """Raw BN is stored as is beside video streams, compressed beside plane files."""
+    c = V.CODECS[codec]
+    return BN_FILE + (c.extension if c.family == "planes" else "")
 
 
 def _source_meta(meta: dict, spec: ModelSpec) -> dict:
@@ -213,9 +254,11 @@ def _source_meta(meta: dict, spec: ModelSpec) -> dict:
 
 
 @torch.no_grad()
-def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None) -> Encoded:
+def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
+                 progress: Callable[[int, int], None] | None = None) -> Encoded:
     """Encode a model (with its checkpoint metadata: ``model`` spec, label map, image size,
-    metrics) into an in-memory bundle, then decode those bytes back into a model."""
+    metrics) into an in-memory bundle, then decode those bytes back into a model.
+    ``progress(frames done, frames in all)`` is called as each stream (or plane file) is coded."""
     t0 = time.perf_counter()
     settings = (settings or EncodeSettings()).validate()
     spec = ModelSpec.from_dict(meta["model"])
@@ -237,44 +280,19 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
             tensors.append(("bn", name, tf))
             next_frame += len(tf.boxes)
 
-    # group padded frames by (kind, coded size); model order inside each group
-    groups: dict[tuple[str, tuple[int, int]], list[tuple[int, np.ndarray]]] = {}
-    frames_stored = []
-    for kind, name, tf in tensors:
-        for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels)):
-            size = _coded(settings, box[2], box[3])
-            groups.setdefault((kind, size), []).append((tf.first_frame + k, F.pad_frame(pix, size)))
-            frames_stored.append({"layer": name, "kind": kind, "tile": k, "frame": tf.first_frame + k,
-                                  "box": box, "pixels": pix})
+    frames_stored = [{"layer": name, "kind": kind, "tile": k, "frame": tf.first_frame + k, "box": box, "pixels": pix}
+                     for kind, name, tf in tensors for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels))]
+    if settings.family == "planes":
+        coded = _plane_streams(tensors, settings, progress)
+    else:
+        coded = _video_streams(tensors, settings, progress)
+    files, streams, frame_bytes, frames_coded, frames_decoded, decoded_frames = coded
 
-    files: dict[str, bytes] = {}
-    streams, frame_bytes, frames_coded, frames_decoded = [], {}, {}, {}
-    decoded_frames: dict[int, np.ndarray] = {}
-    for (kind, size), members in sorted(groups.items(), key=lambda kv: (kv[0][0] != "weight", kv[0][1])):
-        ids = [i for i, _ in members]
-        stack = np.stack([p for _, p in members])
-        perm = F.stream_order(stack, settings.order)
-        coded = stack[perm]
-        vs = settings.video() if kind == "weight" else settings.bn_video()
-        try:
-            enc = V.encode_frames(list(coded), vs, decode=True)
-        except V.VideoError as exc:
-            raise BundleError(f"{kind} stream {size[0]}x{size[1]}: {exc}") from exc
-        fname = _stream_name(kind, size)
-        order = [ids[j] for j in perm]
-        files[fname] = enc.data
-        for j, fid in enumerate(order):
-            frame_bytes[fid] = enc.frame_bytes[j]
-            decoded_frames[fid] = enc.decoded[j]
-        frames_coded[fname], frames_decoded[fname] = coded, enc.decoded
-        streams.append({"file": fname, "kind": kind, "height": size[0], "width": size[1], "frames": len(order),
-                        "order": order, "bytes": len(enc.data), "sha256": _sha256(enc.data),
-                        "params": enc.settings.encoder_params(), "workaround": enc.settings.workaround,
-                        "frame_bytes": [enc.frame_bytes[j] for j in range(len(order))],
-                        "coded_order": [order[j] for j in enc.coded_order]})
-
+    bn_bytes = None
     if settings.bn_mode == "raw":
-        files[BN_FILE] = st_save({name: img.contiguous() for name, img in bn_images.items()})
+        bn_bytes = st_save({name: img.contiguous() for name, img in bn_images.items()})
+        files[_bn_file(settings.codec)] = (P.compress(settings.codec, bn_bytes, "f32")
+                                           if settings.family == "planes" else bn_bytes)
 
     layers_m = []
     for kind, name, tf in tensors:
@@ -290,16 +308,15 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
         "settings": settings.to_dict(),
         "layout": _layout(settings),
         "video": settings.video().to_dict(),
-        "bn": ({"mode": "raw", "file": BN_FILE, "bytes": len(files[BN_FILE]), "sha256": _sha256(files[BN_FILE]),
-                "layers": list(bn_images)} if settings.bn_mode == "raw" else
+        "bn": (_raw_bn_entry(settings, files, bn_bytes, list(bn_images)) if settings.bn_mode == "raw" else
                {"mode": "video", "video": settings.bn_video().to_dict(), "layers": list(bn_images)}),
         "layers": layers_m,
         "streams": [{k: s[k] for k in ("file", "kind", "height", "width", "frames", "order", "bytes", "sha256",
-                                       "params")} for s in streams],
+                                       "params", "options") if s.get(k) is not None} for s in streams],
     }
     files[MANIFEST] = (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
 
-    decoded_model = _rebuild(manifest, decoded_frames, st_load(files[BN_FILE]) if BN_FILE in files else None)
+    decoded_model = _rebuild(manifest, decoded_frames, st_load(bn_bytes) if bn_bytes is not None else None)
     reference = {**video_tensors, **bn_images}
     decoded_state = {**export.video_tensors(decoded_model),
                      **{n: _bn_image(m) for n, m in export.bn_layers(decoded_model).items()}}
@@ -316,6 +333,94 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
                            "max_abs_error": err, "max_half_step": 0.0, "shape": list(img.shape)})
     return Encoded(files, manifest, layers, streams, frames_stored, frames_coded, frames_decoded, decoded_model,
                    time.perf_counter() - t0, manifest["fp32_bytes"])
+
+
+def _raw_bn_entry(settings: EncodeSettings, files: dict, raw: bytes, layers: list[str]) -> dict:
+    name = _bn_file(settings.codec)
+    entry = {"mode": "raw", "file": name, "bytes": len(files[name]), "sha256": _sha256(files[name]), "layers": layers}
+    if settings.family == "planes":
+        entry.update(compression=settings.codec, raw_bytes=len(raw),
+                     options=P.options(settings.codec, 32, "f32"))
+    return entry
+
+
+def _video_streams(tensors: list[tuple[str, str, F.TensorFrames]], settings: EncodeSettings, progress=None):
+    """Tiles grouped by (kind, coded size), padded, ordered, one video stream per group."""
+    groups: dict[tuple[str, tuple[int, int]], list[tuple[int, np.ndarray]]] = {}
+    for kind, name, tf in tensors:
+        for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels)):
+            size = coded_frame_size(settings, box[2], box[3])
+            groups.setdefault((kind, size), []).append((tf.first_frame + k, F.pad_frame(pix, size)))
+    files: dict[str, bytes] = {}
+    streams, frame_bytes, frames_coded, frames_decoded = [], {}, {}, {}
+    decoded_frames: dict[int, np.ndarray] = {}
+    total, done = sum(len(m) for m in groups.values()), 0
+    for (kind, size), members in sorted(groups.items(), key=lambda kv: (kv[0][0] != "weight", kv[0][1])):
+        ids = [i for i, _ in members]
+        stack = np.stack([p for _, p in members])
+        perm = F.stream_order(stack, settings.order)
+        coded = stack[perm]
+        vs = settings.video() if kind == "weight" else settings.bn_video()
+        try:
+            enc = V.encode_frames(list(coded), vs, decode=True)
+        except V.VideoError as exc:
+            raise BundleError(f"{kind} stream {size[0]}x{size[1]}: {exc}") from exc
+        fname = _stream_name(kind, size, settings.codec)
+        order = [ids[j] for j in perm]
+        files[fname] = enc.data
+        for j, fid in enumerate(order):
+            frame_bytes[fid] = enc.frame_bytes[j]
+            decoded_frames[fid] = enc.decoded[j]
+        frames_coded[fname], frames_decoded[fname] = coded, enc.decoded
+        streams.append({"file": fname, "kind": kind, "height": size[0], "width": size[1], "frames": len(order),
+                        "order": order, "bytes": len(enc.data), "sha256": _sha256(enc.data),
+                        "params": enc.settings.encoder_params(), "options": enc.settings.encoder_options(),
+                        "workaround": enc.settings.workaround,
+                        "frame_bytes": [enc.frame_bytes[j] for j in range(len(order))],
+                        "coded_order": [order[j] for j in enc.coded_order]})
+        done += len(order)
+        if progress:
+            progress(done, total)
+    return files, streams, frame_bytes, frames_coded, frames_decoded, decoded_frames
+
+
+def _plane_streams(tensors: list[tuple[str, str, F.TensorFrames]], settings: EncodeSettings, progress=None):
+    """One compressed file of layer images per kind (``ctnet.codec.planes``), decoded back
+    and compared before it is trusted. Frames have no bytes of their own in such a file:
+    ``frame_bytes`` apportions the file's bytes (``planes.apportion``). ``frames_coded`` and
+    ``frames_decoded`` stay empty: there are no coded frames, only layer images."""
+    files: dict[str, bytes] = {}
+    streams, frame_bytes, decoded_frames = [], {}, {}
+    total, done = sum(len(tf.boxes) for _, _, tf in tensors), 0
+    for kind in ("weight", "bn"):
+        members = [tf for k, _, tf in tensors if k == kind]
+        if not members:
+            continue
+        vs = settings.video() if kind == "weight" else settings.bn_video()
+        layers = [(tf.shape, tf.boxes, tf.pixels, tf.zero_point) for tf in members]
+        try:
+            data = P.encode(settings.codec, layers, vs.bit_depth)
+            decoded = P.decode(settings.codec, data, [(tf.shape, tf.boxes, tf.zero_point) for tf in members],
+                               vs.bit_depth)
+        except P.PlaneError as exc:
+            raise BundleError(f"{kind} planes: {exc}") from exc
+        ids = [fid for tf in members for fid in tf.frame_ids]
+        pixels = [p for tf in members for p in tf.pixels]
+        back = [p for tiles in decoded for p in tiles]
+        if not all(np.array_equal(a, b) for a, b in zip(pixels, back)):
+            raise BundleError(f"{kind} planes: {settings.codec} does not give back its input")
+        fb = P.apportion(len(data), pixels)
+        for fid, b, p in zip(ids, fb, back):
+            frame_bytes[fid], decoded_frames[fid] = b, p
+        fname = _plane_name(kind, settings.codec)
+        files[fname] = data
+        streams.append({"file": fname, "kind": kind, "height": None, "width": None, "frames": len(ids),
+                        "order": ids, "bytes": len(data), "sha256": _sha256(data), "params": vs.encoder_params(),
+                        "options": vs.encoder_options(), "workaround": "", "frame_bytes": fb, "coded_order": ids})
+        done += len(ids)
+        if progress:
+            progress(done, total)
+    return files, streams, frame_bytes, {}, {}, decoded_frames
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -529,10 +634,10 @@ def _checked(manifest: dict) -> tuple[EncodeSettings, nn.Module, list[dict]]:
     settings = _settings_from(manifest)
     layout = _need(manifest, "layout", dict, "")
     expected = _layout(settings)
-    for key in ("tile", "min_side", "pad", "even", "square"):
-        if layout.get(key) != expected[key]:
-            raise BundleError(f"manifest field 'layout.{key}' is {layout.get(key)!r}; this ctnet lays frames out "
-                              f"with {expected[key]!r}")
+    for key, absent in LAYOUT_KEYS.items():
+        if layout.get(key, absent) != expected.get(key, absent):
+            raise BundleError(f"manifest field 'layout.{key}' is {layout.get(key, absent)!r}; this ctnet lays frames "
+                              f"out with {expected.get(key, absent)!r}")
     try:
         spec = ModelSpec.from_dict(_need(manifest, "model", dict, ""))
     except BundleError:
@@ -579,31 +684,12 @@ def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None,
     return model.eval()
 
 
-def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
-    """Validate and decode a bundle held in memory (file name → bytes)."""
-    if MANIFEST not in files:
-        raise BundleError(f"{MANIFEST} missing from the bundle")
-    manifest = read_manifest(files[MANIFEST])
-    for key, kind in (("model", dict), ("layers", list), ("streams", list), ("bn", dict), ("settings", dict),
-                      ("fp32_bytes", int), ("image_size", int), ("pixel_bit_depth", int)):
-        _need(manifest, key, kind, "")
-    if "label_map" not in manifest:
-        raise BundleError("manifest is missing field 'label_map'")
-    refs = referenced_files(manifest)
-    for name, (size, digest) in refs.items():
-        if name not in files:
-            raise BundleError(f"{name}: missing from the bundle")
-        if len(files[name]) != size:
-            raise BundleError(f"{name}: {len(files[name])} bytes, the manifest says {size} (truncated or replaced)")
-        if _sha256(files[name]) != digest:
-            raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
-    checked = _checked(manifest)
-    settings, _, plan = checked
-    # which frames each stream must hold
-    need: dict[tuple[str, tuple[int, int]], list[int]] = {}
+def _decode_video(manifest: dict, files: dict[str, bytes], settings: EncodeSettings, plan: list[dict]):
+    """Global frame number → decoded (padded) frame, from a bundle's video streams."""
+    need: dict[tuple[str, tuple[int, int]], list[int]] = {}  # which frames each stream must hold
     for p in plan:
         for k, b in enumerate(p["boxes"]):
-            need.setdefault((p["kind"], _coded(settings, b[2], b[3])), []).append(p["first_frame"] + k)
+            need.setdefault((p["kind"], coded_frame_size(settings, b[2], b[3])), []).append(p["first_frame"] + k)
     frames: dict[int, np.ndarray] = {}
     seen = set()
     for i, s in enumerate(manifest["streams"]):
@@ -633,12 +719,82 @@ def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
     if seen != set(need):
         missing = sorted(set(need) - seen)
         raise BundleError(f"bundle has no stream for {missing[0][0]} frames of {missing[0][1][0]}x{missing[0][1][1]}")
+    return frames
+
+
+def _decode_planes(manifest: dict, files: dict[str, bytes], settings: EncodeSettings, plan: list[dict]):
+    """Global frame number → decoded frame, from a bundle's plane files (one per kind)."""
+    kinds = [k for k in ("weight", "bn") if any(p["kind"] == k for p in plan)]
+    streams = manifest["streams"]
+    listed = [_need(s, "kind", str, f"streams[{i}].") for i, s in enumerate(streams)]
+    if listed != kinds:
+        raise BundleError(f"a {settings.codec} bundle needs one file per kind ({', '.join(kinds)}), "
+                          f"the manifest lists {listed}")
+    frames: dict[int, np.ndarray] = {}
+    for i, (s, kind) in enumerate(zip(streams, kinds)):
+        members = [p for p in plan if p["kind"] == kind]
+        ids = [p["first_frame"] + k for p in members for k in range(len(p["boxes"]))]
+        if _need(s, "frames", int, f"streams[{i}].") != len(ids):
+            raise BundleError(f"{s['file']}: manifest says {s['frames']} frames, the model's layout needs {len(ids)}")
+        if _need(s, "order", list, f"streams[{i}].") != ids:
+            raise BundleError(f"{s['file']}: a {settings.codec} file holds its frames in model order")
+        vs = settings.video() if kind == "weight" else settings.bn_video()
+        try:
+            tiles = P.decode(settings.codec, files[s["file"]],
+                             [(p["shape"], p["boxes"], p["zero_point"]) for p in members], vs.bit_depth)
+        except P.PlaneError as exc:
+            raise BundleError(f"{s['file']}: {exc}") from exc
+        for fid, pix in zip(ids, (t for layer in tiles for t in layer)):
+            frames[fid] = pix
+    return frames
+
+
+def _read_raw_bn(bn: dict, files: dict[str, bytes], settings: EncodeSettings) -> dict:
+    name = bn["file"]
+    if name != _bn_file(settings.codec):
+        raise BundleError(f"a {settings.codec} bundle keeps raw BatchNorm in {_bn_file(settings.codec)}, not {name}")
+    data = files[name]
+    if settings.family == "planes":
+        raw = _need(bn, "raw_bytes", int, "bn.")
+        if not 0 < raw <= MAX_FILE_BYTES:
+            raise BundleError(f"manifest field 'bn.raw_bytes' is implausible ({raw})")
+        try:
+            data = P.decompress(settings.codec, data, raw)
+        except P.PlaneError as exc:
+            raise BundleError(f"{name}: {exc}") from exc
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise BundleError(f"{name}: not a readable safetensors file ({exc})") from exc
+
+
+def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
+    """Validate and decode a bundle held in memory (file name → bytes)."""
+    if MANIFEST not in files:
+        raise BundleError(f"{MANIFEST} missing from the bundle")
+    manifest = read_manifest(files[MANIFEST])
+    for key, kind in (("model", dict), ("layers", list), ("streams", list), ("bn", dict), ("settings", dict),
+                      ("fp32_bytes", int), ("image_size", int), ("pixel_bit_depth", int)):
+        _need(manifest, key, kind, "")
+    if "label_map" not in manifest:
+        raise BundleError("manifest is missing field 'label_map'")
+    refs = referenced_files(manifest)
+    for name, (size, digest) in refs.items():
+        if name not in files:
+            raise BundleError(f"{name}: missing from the bundle")
+        if len(files[name]) != size:
+            raise BundleError(f"{name}: {len(files[name])} bytes, the manifest says {size} (truncated or replaced)")
+        if _sha256(files[name]) != digest:
+            raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
+    checked = _checked(manifest)
+    settings, _, plan = checked
+    if settings.family == "planes":
+        frames = _decode_planes(manifest, files, settings, plan)
+    else:
+        frames = _decode_video(manifest, files, settings, plan)
     bn_raw = None
     if manifest["bn"]["mode"] == "raw":
-        try:
-            bn_raw = st_load(files[manifest["bn"]["file"]])
-        except (SafetensorError, ValueError, OSError) as exc:
-            raise BundleError(f"{manifest['bn']['file']}: not a readable safetensors file ({exc})") from exc
+        bn_raw = _read_raw_bn(manifest["bn"], files, settings)
     model = _rebuild(manifest, frames, bn_raw, checked)
     total = sum(len(b) for b in files.values())
     meta = dict(manifest)
@@ -657,5 +813,5 @@ def read_bundle(path: str | os.PathLike) -> tuple[nn.Module, dict]:
 
 
 __all__ = ["BN_FILE", "BN_MODES", "BundleError", "EncodeSettings", "Encoded", "FORMAT", "MANIFEST", "VERSION",
-           "decode_files", "directory_bytes", "encode_model", "load_files", "read_bundle", "read_manifest",
+           "coded_frame_size", "decode_files", "directory_bytes", "encode_model", "load_files", "read_bundle", "read_manifest",
            "write_bundle"]

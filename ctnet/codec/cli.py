@@ -13,15 +13,21 @@ import time
 from ..cli import _guarded
 from .bundle import BN_MODES, EncodeSettings
 from .frames import ORDERS
-from .video import PIX_FMTS, PRESETS
+from .video import CODECS, PIX_FMTS, PRESETS
 
 
 def add_codec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("codec")
-    g.add_argument("--crf", type=int, default=0, help="x265 CRF 0..51; 0 = true lossless (lossless=1)")
+    g.add_argument("--codec", default="hevc", choices=list(CODECS),
+                   help="hevc (libx265, default), h264 (libx264), av1 (libsvtav1; 4:2:0, 8/10 bit), ffv1 (lossless "
+                        "only), or a plane codec coding the same pixels without video: xz, zstd (lossless only)")
+    g.add_argument("--crf", type=int, default=0,
+                   help="CRF (hevc/h264 0..51, av1 0..63); 0 = true lossless (x265/SVT-AV1 lossless=1, x264 qp=0); "
+                        "ffv1/xz/zstd take 0 only")
     g.add_argument("--bit-depth", type=int, default=8, choices=[8, 10, 12], help="pixel bit depth of weight frames")
-    g.add_argument("--pix-fmt", default="gray", choices=list(PIX_FMTS),
-                   help="gray: 4:0:0 (HEVC RExt); yuv420: data in luma, neutral chroma (Main/Main10, hardware-decodable)")
+    g.add_argument("--pix-fmt", default=None, choices=list(PIX_FMTS),
+                   help="gray: 4:0:0 (HEVC RExt); yuv420: data in luma, neutral chroma (Main/Main10, hardware-decodable)."
+                        " Default: gray, or yuv420 for av1 (SVT-AV1 takes nothing else)")
     g.add_argument("--preset", default="medium", choices=list(PRESETS))
     g.add_argument("--dither", type=float, default=0.0, metavar="AMP",
                    help="subtractive dither amplitude in pixel steps (0 = off; seeded by --seed and frame number)")
@@ -40,7 +46,8 @@ def settings_from_args(args, **overrides) -> EncodeSettings:
     """``--bn-crf``/``--bn-bit-depth`` only mean something for a BN stream, so giving either
     without ``--bn-mode`` selects ``video`` (the seed's spelling passes both)."""
     bn_mode = args.bn_mode or ("video" if args.bn_crf is not None or args.bn_bit_depth is not None else "raw")
-    values = dict(crf=args.crf, bit_depth=args.bit_depth, pix_fmt=args.pix_fmt, preset=args.preset,
+    pix_fmt = args.pix_fmt or (CODECS[args.codec].pix_fmts[0] if args.codec in CODECS else "gray")
+    values = dict(codec=args.codec, crf=args.crf, bit_depth=args.bit_depth, pix_fmt=pix_fmt, preset=args.preset,
                   dither=args.dither, seed=args.seed, bn_mode=bn_mode,
                   bn_crf=0 if args.bn_crf is None else args.bn_crf,
                   bn_bit_depth=12 if args.bn_bit_depth is None else args.bn_bit_depth, tile=args.tile,
@@ -72,7 +79,8 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
 # --- encode ----------------------------------------------------------------------------------
 
 def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint as an H.265 bundle directory.")
+    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint as a bundle directory (H.265 by default; "
+                                                     "--codec for the others).")
     _checkpoint_args(p)
     p.add_argument("--out", "--output-dir", dest="out", help="bundle directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
@@ -159,6 +167,8 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
 def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
     from dataclasses import replace
     from .bundle import encode_model
+    if not CODECS[settings.codec].uses_preset:
+        raise ValueError(f"{settings.codec} has no presets: it codes the same way whatever --preset says")
     model, meta = _load(args)
     rows = []
     for preset in presets:
@@ -175,7 +185,8 @@ def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
 
 
 def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode with each x265 preset; print bytes and seconds.")
+    p = argparse.ArgumentParser(prog=prog, description="Encode with each preset (of --codec, x265 by default); "
+                                                     "print bytes and seconds.")
     _checkpoint_args(p)
     p.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="PRESET",
                    help="presets to try (space- or comma-separated; default all, ultrafast…placebo)")
@@ -192,6 +203,13 @@ def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> 
     return _guarded(prog, run)
 
 
+# --- rd (ctnet/rd.py: rate–distortion sweeps over every codec) -------------------------------------
+
+def rd_main(argv: list[str] | None = None) -> int:
+    from ..rd import rd_main as main
+    return main(argv)
+
+
 # --- export (the seed's spelling) --------------------------------------------------------------
 
 EXPORT_COMMANDS = {"encode": encode_main, "decode": decode_main, "profile": profile_main}
@@ -206,4 +224,5 @@ def export_main(argv: list[str] | None = None) -> int:
     return EXPORT_COMMANDS[argv[0]](argv[1:], prog=f"ctnet export {argv[0]}")
 
 
-__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "profile_main", "settings_from_args"]
+__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "profile_main", "rd_main",
+           "settings_from_args"]

@@ -135,14 +135,19 @@ image_shape = quant.image_shape
 
 
 def coded_size(height: int, width: int, *, min_side: int = MIN_SIDE, even: bool = False,
-               square: int | None = None) -> tuple[int, int]:
+               square: int | None = None, max_aspect: int = 0) -> tuple[int, int]:
     """Frame size a (height, width) tile is coded at: at least ``min_side`` on each side,
-    rounded up to even sizes for 4:2:0; with ``square``, every tile is padded to that."""
+    the short side at least 1/``max_aspect`` of the long one (when given), rounded up to
+    even sizes for 4:2:0; with ``square``, every tile is padded to that."""
     if square:
         return square, square
     h, w = max(height, min_side), max(width, min_side)
     if even:
         h, w = h + h % 2, w + w % 2
+    if max_aspect:
+        h, w = max(h, -(-w // max_aspect)), max(w, -(-h // max_aspect))
+        if even:
+            h, w = h + h % 2, w + w % 2
     return h, w
 
 

@@ -1,26 +1,53 @@
-"""Where the bitstream is made: lists of 2-D integer frames ↔ one video stream in a standard
-container, through PyAV's bundled encoders. The only module of ``ctnet`` that imports ``av``.
+"""Where the bitstream is made: lists of 2-D integer frames ↔ one stream, and the registry
+of every codec a bundle can use (:data:`CODECS`). The only module of ``ctnet`` that imports ``av``.
 
-The codec is a parameter (:data:`CODECS`); HEVC through libx265 is the one implemented.
-Streams are MP4 files that ffprobe and players open; the container is written bit-exactly
-(no creation time, no muxer version), so the same frames and settings give the same bytes.
+Video codecs go through PyAV's bundled encoders: HEVC (libx265), H.264 (libx264), AV1
+(libsvtav1, decoded by libdav1d) and FFV1. Their streams are files in a standard container
+(MP4; Matroska for FFV1) that ffprobe and players open, written bit-exactly (no creation
+time, no muxer version), so the same frames and settings give the same bytes. "Plane"
+codecs (xz, zstd) are general-purpose lossless coders of whole layer images; they are
+described here so that every codec has one registry and one settings type, and implemented
+in :mod:`ctnet.codec.planes` (no PyAV).
+
+What each video codec can do, as bundled with PyAV 18.1 (checked here; tests hold it):
+
+=====  ==========================  =====================  ========  =====================
+codec  pixel formats (ours→FFmpeg)  bit depths             lossless  quality knob
+=====  ==========================  =====================  ========  =====================
+hevc   gray→gray/gray10le/gray12le  8, 10, 12              lossless=1  CRF 1..51
+       yuv420→yuv420p/…10le/…12le
+h264   gray→gray/gray10le           8, 10                  qp=0        CRF 1..51
+       yuv420→yuv420p/yuv420p10le
+av1    yuv420→yuv420p/yuv420p10le   8, 10                  lossless=1  CRF 1..63
+ffv1   gray→gray/gray16le*          8, 10, 12              always      none (lossless only)
+       yuv420→yuv420p/…10le/…12le
+=====  ==========================  =====================  ========  =====================
+
+\* FFV1 has no gray10/gray12 input: those depths are fed as gray16le with the samples in
+the top bits and ``bits_per_raw_sample`` set, and decode as gray10le/gray12le.
 """
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Sequence
 
-import av
-import numpy as np
+# SVT-AV1 prints a banner and per-stream info straight to stderr unless told otherwise; it
+# reads this once, when its first encoder is created. 1 = errors only.
+os.environ.setdefault("SVT_LOG", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 BIT_DEPTHS = (8, 10, 12)
 PIX_FMTS = ("gray", "yuv420")
+FAMILIES = ("video", "planes")
 MAX_SIDE = 8192
 MAX_FRAMES = 1_000_000
-CONTAINER = "mp4"
+CONTAINER = "mp4"  # of the HEVC, H.264 and AV1 streams; FFV1 goes in Matroska
 EXTENSION = ".mp4"
 # libx265 4.2 misbehaves on small frames (a side under 128, i.e. less than two CTUs): lossless
 # inter frames that FFmpeg's decoder (the reference here) reconstructs differently (seen at
@@ -29,13 +56,18 @@ EXTENSION = ".mp4"
 # such streams was exact and deterministic in every case tried, and for weight tiles it is
 # no bigger. So small frames (the edge tiles of a layer) are coded as intra frames, and a
 # lossless stream that still fails its round-trip check is coded again that way.
+# SVT-AV1 4.1 has a like bug: at 10 bit, lossless inter frames sometimes decode one pixel
+# off (libdav1d; seen on sparse 48..128-px frames at every preset); intra-only was exact.
+# So a lossless HEVC or AV1 stream that fails its round-trip check is coded again as intra
+# frames (each codec spells that its own way; ``workaround`` records it).
 INTRA = "keyint=1:bframes=0"  # later x265 options override earlier ones
 WORKAROUNDS = ("", INTRA)
+INTRA_FALLBACK = ("hevc", "av1")  # codecs whose lossless streams are retried as intra frames
 NARROW = 128
 
 
-def geometry_workaround(height: int, width: int) -> str:
-    return INTRA if min(height, width) < NARROW else ""
+def geometry_workaround(height: int, width: int, codec: str = "hevc") -> str:
+    return INTRA if codec == "hevc" and min(height, width) < NARROW else ""
 
 
 class VideoError(ValueError):
@@ -44,11 +76,53 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class Codec:
-    name: str  # bitstream name as FFmpeg's decoders know it
-    encoder: str  # FFmpeg encoder wrapping the library
-    codec_tag: str | None  # MP4 sample entry
+    """What a bundle's ``codec`` names: how its frames become bytes, and what it accepts.
 
-    def params(self, settings: "VideoSettings") -> str:
+    ``family`` "video": a PyAV encoder, one stream per coded frame size (``encode_frames``).
+    "planes": a general-purpose coder of whole layer images (``ctnet.codec.planes``).
+    ``max_crf`` 0 means lossless only; every codec here has a true lossless mode, asked for
+    with CRF 0."""
+
+    name: str  # what --codec and the manifest say
+    label: str  # for people
+    family: str
+    encoder: str  # FFmpeg encoder (video) or Python module (planes) doing the work
+    decoders: tuple[str, ...]  # names PyAV reports for the decoder FFmpeg picks
+    container: str | None
+    extension: str
+    codec_tag: str | None  # MP4 sample entry
+    pix_fmts: tuple[str, ...]  # the first is the codec's default
+    bit_depths: tuple[int, ...]
+    max_crf: int
+    min_side: int = 1  # smallest frame side the encoder takes (smaller tiles are padded)
+    max_aspect: int = 0  # longest/shortest side the encoder takes (0 = any)
+    uses_preset: bool = True
+
+    @property
+    def lossy(self) -> bool:
+        return self.max_crf > 0
+
+    def av_pix_fmt(self, s: "VideoSettings") -> str:
+        if s.pix_fmt == "gray":
+            return "gray" if s.bit_depth == 8 else f"gray{s.bit_depth}le"
+        return "yuv420p" if s.bit_depth == 8 else f"yuv420p{s.bit_depth}le"
+
+    def decoded_pix_fmts(self, s: "VideoSettings") -> set[str]:
+        fmts = {self.av_pix_fmt(s)}
+        if fmts == {"yuv420p"}:
+            fmts.add("yuvj420p")  # full-range 8-bit 4:2:0 as FFmpeg names it
+        return fmts
+
+    def luma_shift(self, s: "VideoSettings") -> int:
+        """Bits the samples are shifted up by in the encoder's input format."""
+        return 0
+
+    def params(self, s: "VideoSettings") -> str:
+        """The encoder's own parameter string (x265-params, x264-params, svtav1-params …)."""
+        raise NotImplementedError
+
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        """Exactly the options the encoder is opened with (recorded in the manifest)."""
         raise NotImplementedError
 
 
@@ -65,45 +139,153 @@ class X265(Codec):
             "allow-non-conformance=1", "info=0", "log-level=error", *([s.workaround] if s.workaround else []),
         ])
 
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        return {"preset": s.preset, "x265-params": self.params(s)}
 
-CODECS: dict[str, Codec] = {"hevc": X265("hevc", "libx265", "hvc1")}
+
+class X264(Codec):
+    """libx264 with the same GOP as x265 (one I-frame, 16 B-frames, 16 references). True
+    lossless is ``qp=0`` (High 4:4:4 Predictive; x264's CRF 0 is lossless only at 8 bit).
+    One thread: x264's output depends on its thread count, and single-threaded it is both
+    reproducible on every machine and smaller (1,081,565 against 1,142,357 B at veryslow on
+    the real CTNet-18's 8-bit tiles; the whole model still codes in under a second)."""
+
+    def params(self, s: "VideoSettings") -> str:
+        rate = "qp=0" if s.lossless else f"crf={s.crf}"
+        return ":".join(["keyint=infinite", "bframes=16", "ref=16", "b-adapt=2", "rc-lookahead=250", rate,
+                         "log=-1"])
+
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        return {"preset": s.preset, "threads": "1", "x264-params": self.params(s)}
+
+
+# SVT-AV1 numbers its presets 0 (slowest) … 13; ours are x26x's names. Presets 11 and up are
+# never used: SVT-AV1 4.1 writes lossless streams there that libdav1d rejects as invalid
+# (every 3-to-9-frame sparse 32x128 stream tried; 10 and below were exact).
+SVT_PRESETS = {"ultrafast": 10, "superfast": 10, "veryfast": 10, "faster": 9, "fast": 9, "medium": 8, "slow": 7,
+               "slower": 5, "veryslow": 3, "placebo": 2}
+
+
+class SvtAv1(Codec):
+    """libsvtav1 (SVT-AV1 4.1), decoded by libdav1d. 4:2:0 only (data in luma, neutral
+    chroma), 8 and 10 bit; ``lossless=1`` is exact. SVT-AV1 hangs (never returns) on frames
+    longer than 4× their width or height, so such tiles are padded (``max_aspect``)."""
+
+    def params(self, s: "VideoSettings") -> str:
+        return ":".join(["keyint=1" if s.workaround == INTRA else "keyint=-1",
+                         "lossless=1" if s.lossless else f"crf={s.crf}"])
+
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        return {"preset": str(SVT_PRESETS[s.preset]), "svtav1-params": self.params(s)}
+
+
+class Ffv1(Codec):
+    """FFV1 version 3, lossless only: range coder with the large context model, one slice
+    per frame, no slice CRCs (the manifest's SHA-256 covers the file), and one GOP for the
+    whole stream so the coder's statistics carry from frame to frame (−6 % on the real
+    CTNet-18 against a key frame every frame)."""
+
+    def av_pix_fmt(self, s: "VideoSettings") -> str:
+        if s.pix_fmt == "gray" and s.bit_depth > 8:
+            return "gray16le"
+        return super().av_pix_fmt(s)
+
+    def decoded_pix_fmts(self, s: "VideoSettings") -> set[str]:
+        if s.pix_fmt == "gray" and s.bit_depth > 8:
+            return {f"gray{s.bit_depth}le"}
+        return super().decoded_pix_fmts(s)
+
+    def luma_shift(self, s: "VideoSettings") -> int:
+        return 16 - s.bit_depth if s.pix_fmt == "gray" and s.bit_depth > 8 else 0
+
+    def params(self, s: "VideoSettings") -> str:
+        return ":".join(f"{k}={v}" for k, v in self.options(s).items())
+
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        opts = {"level": "3", "coder": "1", "context": "1", "slices": "1", "slicecrc": "0", "g": str(MAX_FRAMES)}
+        if self.luma_shift(s):
+            opts["bits_per_raw_sample"] = str(s.bit_depth)
+        return opts
+
+
+class PlaneCodec(Codec):
+    """A general-purpose lossless coder of layer images (see ``ctnet.codec.planes``)."""
+
+    def params(self, s: "VideoSettings") -> str:
+        from . import planes
+        return planes.describe(self.name, s.bit_depth)
+
+    def options(self, s: "VideoSettings") -> dict[str, str]:
+        from . import planes
+        return planes.options(self.name, s.bit_depth)
+
+
+CODECS: dict[str, Codec] = {c.name: c for c in (
+    X265("hevc", "H.265 / HEVC (libx265)", "video", "libx265", ("hevc",), "mp4", ".mp4", "hvc1", PIX_FMTS,
+         (8, 10, 12), 51, min_side=16),
+    X264("h264", "H.264 / AVC (libx264)", "video", "libx264", ("h264",), "mp4", ".mp4", "avc1", PIX_FMTS, (8, 10), 51),
+    SvtAv1("av1", "AV1 (libsvtav1, decoded by libdav1d)", "video", "libsvtav1", ("libdav1d", "av1"), "mp4", ".mp4",
+           "av01", ("yuv420",), (8, 10), 63, min_side=8, max_aspect=4),
+    Ffv1("ffv1", "FFV1 v3 (lossless)", "video", "ffv1", ("ffv1",), "matroska", ".mkv", None, PIX_FMTS,
+         (8, 10, 12), 0, uses_preset=False),
+    PlaneCodec("xz", "xz (LZMA2) of the layer images", "planes", "lzma", (), None, ".xz", None, ("gray",),
+               (8, 10, 12), 0, uses_preset=False),
+    PlaneCodec("zstd", "zstd -19 of the layer images", "planes", "zstandard", (), None, ".zst", None, ("gray",),
+               (8, 10, 12), 0, uses_preset=False),
+)}
+VIDEO_CODECS = tuple(n for n, c in CODECS.items() if c.family == "video")
+PLANE_CODECS = tuple(n for n, c in CODECS.items() if c.family == "planes")
 
 
 @dataclass(frozen=True)
 class VideoSettings:
-    """How one stream is coded. ``crf`` 0 means true lossless (x265 ``lossless=1``)."""
+    """How one stream is coded. ``crf`` 0 means true lossless (x265 ``lossless=1``, x264
+    ``qp=0``, SVT-AV1 ``lossless=1``; FFV1 and the plane codecs are always lossless)."""
 
     codec: str = "hevc"
     bit_depth: int = 8
     pix_fmt: str = "gray"  # gray: 4:0:0 (HEVC RExt); yuv420: data in Y, neutral chroma (Main/Main10)
     crf: int = 0
     preset: str = "medium"
-    workaround: str = ""  # one of WORKAROUNDS: INTRA for narrow frames (see above)
+    workaround: str = ""  # one of WORKAROUNDS: INTRA for narrow HEVC frames (see above)
 
     @property
     def lossless(self) -> bool:
         return self.crf == 0
 
+    @property
+    def spec(self) -> Codec:
+        return CODECS[self.codec]
+
     def validate(self) -> "VideoSettings":
         if self.codec not in CODECS:
-            raise VideoError(f"codec must be one of {sorted(CODECS)}, got {self.codec!r}")
+            raise VideoError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        c = self.spec
         if self.bit_depth not in BIT_DEPTHS:
             raise VideoError(f"bit depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
+        if self.bit_depth not in c.bit_depths:
+            raise VideoError(f"{c.name} ({c.encoder}) codes {'/'.join(map(str, c.bit_depths))}-bit pixels only, "
+                             f"not {self.bit_depth}-bit")
         if self.pix_fmt not in PIX_FMTS:
             raise VideoError(f"pixel format must be one of {PIX_FMTS}, got {self.pix_fmt!r}")
-        if not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
-            raise VideoError(f"CRF must be an integer in 0..51 (0 = lossless), got {self.crf!r}")
-        if self.workaround not in WORKAROUNDS:
-            raise VideoError(f"unknown encoder workaround {self.workaround!r}")
+        if self.pix_fmt not in c.pix_fmts:
+            raise VideoError(f"{c.name} ({c.encoder}) takes pixel format {' or '.join(c.pix_fmts)} only, "
+                             f"not {self.pix_fmt}")
+        if not isinstance(self.crf, int) or isinstance(self.crf, bool):
+            raise VideoError(f"CRF must be an integer (0 = lossless), got {self.crf!r}")
+        if not c.lossy and self.crf != 0:
+            raise VideoError(f"{c.name} is lossless only: CRF must be 0, got {self.crf}")
+        if not 0 <= self.crf <= c.max_crf:
+            raise VideoError(f"CRF must be an integer in 0..{c.max_crf} for {c.name} (0 = lossless), got {self.crf!r}")
+        if self.workaround not in WORKAROUNDS or (self.workaround and c.name not in INTRA_FALLBACK):
+            raise VideoError(f"unknown encoder workaround {self.workaround!r} for {c.name}")
         if self.preset not in PRESETS:
             raise VideoError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         return self
 
     @property
     def av_pix_fmt(self) -> str:
-        if self.pix_fmt == "gray":
-            return "gray" if self.bit_depth == 8 else f"gray{self.bit_depth}le"
-        return "yuv420p" if self.bit_depth == 8 else f"yuv420p{self.bit_depth}le"
+        return self.spec.av_pix_fmt(self)
 
     @property
     def even(self) -> bool:
@@ -111,12 +293,16 @@ class VideoSettings:
         return self.pix_fmt == "yuv420"
 
     def encoder_params(self) -> str:
-        return CODECS[self.codec].params(self)
+        return self.spec.params(self)
+
+    def encoder_options(self) -> dict[str, str]:
+        return self.spec.options(self)
 
     def to_dict(self) -> dict:
-        return {"codec": self.codec, "encoder": CODECS[self.codec].encoder, "container": CONTAINER,
+        c = self.spec
+        return {"codec": self.codec, "encoder": c.encoder, "container": c.container,
                 "bit_depth": self.bit_depth, "pix_fmt": self.pix_fmt, "crf": self.crf, "lossless": self.lossless,
-                "preset": self.preset, "params": self.encoder_params()}
+                "preset": self.preset, "params": self.encoder_params(), "options": self.encoder_options()}
 
 
 @dataclass
@@ -151,23 +337,27 @@ def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, deco
     """Encode equally sized 2-D integer frames (values in [0, 2^b − 1]) as one stream and,
     with ``decode``, decode it back (``EncodedStream.decoded``).
 
-    Narrow frames are coded as intra frames (:data:`INTRA`). Lossless streams are always
-    decoded and compared with the input; one that differs is coded again as intra frames,
-    and if that too differs it is an error. ``EncodedStream.settings`` says what was used.
+    Narrow HEVC frames are coded as intra frames (:data:`INTRA`). Lossless streams are
+    always decoded and compared with the input; an HEVC or AV1 stream that differs is coded
+    again as intra frames, and if that too differs (or another codec's differs) it is an error.
+    ``EncodedStream.settings`` says what was used.
     """
     settings.validate()
+    if settings.spec.family != "video":
+        raise VideoError(f"{settings.codec} codes layer images, not video frames (see ctnet.codec.planes)")
     if not frames:
         raise VideoError("no frames to encode")
     h, w = np.asarray(frames[0]).shape
     if not settings.workaround:
-        settings = replace(settings, workaround=geometry_workaround(h, w))
+        settings = replace(settings, workaround=geometry_workaround(h, w, settings.codec))
     encoded = _encode(frames, settings)
     if not (settings.lossless or decode):
         return encoded
     encoded.decoded = _decode_like(encoded, frames)
     if settings.lossless and not np.array_equal(encoded.decoded, np.stack([np.asarray(f) for f in frames])):
-        if settings.workaround == INTRA:
-            raise VideoError(f"lossless {h}x{w} stream does not decode to its input, even as intra frames")
+        if settings.codec not in INTRA_FALLBACK or settings.workaround == INTRA:
+            raise VideoError(f"lossless {h}x{w} {settings.codec} stream does not decode to its input"
+                             + (", even as intra frames" if settings.codec in INTRA_FALLBACK else ""))
         return encode_frames(frames, replace(settings, workaround=INTRA), decode=decode)
     return encoded
 
@@ -177,29 +367,43 @@ def _decode_like(encoded: EncodedStream, frames) -> np.ndarray:
     return decode_frames(encoded.data, encoded.settings, height=h, width=w, count=len(frames))
 
 
+def check_geometry(height: int, width: int, settings: VideoSettings) -> None:
+    """Frame sizes the codec cannot take are errors here, before an encoder sees them (SVT-AV1
+    would hang on a long thin frame)."""
+    c = settings.spec
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise VideoError(f"frame size {height}x{width} outside 1..{MAX_SIDE}")
+    if settings.even and (height % 2 or width % 2):
+        raise VideoError(f"4:2:0 needs even frame sizes, got {height}x{width}")
+    if min(height, width) < c.min_side:
+        raise VideoError(f"{c.name} needs frames of at least {c.min_side} px a side, got {height}x{width}")
+    if c.max_aspect and max(height, width) > c.max_aspect * min(height, width):
+        raise VideoError(f"{c.name} ({c.encoder}) cannot code {height}x{width} frames: a side is more than "
+                         f"{c.max_aspect}x the other")
+
+
 def _encode(frames: Sequence[np.ndarray], settings: VideoSettings) -> EncodedStream:
     if not frames:
         raise VideoError("no frames to encode")
     h, w = frames[0].shape
-    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
-        raise VideoError(f"frame size {h}x{w} outside 1..{MAX_SIDE}")
-    if settings.even and (h % 2 or w % 2):
-        raise VideoError(f"4:2:0 needs even frame sizes, got {h}x{w}")
+    check_geometry(h, w, settings)
     peak = 2**settings.bit_depth - 1
-    dtype = _dtype(settings.bit_depth)
-    codec = CODECS[settings.codec]
+    codec = settings.spec
+    fmt = settings.av_pix_fmt
+    dtype = np.uint8 if fmt in ("gray", "yuv420p") else np.uint16
+    shift = codec.luma_shift(settings)
     buf = io.BytesIO()
     sizes: dict[int, int] = {}
     order: list[int] = []
     try:
-        out = av.open(buf, "w", format=CONTAINER, container_options={"fflags": "+bitexact"})
+        out = av.open(buf, "w", format=codec.container, container_options={"fflags": "+bitexact"})
         try:
             stream = out.add_stream(codec.encoder, rate=Fraction(25, 1))
-            stream.width, stream.height, stream.pix_fmt = w, h, settings.av_pix_fmt
-            stream.codec_context.color_range = 2  # full (pc) range, as range=full says
+            stream.width, stream.height, stream.pix_fmt = w, h, fmt
+            stream.codec_context.color_range = 2  # full (pc) range: every level is data
             if codec.codec_tag:
                 stream.codec_tag = codec.codec_tag
-            stream.options = {"preset": settings.preset, "x265-params": settings.encoder_params()}
+            stream.options = settings.encoder_options()
 
             packets = []
 
@@ -218,8 +422,8 @@ def _encode(frames: Sequence[np.ndarray], settings: VideoSettings) -> EncodedStr
                     raise VideoError(f"frame {i} is {f.shape[0]}x{f.shape[1]}, the stream is {h}x{w}")
                 if f.size and (int(f.min()) < 0 or int(f.max()) > peak):
                     raise VideoError(f"frame {i} has values outside 0..{peak}")
-                vf = av.VideoFrame(w, h, settings.av_pix_fmt)
-                y = f.astype(dtype)
+                vf = av.VideoFrame(w, h, fmt)
+                y = f.astype(dtype) << shift if shift else f.astype(dtype)
                 if settings.pix_fmt == "gray":
                     _fill(vf, [y])
                 else:
@@ -257,7 +461,8 @@ def _fix_dts(packets) -> None:
 
 
 def probe(data: bytes) -> dict:
-    """What the container says about its (single) video stream, without decoding."""
+    """What the container says about its (single) video stream, without decoding. ``codec``
+    is the bitstream's name (hevc, h264, av1, ffv1), ``decoder`` the decoder FFmpeg picks."""
     try:
         with av.open(io.BytesIO(data), "r") as c:
             videos = c.streams.video
@@ -265,10 +470,22 @@ def probe(data: bytes) -> dict:
                 raise VideoError(f"expected exactly one video stream, found {len(c.streams)} streams")
             st = videos[0]
             cc = st.codec_context
-            return {"codec": cc.name, "width": cc.width, "height": cc.height, "frames": int(st.frames),
-                    "pix_fmt": cc.pix_fmt, "profile": cc.profile, "container": c.format.name}
+            frames = int(st.frames)
+            if frames == 0 and c.format.name.startswith("matroska"):
+                frames = sum(1 for p in c.demux(st) if p.size)  # Matroska keeps no frame count
+            return {"codec": _bitstream_name(cc), "decoder": cc.name,
+                    "width": cc.width, "height": cc.height, "frames": frames, "pix_fmt": cc.pix_fmt,
+                    "profile": cc.profile, "container": c.format.name}
     except av.FFmpegError as exc:
-        raise VideoError(f"not a readable {CONTAINER} stream ({exc})") from exc
+        raise VideoError(f"not a readable video stream ({exc})") from exc
+
+
+def _bitstream_name(cc) -> str:
+    """FFmpeg's codec id name (AV1 streams report the decoder libdav1d otherwise)."""
+    try:
+        return cc.codec.canonical_name  # type: ignore[attr-defined]
+    except AttributeError:
+        return {"libdav1d": "av1"}.get(cc.name, cc.name)
 
 
 def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int) -> np.ndarray:
@@ -276,19 +493,22 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
     display (input) order. Anything that disagrees with the expected codec, size, pixel
     format or frame count is an error, checked before and while decoding."""
     settings.validate()
+    codec = settings.spec
+    if codec.family != "video":
+        raise VideoError(f"{settings.codec} codes layer images, not video frames (see ctnet.codec.planes)")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= count <= MAX_FRAMES):
         raise VideoError(f"implausible stream geometry: {count} frames of {height}x{width}")
     info = probe(data)
-    codec = CODECS[settings.codec]
-    if info["codec"] != codec.name:
+    if info["codec"] != codec.name and info["decoder"] not in codec.decoders:
         raise VideoError(f"stream is {info['codec']}, expected {codec.name}")
     if (info["height"], info["width"]) != (height, width):
         raise VideoError(f"stream frames are {info['height']}x{info['width']}, expected {height}x{width}")
     if info["frames"] != count:
         raise VideoError(f"stream holds {info['frames']} frames, expected {count}")
-    expected_fmts = {settings.av_pix_fmt}
-    if settings.av_pix_fmt == "yuv420p":
-        expected_fmts.add("yuvj420p")  # full-range 8-bit 4:2:0 as FFmpeg names it
+    expected_fmts = codec.decoded_pix_fmts(settings)
+    if codec.name == "h264" and settings.pix_fmt == "gray":
+        # FFmpeg's H.264 decoder returns 4:0:0 as 4:2:0 with neutral chroma; the luma is the data
+        expected_fmts |= {"yuvj420p", "yuv420p"} if settings.bit_depth == 8 else {"yuv420p10le"}
     out = np.empty((count, height, width), np.uint16)
     n = 0
     try:
@@ -302,7 +522,7 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
                     raise VideoError(f"stream decodes to {frame.format.name}, expected {settings.av_pix_fmt}")
                 if (frame.height, frame.width) != (height, width):
                     raise VideoError(f"frame {n} is {frame.height}x{frame.width}, expected {height}x{width}")
-                out[n] = _luma(frame, settings.bit_depth)
+                out[n] = _luma(frame, 8 if frame.format.name in ("gray", "yuv420p", "yuvj420p") else 16)
                 n += 1
     except av.FFmpegError as exc:
         raise VideoError(f"stream does not decode ({exc})") from exc
@@ -311,9 +531,9 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
     return out
 
 
-__all__ = ["BIT_DEPTHS", "CODECS", "CONTAINER", "EXTENSION", "EncodedStream", "INTRA", "PIX_FMTS", "PRESETS",
-           "VideoError", "VideoSettings", "WORKAROUNDS", "decode_frames", "encode_frames", "geometry_workaround",
-           "probe"]
+__all__ = ["BIT_DEPTHS", "CODECS", "CONTAINER", "Codec", "EXTENSION", "EncodedStream", "FAMILIES", "INTRA", "PIX_FMTS",
+           "PLANE_CODECS", "PRESETS", "VIDEO_CODECS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry",
+           "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 
 # --- preview for browsers (the app's Frames page) ------------------------------------------------

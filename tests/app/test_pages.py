@@ -60,7 +60,7 @@ def wait_for_encode(at: AppTest, seconds: float = 240) -> AppTest:
 def test_page_renders_on_the_demo(demo_env, page):
     at = ok(app(page))
     assert at.title[0].value == {"checkpoints": "Checkpoints", "coefficients": "Coefficients", "frames": "Frames",
-                                 "codec_lab": "Codec lab", "accuracy": "Accuracy"}[page]
+                                 "codec_lab": "Codec lab", "accuracy": "Accuracy", "rate_distortion": "Rate–distortion"}[page]
     assert current(at) is not None and str(demo_env) in current(at)  # the demo opens by default
     if page == "checkpoints":
         assert at.selectbox(key="w_pick").options
@@ -326,3 +326,22 @@ def test_cached_models_are_never_mutated(demo_env):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not any(p.requires_grad for p in shared.parameters())
+
+
+def test_codec_lab_other_codecs(demo_env):
+    """Choosing AV1 keeps the bit depth and pixel format within what SVT-AV1 takes; a plane
+    codec (xz) encodes lossless-only and its bundle decodes to the same coefficients."""
+    at = ok(app("codec_lab"))
+    at.selectbox(key="w_lab_bit_depth").set_value(12).run()
+    at.selectbox(key="w_lab_codec").set_value("av1").run()
+    ok(at)
+    assert at.selectbox(key="w_lab_bit_depth").value in (8, 10)
+    assert at.radio(key="w_lab_pix_fmt").value == "yuv420"
+    at.selectbox(key="w_lab_codec").set_value("xz").run()
+    assert at.checkbox(key="w_lab_lossless").disabled and at.selectbox(key="w_lab_preset").disabled
+    at.button(key="w_encode").click().run()
+    ok(wait_for_encode(at))
+    lab = at.session_state["lab_result"]
+    assert lab["settings"]["codec"] == "xz" and lab["settings"]["crf"] == 0
+    assert any(name.endswith(".xz") for name in lab["result"]["files"])
+    assert any("xz" in s.value for s in at.subheader)

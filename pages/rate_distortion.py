@@ -1,0 +1,137 @@
+"""Rate–distortion: bytes against decoded top-1 of the current checkpoint stored every way
+ctnet knows (each codec at each bit depth and CRF, NNCodec, INT8/INT4 + zstd), measured by
+``ctnet.rd`` on the same weights and images; the best method at an accuracy floor."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from app import figures, state, ui
+from ctnet import rd
+from ctnet.baselines import nncodec_status
+from ctnet.codec.video import CODECS
+from ctnet.data import DatasetError
+
+ss = st.session_state
+path, key, model, meta = ui.current_model("Rate–distortion")
+sample = state.sample_dir()
+
+# --- which images: shared with the Accuracy page ---------------------------------------------------
+c1, c2, c3 = st.columns([3, 1, 1])
+with c1:
+    source = st.radio("Data", ["sample", "path"], index=["sample", "path"].index(ss[state.ACC_SOURCE]),
+                      horizontal=True, key="w_rd_source",
+                      format_func=lambda v: f"embedded sample ({sample.parent.name}/sample)" if v == "sample"
+                      else "full ImageNette folder")
+    typed = st.text_input("ImageNette folder (its val/ split is used)", value=ss[state.ACC_PATH], key="w_rd_path",
+                          placeholder="e.g. ../shared/data/imagenette2-128", disabled=source != "path").strip()
+with c2:
+    limit = st.number_input("Images (0 = all)", min_value=0, step=50, value=int(ss[state.ACC_LIMIT]), key="w_rd_limit",
+                            help="A class-balanced subset of the val split.")
+with c3:
+    devices = state.devices()
+    device = st.selectbox("Device", devices, index=devices.index(ss[state.ACC_DEVICE])
+                          if ss[state.ACC_DEVICE] in devices else 0, key="w_rd_device")
+ss[state.ACC_SOURCE], ss[state.ACC_PATH], ss[state.ACC_LIMIT], ss[state.ACC_DEVICE] = source, typed, limit, device
+data = str(sample) if source == "sample" else typed
+limit = int(limit) or None
+if not data:
+    st.info("Type the path of an ImageNette copy (with val/<WNID>/ folders), or use the embedded sample.")
+    st.stop()
+
+finished = state.collect_sweep()
+if finished and finished["errors"]:
+    st.warning("Some points failed: " + "; ".join(f"{e['label']}: {e['error']}" for e in finished["errors"]))
+if ss.get(state.RD_ERROR):
+    st.error(f"The last sweep failed: {ss[state.RD_ERROR]}")
+
+try:
+    points = state.rd_points(path, data, limit)
+except (DatasetError, rd.RDError, OSError) as exc:
+    st.error(f"Cannot read the measurements for this data: {exc}")
+    st.stop()
+
+# --- what to measure ---------------------------------------------------------------------------------
+nnc_ok, nnc_why = nncodec_status()
+with st.expander("Measure points", expanded=not points):
+    m1, m2, m3 = st.columns([3, 1, 2])
+    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key="w_rd_codecs", format_func=lambda n: CODECS[n].label)
+    bits = m2.multiselect("Bit depths", [8, 10, 12], default=[8, 10], key="w_rd_bits")
+    lossy = m3.checkbox("Lossy CRFs too", value=True, key="w_rd_lossy", help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
+                        f"AV1 CRF {', '.join(map(str, rd.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
+    baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key="w_rd_baselines",
+                            help=None if nnc_ok else f"NNCodec: {nnc_why}")
+    try:
+        jobs = rd.bundle_jobs(codecs, bits=bits or [8], crfs=None if lossy else {c: () for c in CODECS}) + \
+            (rd.baseline_jobs(nncodec_qps=rd.NNCODEC_QPS if nnc_ok else ()) if baselines else [])
+    except rd.RDError as exc:
+        st.error(str(exc))
+        jobs = []
+    have = {(p["method"], p["codec"], tuple(sorted(p["settings"].items()))) for p in points}
+    new = [j for j in jobs if (j.method, j.codec, j.settings) not in have]
+    st.caption(f"{len(jobs)} points asked for, {len(jobs) - len(new)} already measured, {len(new)} to measure "
+               "(each: encode, decode, evaluate; minutes in all on a CPU). Points are cached, here and for `ctnet rd`.")
+    if not nnc_ok:
+        st.caption(f"NNCodec points are skipped: {nnc_why}.")
+    if st.button("Measure", type="primary", key="w_rd_measure", disabled=not new or state.running_sweep() is not None):
+        try:
+            state.start_sweep(path, data, limit, new, device)
+        except (DatasetError, rd.RDError, OSError) as exc:
+            st.error(f"Cannot start: {exc}")
+
+if state.running_sweep() is not None:
+    @st.fragment(run_every=2.0)
+    def _poll():
+        job = state.running_sweep()
+        if job is None:
+            st.rerun()
+            return
+        done, now = job.status
+        st.progress(done / max(job.total, 1), text=f"Measuring {done + 1}/{job.total}: {now} "
+                    f"({time.perf_counter() - job.started:.0f} s so far)")
+    _poll()
+
+if not points:
+    st.info("No measurements of this checkpoint on these images yet: choose what to measure and press Measure.")
+    st.stop()
+
+# --- the curves --------------------------------------------------------------------------------------
+ref = rd.reference_point(points)
+default_floor = round(ref["acc1"] - rd.TOLERANCE, 2) if ref else max(p["acc1"] for p in points) - 1.0
+floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, value=float(default_floor), step=0.1, key="w_rd_floor",
+                        help=f"Default: the weights as loaded (fp32) minus {rd.TOLERANCE} points, i.e. equal accuracy.")
+st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
+n_images = {p["images"] for p in points}
+st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} images of {data}"
+           + (f" (class-balanced subset of {limit})" if limit else "") + ". Bytes are everything needed to rebuild "
+           "the model; solid lines join each method's Pareto-optimal points.")
+
+best = rd.best_at_floor(points, floor)
+st.subheader(f"Smallest of each method at top-1 ≥ {floor:.2f} %")
+if best["per_codec"]:
+    top = best["best"]
+    st.success(f"Best: **{top['label']}**, {top['bytes']:,} B ({top['ratio']:.1f}×), top-1 {top['acc1']:.2f} %"
+               + (f", {top['vs_hevc']:.2f}× the bytes of HEVC's best" if top["vs_hevc"] is not None else ""))
+    st.dataframe(pd.DataFrame([{"method": r["codec"], "point": r["label"], "bytes": r["bytes"], "ratio ×": r["ratio"],
+                                "top-1 %": r["acc1"], "bytes vs HEVC": r["vs_hevc"], "encode s": r["encode_seconds"],
+                                "decode s": r["decode_seconds"]} for r in best["per_codec"]]),
+                 hide_index=True, width="stretch", column_config={
+                     "ratio ×": st.column_config.NumberColumn(format="%.1f"),
+                     "top-1 %": st.column_config.NumberColumn(format="%.2f"),
+                     "bytes vs HEVC": st.column_config.NumberColumn(format="%.3f")})
+else:
+    st.warning("No measured point reaches this floor.")
+if best.get("missing"):
+    st.caption("No point at the floor: " + ", ".join(best["missing"]))
+
+with st.expander("All points", expanded=False):
+    st.dataframe(pd.DataFrame([{"method": p["codec"], "point": p["label"], "bytes": p["bytes"], "ratio ×": p["ratio"],
+                                "top-1 %": p["acc1"], "top-5 %": p["acc5"], "encode s": p["encode_seconds"],
+                                "decode s": p["decode_seconds"], "device": p["device"], "measured": p["measured"]}
+                               for p in sorted(points, key=lambda p: (p["codec"], p["bytes"]))]),
+                 hide_index=True, width="stretch", column_config={
+                     "ratio ×": st.column_config.NumberColumn(format="%.1f"),
+                     "top-1 %": st.column_config.NumberColumn(format="%.2f"),
+                     "top-5 %": st.column_config.NumberColumn(format="%.2f")})

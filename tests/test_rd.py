@@ -1,0 +1,290 @@
+"""Codec shootout (issue 5): every codec's lossless mode round-trips bit for bit at every
+bit depth it supports, bundles in every codec decode exactly, bad codec requests are named
+errors, and ``ctnet rd`` measures real points, caches them and recomputes nothing twice."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codec_fixtures import sparse_ctnet18
+from ctnet import baselines, cli, quant, rd
+from ctnet.checkpoint import save_checkpoint
+from ctnet.codec import bundle as B
+from ctnet.codec import planes as P
+from ctnet.codec import video as V
+from ctnet.export import bn_layers, video_tensors
+
+# every (codec, pixel format, bit depth) a video codec takes, all with a lossless mode
+VIDEO_LOSSLESS = [(c.name, fmt, bits) for c in V.CODECS.values() if c.family == "video"
+                  for fmt in c.pix_fmts for bits in c.bit_depths]
+
+
+def _frames(n, shape, bits, seed=0):
+    """Half noise, half a slowly changing sparse pattern (what weight tiles look like)."""
+    rng = np.random.default_rng(seed)
+    peak = 2**bits - 1
+    noisy = [rng.integers(0, peak + 1, shape) for _ in range(n // 2)]
+    base = np.where(rng.random(shape) < 0.05, rng.integers(0, peak + 1, shape), peak // 2)
+    sparse = [np.where(rng.random(shape) < 0.02, rng.integers(0, peak + 1, shape), base) for _ in range(n - n // 2)]
+    return [f.astype(np.uint16) for f in noisy + sparse]
+
+
+def test_every_codec_in_the_registry_has_a_lossless_mode_and_the_expected_formats():
+    assert set(V.CODECS) == {"hevc", "h264", "av1", "ffv1", "xz", "zstd"}
+    assert {(c, f) for c, f, _ in VIDEO_LOSSLESS} == {("hevc", "gray"), ("hevc", "yuv420"), ("h264", "gray"),
+                                                     ("h264", "yuv420"), ("av1", "yuv420"), ("ffv1", "gray"),
+                                                     ("ffv1", "yuv420")}
+    assert V.CODECS["av1"].bit_depths == V.CODECS["h264"].bit_depths == (8, 10)
+    assert [n for n, c in V.CODECS.items() if not c.lossy] == ["ffv1", "xz", "zstd"]
+
+
+@pytest.mark.parametrize("codec,pix_fmt,bits", VIDEO_LOSSLESS)
+def test_video_lossless_round_trip_is_bit_exact(codec, pix_fmt, bits):
+    shape = (48, 64)
+    frames = _frames(8, shape, bits, seed=bits)
+    s = V.VideoSettings(codec=codec, bit_depth=bits, pix_fmt=pix_fmt, crf=0, preset="ultrafast")
+    enc = V.encode_frames(frames, s)
+    assert np.array_equal(enc.decoded, np.stack(frames))
+    again = V.decode_frames(enc.data, enc.settings, height=shape[0], width=shape[1], count=len(frames))
+    assert np.array_equal(again, np.stack(frames))
+    info = V.probe(enc.data)
+    assert info["codec"] == codec and (info["height"], info["width"], info["frames"]) == (*shape, len(frames))
+    assert enc.settings.to_dict()["options"] == enc.settings.encoder_options()
+    # and the stream really is that codec's lossless mode, not a lossy one that happened to match
+    lossless_switch = {"hevc": "lossless=1", "h264": "qp=0", "av1": "lossless=1", "ffv1": "level=3"}[codec]
+    assert lossless_switch in enc.settings.encoder_params()
+
+
+@pytest.mark.parametrize("codec,bits", [("h264", 8), ("av1", 10), ("hevc", 10)])
+def test_lossy_crf_is_smaller_and_not_exact(codec, bits):
+    pix_fmt = V.CODECS[codec].pix_fmts[0]
+    frames = _frames(6, (64, 64), bits, seed=3)
+    lossless = V.encode_frames(frames, V.VideoSettings(codec=codec, bit_depth=bits, pix_fmt=pix_fmt, crf=0,
+                                                       preset="ultrafast"))
+    lossy = V.encode_frames(frames, V.VideoSettings(codec=codec, bit_depth=bits, pix_fmt=pix_fmt, crf=30,
+                                                    preset="ultrafast"))
+    assert len(lossy.data) < len(lossless.data)
+    assert not np.array_equal(lossy.decoded, np.stack(frames))
+
+
+def test_svt_av1_geometry_that_would_hang_is_refused_and_bundles_pad_around_it():
+    s = V.VideoSettings(codec="av1", pix_fmt="yuv420")
+    with pytest.raises(V.VideoError, match="more than 4x"):
+        V.encode_frames([np.zeros((16, 128), np.uint16)], s)
+    settings = B.EncodeSettings(codec="av1", pix_fmt="yuv420")
+    assert B._coded(settings, 16, 128) == (32, 128) and B._coded(settings, 1, 10) == (8, 10)
+    assert B._coded(B.EncodeSettings(codec="h264"), 1, 10) == (1, 10)  # x264 and FFV1 take any size
+    assert B._coded(B.EncodeSettings(), 1, 10) == (16, 16)  # x265: 16 px a side
+
+
+LAYERS = [(64, 32, 3, 3), (10, 200), (7,), (5, 3, 1, 7)]
+
+
+@pytest.mark.parametrize("codec", V.PLANE_CODECS)
+@pytest.mark.parametrize("bits", [8, 10, 12])
+def test_plane_codecs_round_trip_bit_exactly(codec, bits):
+    g = torch.Generator().manual_seed(bits)
+    layers = []
+    for shape in LAYERS:
+        t = torch.randn(shape, generator=g) * (torch.rand(shape, generator=g) < 0.2)
+        tf = B.F.quantize_tensor("x", t, bits=bits, tile=64)
+        layers.append((tf.shape, tf.boxes, tf.pixels, tf.zero_point))
+    data = P.encode(codec, layers, bits)
+    back = P.decode(codec, data, [(s, b, z) for s, b, _, z in layers], bits)
+    for (_, _, pixels, _), tiles in zip(layers, back):
+        assert len(pixels) == len(tiles) and all(np.array_equal(a, b) for a, b in zip(pixels, tiles))
+    assert len(data) < P.packed_size(layers, bits) / 2  # sparse content compresses
+    with pytest.raises(P.PlaneError):
+        P.decode(codec, data[: len(data) // 2], [(s, b, z) for s, b, _, z in layers], bits)
+    assert sum(P.apportion(len(data), [p for layer in layers for p in layer[2]])) == len(data)
+
+
+def test_frequency_major_order_is_its_own_inverse():
+    img = np.arange(4 * 3 * 5 * 2).reshape(4 * 3, 5 * 2)
+    stored = P._to_stored(img, (4, 5, 3, 2))
+    assert stored.shape == (3, 2, 4, 5) and stored[0, 0, 1, 2] == img[1 * 3, 2 * 2]  # DC of kernel (1, 2)
+    assert np.array_equal(P._from_stored(stored.reshape(-1), (4, 5, 3, 2)), img)
+
+
+@pytest.fixture(scope="module")
+def source():
+    return sparse_ctnet18(seed=5)
+
+
+BUNDLE_CASES = [("hevc", "gray", 8), ("h264", "gray", 8), ("h264", "yuv420", 10), ("av1", "yuv420", 8),
+                ("av1", "yuv420", 10), ("ffv1", "gray", 8), ("ffv1", "gray", 12), ("xz", "gray", 8),
+                ("xz", "gray", 12), ("zstd", "gray", 10)]
+
+
+@pytest.mark.parametrize("codec,pix_fmt,bits", BUNDLE_CASES)
+def test_lossless_bundle_in_every_codec_decodes_to_the_export_grid(source, tmp_path, codec, pix_fmt, bits):
+    model, meta = source
+    settings = B.EncodeSettings(codec=codec, pix_fmt=pix_fmt, bit_depth=bits, preset="ultrafast")
+    enc = B.encode_model(model, meta, settings)
+    out = B.write_bundle(enc, tmp_path / "b")
+    decoded, dmeta = B.read_bundle(out)
+    assert dmeta["settings"]["codec"] == codec and dmeta["video"]["codec"] == codec
+    assert dmeta["video"]["options"] == settings.video().encoder_options()
+    assert all(s["options"] for s in dmeta["streams"])
+    got = video_tensors(decoded)
+    for name, t in video_tensors(model).items():
+        assert torch.equal(got[name], quant.fake_quantize(t, bits).detach()), name
+    for (na, ma), (nb, mb) in zip(bn_layers(model).items(), bn_layers(decoded).items()):
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            assert torch.equal(getattr(ma, key), getattr(mb, key)), (na, key)
+    assert dmeta["bundle"]["total_bytes"] == enc.total_bytes == sum(s["bytes"] for s in enc.streams) + sum(
+        len(v) for k, v in enc.files.items() if k not in {s["file"] for s in enc.streams})
+    layer_bytes = sum(layer["bytes"] for layer in enc.layers if layer["kind"] == "weight")
+    assert layer_bytes <= sum(s["bytes"] for s in enc.streams)
+    if codec in V.PLANE_CODECS:
+        assert set(enc.files) == {"manifest.json", f"w{V.CODECS[codec].extension}",
+                                  f"bn.safetensors{V.CODECS[codec].extension}"}
+        assert dmeta["settings"]["order"] == "natural" and layer_bytes == enc.streams[0]["bytes"]
+    if (codec, bits) in (("xz", 8), ("h264", 8)):
+        assert B.encode_model(model, meta, settings).files == enc.files  # deterministic
+
+
+def test_plane_bundle_damage_is_a_named_error(source):
+    model, meta = source
+    enc = B.encode_model(model, meta, B.EncodeSettings(codec="xz"))
+    files = dict(enc.files)
+    manifest = json.loads(files["manifest.json"])
+    manifest["streams"][0]["order"] = manifest["streams"][0]["order"][::-1]
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with pytest.raises(B.BundleError, match="model order"):
+        B.decode_files(files)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(codec="vp9"), "codec must be one of"),
+    (dict(codec="ffv1", crf=8), "ffv1 is lossless only"),
+    (dict(codec="xz", crf=4), "xz is lossless only"),
+    (dict(codec="av1"), "yuv420 only"),
+    (dict(codec="av1", pix_fmt="yuv420", bit_depth=12), "8/10-bit pixels only"),
+    (dict(codec="h264", bit_depth=12), "8/10-bit pixels only"),
+    (dict(codec="av1", pix_fmt="yuv420", crf=64), "0..63"),
+    (dict(codec="hevc", crf=52), "0..51"),
+    (dict(codec="xz", pix_fmt="yuv420"), "gray only"),
+])
+def test_bad_codec_requests_are_named_errors(bad, message):
+    with pytest.raises(B.BundleError, match=message):
+        B.EncodeSettings(**bad).validate()
+
+
+def test_cli_codec_errors_exit_2_with_the_reason(tmp_path, capsys, source):
+    model, meta = source
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(ckpt, model, meta)
+    assert cli.main(["encode", str(ckpt), "--out", str(tmp_path / "o"), "--codec", "ffv1", "--crf", "8"]) == 2
+    assert "ffv1 is lossless only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["encode", str(ckpt), "--out", str(tmp_path / "o"), "--codec", "vp9"])
+    assert exc.value.code == 2 and "invalid choice: 'vp9'" in capsys.readouterr().err
+    assert cli.main(["profile", str(ckpt), "--codec", "xz"]) == 2
+    assert "no presets" in capsys.readouterr().err
+    # av1 without --pix-fmt gets its only format, and the bundle says which codec it is
+    assert cli.main(["encode", str(ckpt), "--out", str(tmp_path / "a"), "--codec", "av1", "--preset", "fast",
+                     "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["codec"] == "av1" and report["settings"]["pix_fmt"] == "yuv420"
+    assert all(f.endswith((".mp4", ".json", ".safetensors")) for f in report["files"])
+    assert rd.bundle_jobs(["ffv1"], bits=[8], crfs={"ffv1": (8,)})[0].settings_dict["crf"] == 0
+    with pytest.raises(rd.RDError, match="unknown codec 'vp9'"):
+        rd.bundle_jobs(["vp9"])
+    with pytest.raises(rd.RDError, match="av1 codes 8/10-bit pixels only"):
+        rd.bundle_jobs(["av1"], bits=[12])
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+def test_int4_and_int8_decode_to_their_levels(source):
+    model, _ = source
+    for bits in (8, 4):
+        c = baselines.int_zstd(model, bits)
+        peak = 2 ** (bits - 1) - 1
+        for name, t in video_tensors(model).items():
+            d = video_tensors(c.model)[name]
+            scale = float(t.detach().abs().max()) / peak
+            if scale == 0:  # an all-zero tensor stays zero
+                assert not d.any(), name
+                continue
+            levels = d / scale
+            assert torch.allclose(levels, levels.round(), atol=1e-3), name
+            assert float((d - t).abs().max()) <= scale / 2 * 1.001 + 1e-12, name
+    assert baselines.int_zstd(model, 4).bytes < baselines.int_zstd(model, 8).bytes
+
+
+# --- ctnet rd ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def rd_source(tmp_path, source):
+    model, meta = source
+    path = tmp_path / "ctnet18.safetensors"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def test_rd_caches_points_and_recomputes_nothing_twice(rd_source, tiny_imagenette, tmp_path, monkeypatch):
+    cache = tmp_path / "rd.json"
+    jobs = rd.bundle_jobs(["xz", "h264"], bits=[8], crfs={"h264": (20,)}, preset="ultrafast") + \
+        rd.baseline_jobs(nncodec_qps=[], int_bits=[8])
+    first = rd.sweep(rd_source, tiny_imagenette, jobs, limit=10, cache=cache)
+    assert not first.errors and [p["cached"] for p in first.points] == [False] * 5
+    assert first.images == 10 and all(p["images"] == 10 for p in first.points)
+    by = {p["label"]: p for p in first.points}
+    assert by["fp32 (weights as loaded)"]["bytes"] == first.fp32_bytes
+    assert by["xz 8-bit lossless"]["bytes"] < by["h264 8-bit lossless ultrafast"]["bytes"]
+    assert json.loads(cache.read_text())["format"] == "ctnet-rd-cache"
+
+    calls = []
+    measure = rd._measure
+    monkeypatch.setattr(rd, "_measure", lambda job, src: calls.append(job) or measure(job, src))
+    second = rd.sweep(rd_source, tiny_imagenette, jobs, limit=10, cache=cache)
+    assert calls == [] and all(p["cached"] for p in second.points)
+    assert [p["bytes"] for p in second.points] == [p["bytes"] for p in first.points]
+    # a new point is the only one measured; another limit is another set of points
+    third = rd.sweep(rd_source, tiny_imagenette, jobs + rd.baseline_jobs(nncodec_qps=[], int_bits=[4]), limit=10,
+                     cache=cache)
+    assert [j.codec for j in calls] == ["int4+zstd"] and sum(not p["cached"] for p in third.points) == 1
+    assert len(rd.cached_points(rd_source, tiny_imagenette, 10, cache)) == 6
+    assert rd.cached_points(rd_source, tiny_imagenette, 20, cache) == []
+
+
+def test_rd_cli_json_schema_and_no_fake_nncodec_points(rd_source, tiny_imagenette, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(baselines, "nncodec_status", lambda: (False, "NNCodec is not importable (test)"))
+    cache = tmp_path / "c.json"
+    argv = ["rd", str(rd_source), "--data", str(tiny_imagenette), "--limit", "10", "--codecs", "zstd", "--bits", "8",
+            "--int-bits", "8", "--nncodec-qps", "-30", "--cache", str(cache)]
+    assert cli.main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"checkpoint", "data", "images", "points", "best_at_floor"} <= set(out)
+    assert out["images"] == 10 and out["nncodec"] == {"available": False, "status": "NNCodec is not importable (test)"}
+    for p in out["points"]:
+        assert {"method", "codec", "settings", "bytes", "ratio", "acc1", "acc5", "encode_seconds", "decode_seconds",
+                "cached"} <= set(p)
+    assert sorted(p["codec"] for p in out["points"]) == ["fp32", "int8+zstd", "zstd"]
+    best = out["best_at_floor"]
+    assert best["floor"] == pytest.approx(best["reference_acc1"] - 0.3)
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "NNCodec: no points — NNCodec is not importable (test)" in text and "(cached)" in text
+    cache.write_text("{}")
+    assert cli.main(argv) == 2
+    assert "not a ctnet rd cache file" in capsys.readouterr().err
+
+
+def test_best_at_floor_picks_the_smallest_point_per_codec_with_ratios_to_hevc():
+    def pt(codec, nbytes, acc, method="bundle"):
+        return {"method": method, "codec": codec, "label": f"{codec} {nbytes}", "settings": {}, "bytes": nbytes,
+                "ratio": 1000 / nbytes, "acc1": acc, "encode_seconds": 1.0, "decode_seconds": 0.1}
+    points = [pt("fp32", 1000, 86.9, "fp32"), pt("hevc", 100, 86.9), pt("hevc", 60, 86.6), pt("hevc", 40, 80.0),
+              pt("xz", 50, 86.9), pt("av1", 300, 86.9), pt("nncodec", 55, 86.5, "nncodec")]
+    best = rd.best_at_floor(points)
+    assert best["floor"] == pytest.approx(86.6)
+    rows = {r["codec"]: r for r in best["per_codec"]}
+    assert rows["hevc"]["bytes"] == 60  # 86.6 counts as equal (within 0.3 inclusive)
+    assert rows["xz"]["vs_hevc"] == pytest.approx(50 / 60) and rows["av1"]["vs_hevc"] == pytest.approx(5.0)
+    assert best["best"]["codec"] == "xz" and best["missing"] == ["nncodec"]
+    assert rd.best_at_floor(points, floor=80)["best"]["codec"] == "hevc"
+    assert [p["bytes"] for p in rd.frontier(points)] == [40, 50]  # nothing bigger is more accurate
