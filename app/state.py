@@ -72,6 +72,13 @@ LAB_DEFAULTS = {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "p
                 "bn_mode": "raw", "bn_crf": 0, "bn_bit_depth": 12, "order": "similarity", "tile": 128}
 
 
+def lab_defaults() -> dict:
+    """The Codec lab's first settings: HEVC, or the codec ``$CTNET_CODEC`` names."""
+    from ctnet.codec.video import CODECS, default_codec
+    codec = default_codec()
+    return {**LAB_DEFAULTS, "codec": codec, "pix_fmt": CODECS[codec].pix_fmts[0]}
+
+
 def demo_dir() -> Path:
     """The embedded demo (``assets/demo`` beside this checkout, or ``$CTNET_DEMO_DIR``)."""
     return Path(os.environ.get(DEMO_ENV) or REPO / "assets" / "demo")
@@ -88,7 +95,12 @@ def init_session() -> None:
     ss.setdefault(UPLOADS, [])
     ss.setdefault(UPLOAD_SEEN, None)
     ss.setdefault(NOTICE, None)
-    ss.setdefault(LAB_SETTINGS, dict(LAB_DEFAULTS))
+    if LAB_SETTINGS not in ss:
+        try:
+            ss[LAB_SETTINGS] = lab_defaults()
+        except ValueError as exc:  # a bad $CTNET_CODEC: say so, start from HEVC
+            ss[LAB_SETTINGS] = dict(LAB_DEFAULTS)
+            ss[NOTICE] = ("error", str(exc))
     ss.setdefault(LAB_JOB, None)
     ss.setdefault(LAB_RESULT, None)
     ss.setdefault(LAB_PREVIOUS, None)
@@ -402,17 +414,29 @@ def dataset_stamp(path: str) -> tuple:
     return (str(p), p.stat().st_mtime_ns) if p.exists() else (str(p),)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _split(path: str, stamp: tuple, num_classes: int, size: int, limit: int | None, _progress=None):
-    from ctnet.data import load_split
-    return load_split(path, "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=_progress)
+@st.cache_resource
+def _split_store() -> tuple[dict, threading.Lock]:
+    """Decoded val images per (folder, stamp, classes, size, subset), shared by sessions; a
+    plain store rather than a cached function, whose cache hits would replay the caller's
+    progress-bar calls into whatever page asks next."""
+    return {}, threading.Lock()
 
 
 def split(path: str, num_classes: int, size: int, limit: int | None, progress=None):
     """Decoded val images (read-only, shared). Raises DatasetError naming the problem."""
-    from ctnet.data import split_dir
+    from ctnet.data import load_split, split_dir
     split_dir(path, "val")  # a missing or wrongly laid out folder fails here, before caching
-    return _split(str(Path(path).expanduser()), dataset_stamp(path), num_classes, size, limit, progress)
+    key = (str(Path(path).expanduser()), dataset_stamp(path), num_classes, size, limit)
+    store, lock = _split_store()
+    with lock:
+        if key in store:
+            return store[key]
+    data = load_split(key[0], "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=progress)
+    with lock:
+        while len(store) >= 4:
+            store.pop(next(iter(store)))
+        store[key] = data
+    return data
 
 
 def evaluate(model, data, device: str, progress=None) -> dict:

@@ -62,6 +62,15 @@ class _CachedWeight(ExportAware):
     def stored_tensor(self) -> torch.Tensor:
         return self.weight_dct
 
+    def to_conv(self) -> nn.Conv2d:
+        """The plain convolution with the exact (unquantised) weights."""
+        conv = self._empty_conv()
+        with torch.no_grad():
+            conv.weight.copy_(self._weight_from_stored(self.weight_dct))
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
 
 class DCTConv2d(_CachedWeight, nn.Module):
     """k×k convolution parametrised by ``weight_dct`` (C_out, C_in/groups, K_h, K_w)."""
@@ -107,14 +116,9 @@ class DCTConv2d(_CachedWeight, nn.Module):
         return F.conv2d(x, self.materialized_weight(), self.bias, self.stride, self.padding,
                         self.dilation, self.groups)
 
-    def to_conv(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+    def _empty_conv(self) -> nn.Conv2d:
+        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                          self.padding, self.dilation, self.groups, self.bias is not None)
-        with torch.no_grad():
-            conv.weight.copy_(self._weight_from_stored(self.weight_dct))
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
 
     def plain_numel(self) -> int:
         return self.weight_dct.numel() + (self.bias.numel() if self.bias is not None else 0)
@@ -171,13 +175,8 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
     def forward(self, x):
         return F.conv2d(x, self.materialized_weight(), self.bias, self.stride)
 
-    def to_conv(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=self.bias is not None)
-        with torch.no_grad():
-            conv.weight.copy_(self._weight_from_stored(self.weight_dct))
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+    def _empty_conv(self) -> nn.Conv2d:
+        return nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=self.bias is not None)
 
     def plain_numel(self) -> int:
         return self.out_channels * self.in_channels + (self.bias.numel() if self.bias is not None else 0)

@@ -100,7 +100,9 @@ if not points:
 # --- the curves --------------------------------------------------------------------------------------
 ref = rd.reference_point(points)
 default_floor = round(ref["acc1"] - rd.TOLERANCE, 2) if ref else max(p["acc1"] for p in points) - 1.0
-floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, value=float(default_floor), step=0.1, key="w_rd_floor",
+if ss.get("rd_floor_default") != default_floor or "w_rd_floor" not in ss:  # a new reference: follow it
+    ss["rd_floor_default"] = ss["w_rd_floor"] = float(default_floor)
+floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key="w_rd_floor",
                         help=f"Default: the weights as loaded (fp32) minus {rd.TOLERANCE} points, i.e. equal accuracy.")
 st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
 n_images = {p["images"] for p in points}

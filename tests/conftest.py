@@ -39,3 +39,9 @@ def tiny_imagenette(tmp_path_factory, shared_data) -> Path:
             for img in sorted(class_dir.iterdir())[:n]:
                 shutil.copy(img, dest / img.name)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _default_codec(monkeypatch):
+    """Tests expect the shipped defaults, whatever codec the shell asks for."""
+    monkeypatch.delenv("CTNET_CODEC", raising=False)

@@ -288,3 +288,20 @@ def test_best_at_floor_picks_the_smallest_point_per_codec_with_ratios_to_hevc():
     assert best["best"]["codec"] == "xz" and best["missing"] == ["nncodec"]
     assert rd.best_at_floor(points, floor=80)["best"]["codec"] == "hevc"
     assert [p["bytes"] for p in rd.frontier(points)] == [40, 50]  # nothing bigger is more accurate
+
+
+def test_default_codec_comes_from_the_environment(monkeypatch, source, tmp_path):
+    from ctnet.codec.cli import encode_main
+    monkeypatch.delenv("CTNET_CODEC", raising=False)
+    assert V.default_codec() == "hevc"
+    monkeypatch.setenv("CTNET_CODEC", "xz")
+    assert V.default_codec() == "xz"
+    model, meta = source
+    from ctnet.checkpoint import save_checkpoint
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(ckpt, model, meta)
+    assert encode_main([str(ckpt), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["settings"]["codec"] == "xz"
+    monkeypatch.setenv("CTNET_CODEC", "mpeg2")
+    with pytest.raises(V.VideoError, match="CTNET_CODEC='mpeg2' is not a codec"):
+        V.default_codec()

@@ -13,13 +13,13 @@ import time
 from ..cli import _guarded
 from .bundle import BN_MODES, EncodeSettings
 from .frames import ORDERS
-from .video import CODECS, PIX_FMTS, PRESETS
+from .video import CODECS, PIX_FMTS, PRESETS, default_codec
 
 
 def add_codec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("codec")
-    g.add_argument("--codec", default="hevc", choices=list(CODECS),
-                   help="hevc (libx265, default), h264 (libx264), av1 (libsvtav1; 4:2:0, 8/10 bit), ffv1 (lossless "
+    g.add_argument("--codec", default=None, choices=list(CODECS),
+                   help="hevc (libx265; the default unless $CTNET_CODEC names another), h264 (libx264), av1 (libsvtav1; 4:2:0, 8/10 bit), ffv1 (lossless "
                         "only), or a plane codec coding the same pixels without video: xz, zstd (lossless only)")
     g.add_argument("--crf", type=int, default=0,
                    help="CRF (hevc/h264 0..51, av1 0..63); 0 = true lossless (x265/SVT-AV1 lossless=1, x264 qp=0); "
@@ -46,8 +46,9 @@ def settings_from_args(args, **overrides) -> EncodeSettings:
     """``--bn-crf``/``--bn-bit-depth`` only mean something for a BN stream, so giving either
     without ``--bn-mode`` selects ``video`` (the seed's spelling passes both)."""
     bn_mode = args.bn_mode or ("video" if args.bn_crf is not None or args.bn_bit_depth is not None else "raw")
-    pix_fmt = args.pix_fmt or (CODECS[args.codec].pix_fmts[0] if args.codec in CODECS else "gray")
-    values = dict(codec=args.codec, crf=args.crf, bit_depth=args.bit_depth, pix_fmt=pix_fmt, preset=args.preset,
+    codec = args.codec or default_codec()
+    pix_fmt = args.pix_fmt or CODECS[codec].pix_fmts[0]
+    values = dict(codec=codec, crf=args.crf, bit_depth=args.bit_depth, pix_fmt=pix_fmt, preset=args.preset,
                   dither=args.dither, seed=args.seed, bn_mode=bn_mode,
                   bn_crf=0 if args.bn_crf is None else args.bn_crf,
                   bn_bit_depth=12 if args.bn_bit_depth is None else args.bn_bit_depth, tile=args.tile,

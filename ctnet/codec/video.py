@@ -235,6 +235,17 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
 )}
 VIDEO_CODECS = tuple(n for n, c in CODECS.items() if c.family == "video")
 PLANE_CODECS = tuple(n for n, c in CODECS.items() if c.family == "planes")
+DEFAULT_CODEC_ENV = "CTNET_CODEC"
+
+
+def default_codec() -> str:
+    """The codec ``ctnet encode`` and the app's Codec lab start from: ``$CTNET_CODEC`` when
+    set (e.g. ``xz``, the smallest on CTNet weights; see the README's codec shootout), else
+    HEVC, the format this project stores weights in."""
+    name = os.environ.get(DEFAULT_CODEC_ENV, "").strip() or "hevc"
+    if name not in CODECS:
+        raise VideoError(f"{DEFAULT_CODEC_ENV}={name!r} is not a codec; choose from {', '.join(CODECS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -532,7 +543,7 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
 
 
 __all__ = ["BIT_DEPTHS", "CODECS", "CONTAINER", "Codec", "EXTENSION", "EncodedStream", "FAMILIES", "INTRA", "PIX_FMTS",
-           "PLANE_CODECS", "PRESETS", "VIDEO_CODECS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry",
+           "PLANE_CODECS", "PRESETS", "VIDEO_CODECS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
            "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 

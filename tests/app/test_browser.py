@@ -28,9 +28,10 @@ PAGES = [
     ("frames", "video", None, 180),
     ("codec_lab", '[data-testid="stMetric"]', "encode", 300),
     ("accuracy", ".js-plotly-plot .heatmaplayer", "run", 300),
+    ("rate_distortion", ".js-plotly-plot .scatterlayer", None, 120),  # the demo ships its sweep
 ]
 URLS = {"checkpoints": "", "coefficients": "coefficients", "frames": "frames", "codec_lab": "codec-lab",
-        "accuracy": "accuracy"}
+        "accuracy": "accuracy", "rate_distortion": "rate-distortion"}
 
 
 def _free_port() -> int:
@@ -118,7 +119,7 @@ def test_every_page_in_chromium(server):
                 assert page.locator(ERRORS).count() == 0, \
                     f"{name}: error shown: {page.locator(ERRORS).first.inner_text()[:500]} (see {shot})"
                 title = page.locator("h1").first.inner_text()
-                assert title.startswith({"codec_lab": "Codec lab"}.get(name, name.capitalize())), title
+                assert title.startswith({"codec_lab": "Codec lab", "rate_distortion": "Rate–distortion"}.get(name, name.capitalize())), title
                 if os.environ.get("CTNET_SCREENSHOTS") == "docs":
                     DOCS.mkdir(parents=True, exist_ok=True)
                     _small_png(shot, DOCS / f"{name}.png")

@@ -31,7 +31,10 @@ def measure(at: AppTest, codecs: list[str], seconds: float = 300) -> AppTest:
     at.multiselect(key="w_rd_codecs").set_value(codecs).run()
     at.multiselect(key="w_rd_bits").set_value([8]).run()
     at.checkbox(key="w_rd_lossy").uncheck().run()
+    assert not at.button(key="w_rd_measure").disabled, ([c.value for c in at.caption], [e.value for e in at.error])
     at.button(key="w_rd_measure").click().run()
+    assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
+    assert at.session_state["rd_job"] is not None  # the sweep runs in the background
     deadline = time.monotonic() + seconds
     while at.session_state["rd_job"] is not None:
         assert time.monotonic() < deadline, "sweep did not finish"

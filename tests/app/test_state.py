@@ -28,9 +28,7 @@ def test_encode_job_passes_a_progress_callback_when_the_api_has_one(monkeypatch)
     assert state._timings()["veryslow"] > 0
 
 
-def test_encode_job_without_a_callback_estimates_from_the_last_encode(monkeypatch):
-    monkeypatch.setattr(state.api, "encode", lambda model, meta, settings=None, **kw: {"streams": []})
-    assert not state._encode_accepts_progress()
+def test_encode_job_estimates_from_the_last_encode_until_frames_are_reported():
     job = state.EncodeJob("src", dict(state.LAB_DEFAULTS, preset="placebo"), Future(), frames=100)
     state._timings().pop("placebo", None)
     fraction, text = job.fraction()
