@@ -221,6 +221,15 @@ def rd_curves(points: list[dict], floor: float | None, reference: dict | None) -
     if floor is not None:
         fig.add_hline(y=floor, line=dict(color="red", dash="dash"), annotation_text=f"floor {floor:.2f} %",
                       annotation_position="top left")
+    top = max([p["acc1"] for p in points] + ([reference["acc1"]] if reference else []))
+    low = min([p["acc1"] for p in points] + ([floor] if floor is not None else []))
+    # the interesting part is near the reference: points far below it are off the chart
+    # (they stay in the tables), else one broken setting flattens every curve
+    bottom = max(low, min(top, floor if floor is not None else top) - RD_SPAN) - 0.5
     fig.update_layout(xaxis_title="bytes (log)", yaxis_title="decoded top-1 (%)", xaxis_type="log", height=480,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+                      yaxis_range=[bottom, top + 0.5], margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+RD_SPAN = 8.0  # top-1 points shown below the floor on the rate–distortion chart

@@ -106,9 +106,12 @@ floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1
                         help=f"Default: the weights as loaded (fp32) minus {rd.TOLERANCE} points, i.e. equal accuracy.")
 st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
 n_images = {p["images"] for p in points}
+hidden = sum(p["acc1"] < floor - figures.RD_SPAN for p in points)
 st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} images of {data}"
            + (f" (class-balanced subset of {limit})" if limit else "") + ". Bytes are everything needed to rebuild "
-           "the model; solid lines join each method's Pareto-optimal points.")
+           "the model; solid lines join each method's Pareto-optimal points."
+           + (f" {hidden} points more than {figures.RD_SPAN:g} pt below the floor are off the chart (see the table)."
+              if hidden else ""))
 
 best = rd.best_at_floor(points, floor)
 st.subheader(f"Smallest of each method at top-1 ≥ {floor:.2f} %")
@@ -122,6 +125,7 @@ if best["per_codec"]:
                  hide_index=True, width="stretch", column_config={
                      "ratio ×": st.column_config.NumberColumn(format="%.1f"),
                      "top-1 %": st.column_config.NumberColumn(format="%.2f"),
+                     "bytes": st.column_config.NumberColumn(format="localized"),
                      "bytes vs HEVC": st.column_config.NumberColumn(format="%.3f")})
 else:
     st.warning("No measured point reaches this floor.")
@@ -136,4 +140,5 @@ with st.expander("All points", expanded=False):
                  hide_index=True, width="stretch", column_config={
                      "ratio ×": st.column_config.NumberColumn(format="%.1f"),
                      "top-1 %": st.column_config.NumberColumn(format="%.2f"),
-                     "top-5 %": st.column_config.NumberColumn(format="%.2f")})
+                     "top-5 %": st.column_config.NumberColumn(format="%.2f"),
+                     "bytes": st.column_config.NumberColumn(format="localized")})

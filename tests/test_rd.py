@@ -73,9 +73,9 @@ def test_svt_av1_geometry_that_would_hang_is_refused_and_bundles_pad_around_it()
     with pytest.raises(V.VideoError, match="more than 4x"):
         V.encode_frames([np.zeros((16, 128), np.uint16)], s)
     settings = B.EncodeSettings(codec="av1", pix_fmt="yuv420")
-    assert B._coded(settings, 16, 128) == (32, 128) and B._coded(settings, 1, 10) == (8, 10)
-    assert B._coded(B.EncodeSettings(codec="h264"), 1, 10) == (1, 10)  # x264 and FFV1 take any size
-    assert B._coded(B.EncodeSettings(), 1, 10) == (16, 16)  # x265: 16 px a side
+    assert B.coded_frame_size(settings, 16, 128) == (32, 128) and B.coded_frame_size(settings, 1, 10) == (8, 10)
+    assert B.coded_frame_size(B.EncodeSettings(codec="h264"), 1, 10) == (1, 10)  # x264 and FFV1 take any size
+    assert B.coded_frame_size(B.EncodeSettings(), 1, 10) == (16, 16)  # x265: 16 px a side
 
 
 LAYERS = [(64, 32, 3, 3), (10, 200), (7,), (5, 3, 1, 7)]
