@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from ..cli import _guarded
@@ -131,7 +132,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     p.add_argument("--limit", type=int, default=None, help="evaluate N images (class-balanced)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
