@@ -111,7 +111,7 @@ def browser_figures(demo: Path, log) -> dict:
             out["reencode_fast_app_s"] = time.perf_counter() - t0
             wait_idle(page)
             heading = page.get_by_text("Encoded at ").first.inner_text()
-            assert heading.startswith("Encoded at fast"), heading
+            assert heading.startswith("Encoded at hevc · fast"), heading
             worker = page.locator('[data-testid="stMetric"]').filter(has_text="encode + decode").inner_text()
             out["reencode_fast_worker_s"] = float(worker.split()[-2])
             log(f"re-encoding at fast in the app (click → result): {out['reencode_fast_app_s']:.1f} s "

@@ -13,7 +13,7 @@ model:
 * ``fp32``: the weights as loaded, the accuracy reference (bytes = fp32 size of the model).
 
 Bytes are everything needed to rebuild the model (for bundles, every file; see
-``docs/codec.md``); ``ratio`` = fp32 bytes / bytes. ``encode_seconds`` is the whole encode
+the README's *What a bundle holds*); ``ratio`` = fp32 bytes / bytes. ``encode_seconds`` is the whole encode
 as the library does it (bundles: quantise, order, encode, verify lossless streams by
 decoding them, rebuild); ``decode_seconds`` rebuilds the model from the bytes in memory.
 
