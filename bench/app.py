@@ -19,68 +19,30 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_idle(page, timeout_s: float = 600) -> None:
-    """Until Streamlit's 'running' indicator has been gone for half a second."""
-    deadline, quiet = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count():
-            quiet = None
-        elif quiet is None:
-            quiet = time.monotonic()
-        elif time.monotonic() - quiet > 0.5:
-            return
-        page.wait_for_timeout(50)
-    raise TimeoutError("the app did not settle")
+from bench._browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_healthy, wait_idle  # noqa: E402
 
 
 def browser_figures(demo: Path, log) -> dict:
     from playwright.sync_api import sync_playwright
     out = {}
-    port = free_port()
-    env = {**os.environ, "CTNET_DEMO_DIR": str(demo), "PYTHONPATH": str(REPO)}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         t0 = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
-                                   "--server.headless", "true", "--server.port", str(port), "--server.address",
-                                   "127.0.0.1", "--browser.gatherUsageStats", "false",
-                                   "--server.fileWatcherType", "none"], cwd=REPO, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server, url = start_streamlit(demo, subprocess.DEVNULL)
         try:
-            url = f"http://127.0.0.1:{port}"
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                        break
-                except OSError:
-                    if server.poll() is not None:
-                        raise RuntimeError("streamlit exited")
-                    time.sleep(0.1)
+            wait_healthy(server, url, timeout_s=600)
             page.goto(url)
             page.wait_for_selector(".js-plotly-plot .scatterlayer", state="attached", timeout=600_000)
             out["cold_start_s"] = time.perf_counter() - t0
-            wait_idle(page)
+            wait_idle(page, 600)
             log(f"cold start to first page rendered: {out['cold_start_s']:.1f} s")
 
             current = page.locator('[data-testid="stSidebar"] strong').first.inner_text()
@@ -93,7 +55,7 @@ def browser_figures(demo: Path, log) -> dict:
             options.nth(target).click()
             page.wait_for_function("c => { const s = document.querySelector('[data-testid=\"stSidebar\"] strong');"
                                    " return s && s.innerText !== c; }", arg=current, timeout=600_000)
-            wait_idle(page)
+            wait_idle(page, 600)
             out["switch_checkpoint_s"] = time.perf_counter() - t0
             log(f"switching checkpoint (to {label.split(' — ')[0]}): {out['switch_checkpoint_s']:.1f} s")
 
@@ -101,15 +63,15 @@ def browser_figures(demo: Path, log) -> dict:
             # the sidebar keeps the session (and so the checkpoint just picked)
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Codec lab", exact=True).click()
             page.get_by_role("button", name="Encode", exact=True).wait_for(timeout=600_000)
-            wait_idle(page)
+            wait_idle(page, 600)
             page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
             page.get_by_role("option", name="fast", exact=True).click()
-            wait_idle(page)
+            wait_idle(page, 600)
             t0 = time.perf_counter()
             page.get_by_role("button", name="Encode", exact=True).click()
             page.wait_for_selector('[data-testid="stMetric"]', timeout=600_000)
             out["reencode_fast_app_s"] = time.perf_counter() - t0
-            wait_idle(page)
+            wait_idle(page, 600)
             heading = page.get_by_text("Encoded at ").first.inner_text()
             assert heading.startswith("Encoded at hevc · fast"), heading
             worker = page.locator('[data-testid="stMetric"]').filter(has_text="encode + decode").inner_text()
@@ -119,15 +81,14 @@ def browser_figures(demo: Path, log) -> dict:
 
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Accuracy", exact=True).click()
             page.get_by_role("button", name="Run", exact=True).wait_for(timeout=600_000)
-            wait_idle(page)
+            wait_idle(page, 600)
             t0 = time.perf_counter()
             page.get_by_role("button", name="Run", exact=True).click()
             page.wait_for_selector(".js-plotly-plot .heatmaplayer", state="attached", timeout=600_000)
             out["accuracy_sample_app_s"] = time.perf_counter() - t0
             log(f"decoded accuracy on the embedded sample in the app: {out['accuracy_sample_app_s']:.1f} s")
         finally:
-            server.terminate()
-            server.wait(10)
+            stop(server)
             browser.close()
     return out
 

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from demo_fixture import REPO
+from demo_fixture import REPO  # first: it puts the checkout on sys.path, for bench
+from bench._browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_healthy, wait_idle
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 DOCS = REPO / "docs" / "screenshots"
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
@@ -34,59 +29,20 @@ URLS = {"checkpoints": "", "coefficients": "coefficients", "frames": "frames", "
         "accuracy": "accuracy", "rate_distortion": "rate-distortion"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(demo_dir):
-    port = _free_port()
-    env = {**os.environ, "CTNET_DEMO_DIR": str(demo_dir), "PYTHONPATH": str(REPO)}
     log = (ARTIFACTS.parent / "streamlit.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        proc, url = start_streamlit(demo_dir, out)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert proc.poll() is None, f"streamlit exited: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, "streamlit did not come up in 60 s"
-                time.sleep(0.5)
+            try:
+                wait_healthy(proc, url, timeout_s=60, poll_s=0.5)
+            except RuntimeError as exc:
+                pytest.fail(f"{exc}: {log.read_text()[-2000:]}")
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _idle(page, timeout_s: float) -> None:
-    """Wait until Streamlit has finished running the script (its status widget is gone)."""
-    deadline = time.monotonic() + timeout_s
-    quiet_since = None
-    while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.5:
-            return
-        page.wait_for_timeout(250)
-    raise AssertionError("the app kept running past the timeout")
+            stop(proc)
 
 
 def test_every_page_in_chromium(server):
@@ -99,9 +55,7 @@ def test_every_page_in_chromium(server):
         pytest.fail("playwright is missing: `make test` installs it from requirements.txt")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             for name, key, action, timeout in PAGES:
@@ -113,7 +67,7 @@ def test_every_page_in_chromium(server):
                 elif action == "run":
                     page.get_by_role("button", name="Run", exact=True).click()
                 page.wait_for_selector(key, state="attached", timeout=timeout * 1000)
-                _idle(page, timeout)
+                wait_idle(page, timeout, quiet_s=1.5, poll_ms=250)
                 shot = ARTIFACTS / f"{name}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert page.locator(ERRORS).count() == 0, \
