@@ -19,3 +19,28 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int, warmup
             fn()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def batch_bench_args(description: str, batch: int, repeats: int, argv=None):
+    """The flags both model benches take (--batch, --size, --repeats, --device), parsed;
+    then the seeded device and one random input batch: ``(args, device, x)``."""
+    import argparse
+
+    import torch
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    return args, dev, torch.randn(args.batch, 3, args.size, args.size, device=dev)
+
+
+def print_ratios(title: str, medians: dict[str, float], width: int, digits: int) -> None:
+    """Each median in ms and as a ratio of the first (the baseline)."""
+    base = next(iter(medians.values()))
+    print(title)
+    for name, t in medians.items():
+        print(f"  {name:<{width}} {t * 1000:9.1f} ms   {t / base:5.{digits}f}x")

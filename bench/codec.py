@@ -66,6 +66,16 @@ def nncodec_rows(model: torch.nn.Module, acc, qps: list[int]) -> list[dict]:
     return rows
 
 
+def decode_seconds(bundle: Path, repeats: int = 3):
+    """Best of ``repeats`` reads of a bundle from disk (read + verify + rebuild), and the result."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        decoded = read_bundle(bundle)
+        times.append(time.perf_counter() - t0)
+    return min(times), decoded
+
+
 def measure_timing(model, meta):
     """Encode seconds of an 8-bit lossless bundle at ultrafast / fast / medium, and decode
     seconds (best of 3) of the medium one from disk; returns the timings and that decode."""
@@ -76,13 +86,8 @@ def measure_timing(model, meta):
             timing[f"encode_{preset}_s"] = round(enc.seconds, 2)
             timing[f"bytes_{preset}"] = enc.total_bytes
             print(f"  encode {preset}: {enc.seconds:.2f} s, {enc.total_bytes:,} B", flush=True)
-        out = write_bundle(enc, Path(tmp) / "lossless8")
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            decoded = read_bundle(out)
-            times.append(time.perf_counter() - t0)
-        timing["decode_s"] = round(min(times), 3)
+        seconds, decoded = decode_seconds(write_bundle(enc, Path(tmp) / "lossless8"))
+        timing["decode_s"] = round(seconds, 3)
     timing["load_average"] = round(os.getloadavg()[0], 1)
     return timing, decoded
 
@@ -97,15 +102,10 @@ def codec_timing(model, meta, codecs: list[str]) -> list[dict]:
             settings = EncodeSettings(codec=codec, bit_depth=8, crf=0, pix_fmt=CODECS[codec].pix_fmts[0])
             encodes = [encode_model(model, meta, settings) for _ in range(2)]
             enc = min(encodes, key=lambda e: e.seconds)
-            out = write_bundle(enc, Path(tmp) / codec)
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                read_bundle(out)
-                times.append(time.perf_counter() - t0)
+            seconds, _ = decode_seconds(write_bundle(enc, Path(tmp) / codec))
             rows.append({"codec": codec, "bytes": enc.total_bytes, "encode_s": round(enc.seconds, 2),
-                         "decode_s": round(min(times), 3)})
-            print(f"  {codec}: {enc.total_bytes:,} B, encode {enc.seconds:.2f} s, decode {min(times):.3f} s", flush=True)
+                         "decode_s": round(seconds, 3)})
+            print(f"  {codec}: {enc.total_bytes:,} B, encode {enc.seconds:.2f} s, decode {seconds:.3f} s", flush=True)
     hevc = next((r for r in rows if r["codec"] == "hevc"), rows[0])
     for r in rows:
         r.update(bytes_vs_hevc=round(r["bytes"] / hevc["bytes"], 3), encode_vs_hevc=round(r["encode_s"] / hevc["encode_s"], 2),

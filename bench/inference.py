@@ -4,27 +4,18 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._timing import interleaved_medians  # noqa: E402
+from bench._timing import batch_bench_args, interleaved_medians, print_ratios  # noqa: E402
 from ctnet.models import plain_model, replace_with_dct_convs  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    dev = torch.device(args.device)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    args, dev, x = batch_bench_args(__doc__.splitlines()[0], batch=64, repeats=10, argv=argv)
     plain = plain_model("resnet18", num_classes=10).to(dev).eval()
     ctnet = replace_with_dct_convs(plain_model("resnet18", num_classes=10)).to(dev).eval()
 
@@ -38,11 +29,8 @@ def main(argv=None) -> int:
 
     med = interleaved_medians({"plain ResNet-18": forward(plain), "CTNet-18 (eval, cached)": forward(ctnet)},
                               args.repeats)
-    base = med["plain ResNet-18"]
-    print(f"inference, batch {args.batch} at {args.size} px on {dev} ({torch.get_num_threads()} threads), "
-          f"median of {args.repeats}")
-    for name, t in med.items():
-        print(f"  {name:<26} {t * 1000:9.1f} ms   {t / base:5.3f}x")
+    print_ratios(f"inference, batch {args.batch} at {args.size} px on {dev} ({torch.get_num_threads()} threads), "
+                 f"median of {args.repeats}", med, 26, 3)
     return 0
 
 

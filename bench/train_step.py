@@ -8,7 +8,6 @@ export grid, export-aware 8-bit STE). Each step is forward + backward + AdamW up
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._timing import interleaved_medians  # noqa: E402
+from bench._timing import batch_bench_args, interleaved_medians, print_ratios  # noqa: E402
 from ctnet.layers import configure_export_training  # noqa: E402
 from ctnet.models import plain_model, replace_with_dct_convs  # noqa: E402
 from ctnet.rate import l2_penalty, rate_proxy  # noqa: E402
@@ -39,15 +38,7 @@ def step_fn(model, x, y, regularise: bool):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    dev = torch.device(args.device)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    args, dev, x = batch_bench_args(__doc__.splitlines()[0], batch=32, repeats=5, argv=argv)
     y = torch.randint(0, 10, (args.batch,), device=dev)
     plain = plain_model("resnet18", num_classes=10).to(dev).train()
     dct_only = replace_with_dct_convs(plain_model("resnet18", num_classes=10)).to(dev).train()
@@ -56,11 +47,8 @@ def main(argv=None) -> int:
     med = interleaved_medians({"plain ResNet-18": step_fn(plain, x, y, False),
                                "CTNet-18 (DCT parametrisation)": step_fn(dct_only, x, y, False),
                                "CTNet-18 (rate proxy + 8-bit STE)": step_fn(full, x, y, True)}, args.repeats)
-    base = med["plain ResNet-18"]
-    print(f"training step, batch {args.batch} at {args.size} px on {dev} ({torch.get_num_threads()} threads), "
-          f"median of {args.repeats}")
-    for name, t in med.items():
-        print(f"  {name:<36} {t * 1000:9.1f} ms   {t / base:5.2f}x")
+    print_ratios(f"training step, batch {args.batch} at {args.size} px on {dev} ({torch.get_num_threads()} threads), "
+                 f"median of {args.repeats}", med, 36, 2)
     return 0
 
 

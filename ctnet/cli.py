@@ -16,6 +16,17 @@ from .codec import command as codec_command
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, OSError)
 
 
+def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
+    """The flags of every command that evaluates on ImageNette val: --limit, --device,
+    --batch-size, --workers (default: up to 4, no more than the cores), --json."""
+    p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1) if workers is None else workers,
+                   help=workers_help or "data loader workers")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def _fail(prog: str, exc: BaseException) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2
@@ -122,11 +133,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 of a checkpoint on ImageNette val.")
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="ImageNette root (its val/ is used) or a folder of WNID folders")
-    p.add_argument("--limit", type=int, default=None, help="evaluate N images (class-balanced)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--json", action="store_true")
+    add_eval_args(p)
     args = p.parse_args(argv)
 
     def run():

@@ -418,11 +418,11 @@ def best_at_floor(points: list[dict], floor: float | None = None, tolerance: flo
 # --- ctnet rd ---------------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
+    from .cli import add_eval_args
     p = argparse.ArgumentParser(prog="ctnet rd", description="Rate–distortion curves: bytes against decoded top-1 "
                                 "for every codec, NNCodec and INT8/INT4 + zstd, on the same weights.")
     p.add_argument("source", help="checkpoint file or bundle directory")
     p.add_argument("--data", required=True, help="ImageNette root (its val/ is used)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
     p.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
                    help="bundle codecs to sweep (default all: hevc h264 av1 ffv1 xz zstd); 'none' for none")
     p.add_argument("--bits", type=int, nargs="+", default=list(DEFAULT_BITS), help="bit depths (each codec: those it has)")
@@ -438,10 +438,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"accuracy floor (top-1 %%) for the best codec (default: fp32 top-1 − {TOLERANCE})")
     p.add_argument("--cache", default=None, help="cache file (default: one per source under ~/.cache/ctnet/rd)")
     p.add_argument("--recompute", action="store_true", help="measure every point again (and update the cache)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0, help="data loader workers (images are decoded once, up front)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_eval_args(p, workers=0, workers_help="data loader workers (images are decoded once, up front)")
     return p
 
 

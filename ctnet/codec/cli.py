@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-from ..cli import _guarded
+from ..cli import _guarded, add_eval_args
 from .bundle import BN_MODES, EncodeSettings
 from .frames import ORDERS
 from .video import CODECS, PIX_FMTS, PRESETS, default_codec
@@ -129,11 +128,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
     p.add_argument("--data", help="ImageNette root (val/ is used) to report decoded top-1/top-5")
-    p.add_argument("--limit", type=int, default=None, help="evaluate N images (class-balanced)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--json", action="store_true")
+    add_eval_args(p)
     args = p.parse_args(argv)
 
     def run():
