@@ -226,7 +226,8 @@ def histogram(key: tuple, name: str, q: float, _model):
 
 def layout_of(settings: dict) -> dict:
     """The settings that decide how tensors become frames (not how frames are coded)."""
-    return {"codec": settings.get("codec", "hevc"), "bit_depth": settings["bit_depth"], "tile": settings["tile"], "pix_fmt": settings["pix_fmt"],
+    return {"codec": settings["codec"], "bit_depth": settings["bit_depth"], "tile": settings["tile"],
+            "pix_fmt": settings["pix_fmt"],
             "dither": settings["dither"], "seed": settings["seed"],
             "bn_bit_depth": settings["bn_bit_depth"] if settings["bn_mode"] == "video" else None}
 
@@ -493,28 +494,19 @@ def data_key(path: str, stamp: tuple) -> str:
     return rd.data_id(path)
 
 
-def _stamp(path: str) -> tuple:
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(p.iterdir()) if p.is_dir() else []
-    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
-
-
 def rd_points(path: str, data: str, limit: int | None) -> list[dict]:
     """Every measured point of ``path`` on ``data``: the demo's shipped sweeps, then this
     machine's cache (``ctnet rd``'s, shared with the CLI), which wins where both have a point."""
     from ctnet import rd
-    digest, dkey = source_digest(path, _stamp(path)), data_key(data, dataset_stamp(data))
+    digest, dkey = source_digest(path, runs.stamp(path)), data_key(data, dataset_stamp(data))
     found: dict[str, dict] = {}
     for cache in (demo_dir() / RD_DIR / f"{digest[:32]}.json", rd.default_cache(digest)):
-        for key, p in rd.read_cache(cache).items() if cache.is_file() else ():
-            if p.get("source_sha256") == digest and p.get("data") == dkey and p.get("limit") == limit:
-                found[key] = {**p, "cached": True}
+        found.update(rd.matching_points(cache, digest, dkey, limit))
     return list(found.values())
 
 
 def start_sweep(source: str, data: str, limit: int | None, jobs: list, device: str = "auto") -> SweepJob | None:
-    """Measure ``jobs`` (``ctnet.rd.Job``) in the background; points already measured (here
-    or in the demo's shipped sweep) are not measured again."""
+    """Measure ``jobs`` (``ctnet.rd.Job``, those not measured yet) in the background."""
     from ctnet import rd
     job = st.session_state.get(RD_JOB)
     if job is not None and not job.future.done():
@@ -522,17 +514,15 @@ def start_sweep(source: str, data: str, limit: int | None, jobs: list, device: s
     model, meta = load(source)
     # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
     images = split(data, int(meta["model"]["num_classes"]), int(meta.get("image_size", 128)), limit)
-    have = {(p["method"], p["codec"], tuple(sorted(p["settings"].items()))) for p in rd_points(source, data, limit)}
-    todo = [j for j in jobs if (j.method, j.codec, j.settings) not in have]
     status = [0, ""]
 
     def progress(done, total, job, point):
         status[0], status[1] = done, job.label()
 
     def work():
-        return rd.sweep(source, data, todo, limit=limit, loaded=(model, meta), progress=progress,
+        return rd.sweep(source, data, jobs, limit=limit, loaded=(model, meta), progress=progress,
                         device=device, split=images)
-    job = SweepJob(source, data, limit, _rd_executor().submit(work), len(todo), status)
+    job = SweepJob(source, data, limit, _rd_executor().submit(work), len(jobs), status)
     st.session_state[RD_JOB] = job
     st.session_state[RD_ERROR] = None
     return job

@@ -93,8 +93,8 @@ def encode_progress() -> None:
 
 
 def settings_label(s: dict) -> str:
-    """One line naming codec settings: preset, rate, pixels, BN, order."""
-    parts = [s.get("codec", "hevc")] + ([s["preset"]] if CODECS[s.get("codec", "hevc")].uses_preset else []) + [
+    """One line naming codec settings: codec, preset, rate, pixels, BN, order."""
+    parts = [s["codec"]] + ([s["preset"]] if CODECS[s["codec"]].uses_preset else []) + [
         "lossless" if s["crf"] == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s['pix_fmt']}"]
     if s.get("dither"):
         parts.append(f"dither {s['dither']:g} (seed {s['seed']})")

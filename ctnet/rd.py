@@ -362,14 +362,24 @@ def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *
                  str(cache_file))
 
 
+def matching_points(cache: str | os.PathLike, digest: str, data_key: str, limit: int | None) -> dict[str, dict]:
+    """{key: point} of one cache file that were measured on the weights with SHA-256
+    ``digest``, the images ``data_key`` (:func:`data_id`) and ``limit``; {} without a file."""
+    return {key: {**p, "cached": True} for key, p in read_cache(cache).items()
+            if p.get("source_sha256") == digest and p.get("data") == data_key and p.get("limit") == limit}
+
+
 def cached_points(source: str | os.PathLike, data: str | os.PathLike, limit: int | None,
                   cache: str | os.PathLike | None = None) -> list[dict]:
     """Every cached point of ``source`` on ``data``/``limit`` (whatever sweep made them)."""
     digest = source_hash(source)
-    points = read_cache(Path(cache) if cache else default_cache(digest))
-    key = data_id(data)
-    return [{**p, "cached": True} for p in points.values()
-            if p.get("source_sha256") == digest and p.get("data") == key and p.get("limit") == limit]
+    return list(matching_points(cache or default_cache(digest), digest, data_id(data), limit).values())
+
+
+def missing_jobs(jobs: Iterable[Job], points: Iterable[dict]) -> list[Job]:
+    """The ``jobs`` that no point in ``points`` already measured."""
+    have = {(p["method"], p["codec"], tuple(sorted(p["settings"].items()))) for p in points}
+    return [j for j in jobs if (j.method, j.codec, j.settings) not in have]
 
 
 # --- reading the curves -----------------------------------------------------------------------------
@@ -505,4 +515,4 @@ def rd_main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Job", "RDError", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
-           "cached_points", "default_cache", "frontier", "point_key", "rd_main", "read_cache", "source_hash", "sweep"]
+           "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key", "rd_main", "read_cache", "source_hash", "sweep"]

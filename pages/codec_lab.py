@@ -18,21 +18,22 @@ W = state.W_LAB
 path, key, model, meta = ui.current_model("Codec lab")
 settings = ss[state.LAB_SETTINGS]
 
+# settings whose widget holds the value as is (CRF is split into a lossless box and a slider)
+AS_IS = ("codec", "bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")
+
+
+def _widget_values(s: dict) -> dict:
+    return {"lossless": s["crf"] == 0, "crf": s["crf"] or 20, **{k: s[k] for k in AS_IS}}
+
+
 # widgets own their values only while this page is shown: seed them from the saved settings
-seed = {"lossless": settings["crf"] == 0, "crf": settings["crf"] or 20, "codec": settings.get("codec", "hevc"),
-       **{k: settings[k] for k in ("bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}}
-for name, wkey in W.items():
-    if wkey not in ss:
-        ss[wkey] = seed[name]
+for name, value in _widget_values(settings).items():
+    ss.setdefault(W[name], value)
 
 
 def _use_bundle_settings() -> None:
-    s = meta["settings"]
-    ss[W["codec"]] = s.get("codec", "hevc")
-    ss[W["lossless"]] = s["crf"] == 0
-    ss[W["crf"]] = s["crf"] or 20
-    for k in ("bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile"):
-        ss[W[k]] = s[k]
+    for name, value in _widget_values(meta["settings"]).items():
+        ss[W[name]] = value
 
 
 def _fit_codec() -> None:
@@ -156,7 +157,7 @@ with st.expander("Streams"):
     st.dataframe(pd.DataFrame([{k: x[k] for k in ("file", "kind", "height", "width", "frames", "bytes", "workaround")}
                                for x in res["streams"]]), hide_index=True, width="stretch")
 
-stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s.get('codec', 'hevc')}-"
+stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
         f"{s['preset']}-crf{s['crf']}")
 st.download_button("Download this bundle (zip)", runs.zip_bundle(res["files"], stem), file_name=f"{stem}.zip",
                    mime="application/zip", type="secondary")

@@ -15,7 +15,8 @@ path, key, model, meta = ui.current_model("Frames")
 settings = ss[state.LAB_SETTINGS]
 layout = state.layout_of(settings)
 layout_key = tuple(layout.items())
-st.caption(f"Laid out as the Codec lab's settings say: {settings.get('codec', 'hevc')}, {settings['bit_depth']}-bit pixels, tiles of "
+st.caption(f"Laid out as the Codec lab's settings say: {settings['codec']}, "
+           f"{settings['bit_depth']}-bit pixels, tiles of "
            f"{settings['tile']}×{settings['tile']}, {settings['pix_fmt']}"
            + (f", dither {settings['dither']:g}" if settings["dither"] else "")
            + (", BN as video" if settings["bn_mode"] == "video" else "") + ". Change them in the Codec lab.")

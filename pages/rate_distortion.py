@@ -69,8 +69,7 @@ with st.expander("Measure points", expanded=not points):
     except rd.RDError as exc:
         st.error(str(exc))
         jobs = []
-    have = {(p["method"], p["codec"], tuple(sorted(p["settings"].items()))) for p in points}
-    new = [j for j in jobs if (j.method, j.codec, j.settings) not in have]
+    new = rd.missing_jobs(jobs, points)
     st.caption(f"{len(jobs)} points asked for, {len(jobs) - len(new)} already measured, {len(new)} to measure "
                "(each: encode, decode, evaluate; minutes in all on a CPU). Points are cached, here and for `ctnet rd`.")
     if not nnc_ok:
