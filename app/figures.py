@@ -193,6 +193,9 @@ def confusion(matrix: list[list[int]], names: list[str]) -> go.Figure:
     return fig
 
 
+RD_SPAN = 8.0  # top-1 points shown below the floor on the rate–distortion chart
+
+
 def rd_curves(points: list[dict], floor: float | None, reference: dict | None) -> go.Figure:
     """Decoded top-1 against bytes (log), one colour per method: every point as a marker,
     the method's Pareto-optimal points joined; the fp32 reference and the floor as lines."""
@@ -231,5 +234,3 @@ def rd_curves(points: list[dict], floor: float | None, reference: dict | None) -
                       legend=dict(orientation="h", y=-0.2))
     return fig
 
-
-RD_SPAN = 8.0  # top-1 points shown below the floor on the rate–distortion chart

@@ -62,10 +62,11 @@ W_VIEW = "w_view"
 W_LAB = {name: f"w_lab_{name}" for name in ("codec", "lossless", "crf", "bit_depth", "pix_fmt", "preset", "dither", "seed",
                                             "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}
 W_ENCODE = "w_encode"
-W_ACC_SOURCE = "w_acc_source"
-W_ACC_PATH = "w_acc_path"
-W_ACC_LIMIT = "w_acc_limit"
-W_ACC_DEVICE = "w_acc_device"
+# the data choice (shared ACC_* values) as each page's widgets hold it
+W_ACC_DATA = {"source": "w_acc_source", "path": "w_acc_path", "limit": "w_acc_limit", "device": "w_acc_device"}
+W_RD_DATA = {"source": "w_rd_source", "path": "w_rd_path", "limit": "w_rd_limit", "device": "w_rd_device"}
+W_RD = {name: f"w_rd_{name}" for name in ("codecs", "bits", "lossy", "baselines", "measure", "floor")}
+RD_FLOOR_DEFAULT = "rd_floor_default"  # the floor the Rate–distortion page last proposed
 W_ACC_RUN = "w_acc_run"
 
 LAB_DEFAULTS = {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium", "dither": 0.0, "seed": 0,

@@ -104,3 +104,31 @@ def settings_label(s: dict) -> str:
     if s.get("tile", 128) != 128:
         parts.append(f"tile {s['tile']}")
     return " · ".join(parts)
+
+
+def data_controls(keys: dict[str, str]) -> tuple[str, int, str]:
+    """Which images to evaluate on, how many and where: the embedded sample or a typed
+    ImageNette folder, a class-balanced subset (0 = all), the device. One choice shared by
+    the pages that evaluate (``keys`` names this page's widgets); returns (folder, limit, device)."""
+    ss = st.session_state
+    shared = {"source": state.ACC_SOURCE, "path": state.ACC_PATH, "limit": state.ACC_LIMIT, "device": state.ACC_DEVICE}
+    for name, wkey in keys.items():
+        if wkey not in ss:
+            ss[wkey] = ss[shared[name]]
+    sample = state.sample_dir()
+    c1, c2, c3 = st.columns([3, 1, 1])
+    with c1:
+        source = st.radio("Data", ["sample", "path"], key=keys["source"], horizontal=True,
+                          format_func=lambda v: f"embedded sample ({sample.parent.name}/sample)" if v == "sample"
+                          else "full ImageNette folder")
+        typed = st.text_input("ImageNette folder (its val/ split is used)", key=keys["path"],
+                              placeholder="e.g. ../shared/data/imagenette2-128", disabled=source != "path").strip()
+    with c2:
+        limit = st.number_input("Images (0 = all)", min_value=0, step=50, key=keys["limit"],
+                                help="A class-balanced subset of the val split.")
+    with c3:
+        device = st.selectbox("Device", state.devices(), key=keys["device"],
+                              help="auto: CUDA when present (as training uses), else CPU.")
+    for name, value in (("source", source), ("path", typed), ("limit", limit), ("device", device)):
+        ss[shared[name]] = value
+    return (str(sample) if source == "sample" else typed), int(limit), device

@@ -16,26 +16,8 @@ path, key, model, meta = ui.current_model("Accuracy")
 num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
 
 # --- which data, how much, where ------------------------------------------------------------------
-for k, wk in ((state.ACC_SOURCE, state.W_ACC_SOURCE), (state.ACC_PATH, state.W_ACC_PATH),
-              (state.ACC_LIMIT, state.W_ACC_LIMIT), (state.ACC_DEVICE, state.W_ACC_DEVICE)):
-    if wk not in ss:
-        ss[wk] = ss[k]
-sample = state.sample_dir()
-c1, c2, c3 = st.columns([3, 1, 1])
-with c1:
-    source = st.radio("Data", ["sample", "path"], key=state.W_ACC_SOURCE, horizontal=True,
-                      format_func=lambda v: f"embedded sample ({sample.parent.name}/sample)" if v == "sample"
-                      else "full ImageNette folder")
-    typed = st.text_input("ImageNette folder (its val/ split is used)", key=state.W_ACC_PATH,
-                          placeholder="e.g. ../shared/data/imagenette2-128", disabled=source != "path").strip()
-with c2:
-    limit = st.number_input("Images (0 = all)", min_value=0, step=50, key=state.W_ACC_LIMIT,
-                            help="A class-balanced subset of the val split.")
-with c3:
-    device = st.selectbox("Device", state.devices(), key=state.W_ACC_DEVICE,
-                          help="auto: CUDA when present (as training uses), else CPU.")
-ss[state.ACC_SOURCE], ss[state.ACC_PATH], ss[state.ACC_LIMIT], ss[state.ACC_DEVICE] = source, typed, limit, device
-data_path = str(sample) if source == "sample" else typed
+data_path, limit, device = ui.data_controls(state.W_ACC_DATA)
+limit = limit or None  # 0 = all
 
 # --- which models: the original and the decoded one ----------------------------------------------
 lab = state.lab_result_for(path)
@@ -61,7 +43,7 @@ source_metrics = (meta.get("source") or {}).get("metrics") if "bundle" in meta e
 
 
 def _key(part: tuple) -> tuple:
-    return (key, part, data_path, state.dataset_stamp(data_path) if data_path else None, int(limit) or None, device)
+    return (key, part, data_path, state.dataset_stamp(data_path) if data_path else None, limit, device)
 
 
 run = st.button("Run", type="primary", key=state.W_ACC_RUN)
@@ -72,7 +54,7 @@ if run:
     else:
         try:
             bar = st.progress(0.0, text="Reading images…")
-            data = state.split(data_path, num_classes, size, int(limit) or None, progress=lambda done, total:
+            data = state.split(data_path, num_classes, size, limit, progress=lambda done, total:
                                bar.progress(done / total, text=f"Reading images {done}/{total}"))
             for n, (role, label, m, part) in enumerate(candidates):
                 if results[role] is not None:
@@ -117,7 +99,7 @@ if done:
     st.subheader(f"Confusion matrix ({role}, {r['images']} images on {r['device']})")
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})
-    where = "the embedded sample" if source == "sample" else Path(data_path).name
+    where = "the embedded sample" if ss[state.ACC_SOURCE] == "sample" else Path(data_path).name
     st.caption(f"Data: {where} ({data_path}). Results are cached per checkpoint, codec settings, data, subset "
                "and device; press Run to measure what is missing.")
 elif not run:

@@ -16,27 +16,10 @@ from ctnet.data import DatasetError
 
 ss = st.session_state
 path, key, model, meta = ui.current_model("Rate–distortion")
-sample = state.sample_dir()
 
 # --- which images: shared with the Accuracy page ---------------------------------------------------
-c1, c2, c3 = st.columns([3, 1, 1])
-with c1:
-    source = st.radio("Data", ["sample", "path"], index=["sample", "path"].index(ss[state.ACC_SOURCE]),
-                      horizontal=True, key="w_rd_source",
-                      format_func=lambda v: f"embedded sample ({sample.parent.name}/sample)" if v == "sample"
-                      else "full ImageNette folder")
-    typed = st.text_input("ImageNette folder (its val/ split is used)", value=ss[state.ACC_PATH], key="w_rd_path",
-                          placeholder="e.g. ../shared/data/imagenette2-128", disabled=source != "path").strip()
-with c2:
-    limit = st.number_input("Images (0 = all)", min_value=0, step=50, value=int(ss[state.ACC_LIMIT]), key="w_rd_limit",
-                            help="A class-balanced subset of the val split.")
-with c3:
-    devices = state.devices()
-    device = st.selectbox("Device", devices, index=devices.index(ss[state.ACC_DEVICE])
-                          if ss[state.ACC_DEVICE] in devices else 0, key="w_rd_device")
-ss[state.ACC_SOURCE], ss[state.ACC_PATH], ss[state.ACC_LIMIT], ss[state.ACC_DEVICE] = source, typed, limit, device
-data = str(sample) if source == "sample" else typed
-limit = int(limit) or None
+data, limit, device = ui.data_controls(state.W_RD_DATA)
+limit = limit or None  # 0 = all
 if not data:
     st.info("Type the path of an ImageNette copy (with val/<WNID>/ folders), or use the embedded sample.")
     st.stop()
@@ -57,11 +40,11 @@ except (DatasetError, rd.RDError, OSError) as exc:
 nnc_ok, nnc_why = nncodec_status()
 with st.expander("Measure points", expanded=not points):
     m1, m2, m3 = st.columns([3, 1, 2])
-    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key="w_rd_codecs", format_func=lambda n: CODECS[n].label)
-    bits = m2.multiselect("Bit depths", [8, 10, 12], default=[8, 10], key="w_rd_bits")
-    lossy = m3.checkbox("Lossy CRFs too", value=True, key="w_rd_lossy", help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
+    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=state.W_RD["codecs"], format_func=lambda n: CODECS[n].label)
+    bits = m2.multiselect("Bit depths", [8, 10, 12], default=[8, 10], key=state.W_RD["bits"])
+    lossy = m3.checkbox("Lossy CRFs too", value=True, key=state.W_RD["lossy"], help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
                         f"AV1 CRF {', '.join(map(str, rd.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
-    baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key="w_rd_baselines",
+    baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key=state.W_RD["baselines"],
                             help=None if nnc_ok else f"NNCodec: {nnc_why}")
     try:
         jobs = rd.bundle_jobs(codecs, bits=bits or [8], crfs=None if lossy else {c: () for c in CODECS}) + \
@@ -74,7 +57,7 @@ with st.expander("Measure points", expanded=not points):
                "(each: encode, decode, evaluate; minutes in all on a CPU). Points are cached, here and for `ctnet rd`.")
     if not nnc_ok:
         st.caption(f"NNCodec points are skipped: {nnc_why}.")
-    if st.button("Measure", type="primary", key="w_rd_measure", disabled=not new or state.running_sweep() is not None):
+    if st.button("Measure", type="primary", key=state.W_RD["measure"], disabled=not new or state.running_sweep() is not None):
         try:
             state.start_sweep(path, data, limit, new, device)
         except (DatasetError, rd.RDError, OSError) as exc:
@@ -99,9 +82,9 @@ if not points:
 # --- the curves --------------------------------------------------------------------------------------
 ref = rd.reference_point(points)
 default_floor = round(ref["acc1"] - rd.TOLERANCE, 2) if ref else max(p["acc1"] for p in points) - 1.0
-if ss.get("rd_floor_default") != default_floor or "w_rd_floor" not in ss:  # a new reference: follow it
-    ss["rd_floor_default"] = ss["w_rd_floor"] = float(default_floor)
-floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key="w_rd_floor",
+if ss.get(state.RD_FLOOR_DEFAULT) != default_floor or state.W_RD["floor"] not in ss:  # a new reference
+    ss[state.RD_FLOOR_DEFAULT] = ss[state.W_RD["floor"]] = float(default_floor)
+floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key=state.W_RD["floor"],
                         help=f"Default: the weights as loaded (fp32) minus {rd.TOLERANCE} points, i.e. equal accuracy.")
 st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
 n_images = {p["images"] for p in points}

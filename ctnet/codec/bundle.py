@@ -226,7 +226,7 @@ def coded_frame_size(settings: EncodeSettings, height: int, width: int) -> tuple
                         square=_square(settings), max_aspect=codec.max_aspect)
 
 
-def _stream_name(kind: str, size: tuple[int, int], codec: str = "hevc") -> str:
+def _stream_name(kind: str, size: tuple[int, int], codec: str) -> str:
     return f"{'w' if kind == 'weight' else 'bn'}_{size[0]}x{size[1]}{V.CODECS[codec].extension}"
 
 

@@ -44,11 +44,8 @@ import numpy as np  # noqa: E402
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 BIT_DEPTHS = (8, 10, 12)
 PIX_FMTS = ("gray", "yuv420")
-FAMILIES = ("video", "planes")
 MAX_SIDE = 8192
 MAX_FRAMES = 1_000_000
-CONTAINER = "mp4"  # of the HEVC, H.264 and AV1 streams; FFV1 goes in Matroska
-EXTENSION = ".mp4"
 # libx265 4.2 misbehaves on small frames (a side under 128, i.e. less than two CTUs): lossless
 # inter frames that FFmpeg's decoder (the reference here) reconstructs differently (seen at
 # widths 16..64), and output that changes from run to run even single-threaded (seen up to
@@ -233,7 +230,6 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     PlaneCodec("zstd", "zstd -19 of the layer images", "planes", "zstandard", (), None, ".zst", None, ("gray",),
                (8, 10, 12), 0, uses_preset=False),
 )}
-VIDEO_CODECS = tuple(n for n, c in CODECS.items() if c.family == "video")
 PLANE_CODECS = tuple(n for n, c in CODECS.items() if c.family == "planes")
 DEFAULT_CODEC_ENV = "CTNET_CODEC"
 
@@ -542,8 +538,8 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
     return out
 
 
-__all__ = ["BIT_DEPTHS", "CODECS", "CONTAINER", "Codec", "EXTENSION", "EncodedStream", "FAMILIES", "INTRA", "PIX_FMTS",
-           "PLANE_CODECS", "PRESETS", "VIDEO_CODECS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
+__all__ = ["BIT_DEPTHS", "CODECS", "Codec", "EncodedStream", "INTRA", "PIX_FMTS",
+           "PLANE_CODECS", "PRESETS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
            "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 
