@@ -28,6 +28,7 @@ from torch import nn
 
 from .export import bn_layers, video_tensors
 from .layers import DCT_LAYERS
+from .models import swap_modules
 
 ZSTD_LEVEL = 19
 INT_BITS = (8, 4)
@@ -55,14 +56,7 @@ def _zstd():
 def plain_twin(model: nn.Module) -> nn.Module:
     """The plain torchvision network with the materialised weights (for NNCodec)."""
     plain = copy.deepcopy(model)
-
-    def swap(parent):
-        for name, child in parent.named_children():
-            if isinstance(child, DCT_LAYERS):
-                setattr(parent, name, child.to_conv())
-            else:
-                swap(child)
-    swap(plain)
+    swap_modules(plain, lambda child: child.to_conv() if isinstance(child, DCT_LAYERS) else None)
     return plain.eval()
 
 

@@ -60,6 +60,17 @@ def _converted(module: nn.Module, block_size: int, plain_1x1: bool, copy_weights
     return None
 
 
+def swap_modules(parent: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> None:
+    """Replace, in place and at any depth, every submodule ``convert`` returns a module for;
+    the children of a replaced module are not visited."""
+    for name, child in parent.named_children():
+        new = convert(child)
+        if new is not None:
+            setattr(parent, name, new)
+        else:
+            swap_modules(child, convert)
+
+
 def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1: bool = False,
                            verify: bool = True, tolerance: float = CONVERSION_TOLERANCE,
                            copy_weights: bool = True) -> nn.Module:
@@ -71,16 +82,7 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
     the conversion is judged (float32 coefficients carry ~1e-7 relative rounding, which an
     untrained ResNet-50 with logits of ~30 amplifies past an absolute 1e-5)."""
     reference = copy.deepcopy(model) if verify else None
-
-    def swap(parent: nn.Module):
-        for name, child in parent.named_children():
-            new = _converted(child, block_size, plain_1x1, copy_weights)
-            if new is not None:
-                setattr(parent, name, new)
-            else:
-                swap(child)
-
-    swap(model)
+    swap_modules(model, lambda child: _converted(child, block_size, plain_1x1, copy_weights))
     if verify:
         device = next(model.parameters()).device
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
