@@ -124,10 +124,16 @@ def _print_encode(r: dict) -> None:
 # --- decode ----------------------------------------------------------------------------------
 
 def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model.")
+    p = argparse.ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
+                                                     "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
     p.add_argument("--data", help="ImageNette root (val/ is used) to report decoded top-1/top-5")
+    p.add_argument("--out", metavar="FILE", help="write the decoded model to FILE (atomically)")
+    p.add_argument("--format", default=None, metavar="FMT",
+                   help="safetensors: plain torchvision state dict (default; .onnx files: onnx), "
+                        "ctnet: CTNet checkpoint (DCT coefficients, resumable), onnx: ONNX graph of the plain model")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_eval_args(p)
     args = p.parse_args(argv)
 
@@ -136,6 +142,12 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
         path = args.bundle or args.bundle_flag
         if not path:
             raise ValueError("no bundle directory given (DIR or --h265-dir)")
+        fmt = args.format or ("onnx" if args.out and args.out.lower().endswith(".onnx") else "safetensors")
+        if args.out:
+            from ..plain import check_destination
+            check_destination(args.out, fmt, args.force)  # before decoding: refuse early, write nothing
+        elif args.format:
+            raise ValueError("--format needs --out FILE")
         t0 = time.perf_counter()
         model, meta = read_bundle(path)
         seconds = time.perf_counter() - t0
@@ -148,6 +160,9 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
             acc = evaluate_model(model, meta, args.data, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers)
             report.update(acc1=acc["acc1"], acc5=acc["acc5"], images=acc["images"], device=acc["device"])
+        if args.out:
+            from ..plain import write_decoded
+            report.update(write_decoded(model.cpu(), meta, args.out, fmt, origin=str(path), data=args.data))
         if args.json:
             print(json.dumps(report))
         else:
@@ -155,6 +170,12 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
                   f"({report['fp32_bytes']:,}); decoded in {seconds:.2f} s")
             if args.data:
                 print(f"decoded top-1 {report['acc1']:.2f} %  top-5 {report['acc5']:.2f} %  on {report['images']} images")
+            if args.out:
+                check = report.get("onnx_max_abs_diff")
+                opset = f", opset {report['onnx_opset']}" if "onnx_opset" in report else ""
+                print(f"wrote {report['out']} ({report['format']}{opset}, {report['out_bytes']:,} bytes)"
+                      + (f"; onnxruntime vs PyTorch max |logit diff| {check:.3g} on {report['onnx_check_batch']}"
+                         if check is not None else ""))
         return 0
     return _guarded(prog, run)
 

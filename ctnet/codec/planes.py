@@ -62,10 +62,32 @@ def options(codec: str, bits: int, kind: str | None = None) -> dict[str, str]:
 
 
 def describe(codec: str, bits: int) -> str:
-    """One line: the coder's options and what it codes."""
+    """One line: the coder's options and what it codes (format v2: the plan's frames of
+    signed levels; version-1 bundles coded layer images of offsets from the zero point)."""
     opts = ":".join(f"{k}={v}" for k, v in options(codec, bits).items())
-    width = "uint8" if bits <= 8 else "uint16le"
-    return f"{opts}; {ORDER} layer images of {width} offsets from each tile's zero point"
+    width = "int8" if bits <= 8 else "int16le"
+    return f"{opts}; coded frames of {width} levels (pixel − zero point), in plan order"
+
+
+# --- format v2: coded frames of signed levels ------------------------------------------------------
+
+def level_size(shape: tuple[int, ...], container_bits: int) -> int:
+    return math.prod(shape) * (1 if container_bits <= 8 else 2)
+
+
+def level_bytes(pixels: np.ndarray, container_bits: int) -> bytes:
+    """Container pixels (level + 2^(c−1)) → the levels as two's-complement bytes (int8 at
+    8 bits, little-endian int16 above): level 0 is byte 0, so empty areas are runs of zeros."""
+    levels = pixels.astype(np.int32) - (1 << (container_bits - 1))
+    return levels.astype(np.int8 if container_bits <= 8 else "<i2").tobytes()
+
+
+def from_level_bytes(data: bytes, shape: tuple[int, ...], container_bits: int) -> np.ndarray:
+    dtype = np.int8 if container_bits <= 8 else np.dtype("<i2")
+    if len(data) != level_size(shape, container_bits):
+        raise PlaneError(f"level data holds {len(data)} bytes, {level_size(shape, container_bits)} expected")
+    levels = np.frombuffer(data, dtype).astype(np.int32).reshape(shape)
+    return (levels + (1 << (container_bits - 1))).astype(np.uint16)
 
 
 def compress(codec: str, data: bytes, kind: str) -> bytes:
@@ -206,4 +228,5 @@ def apportion(total: int, frames: Sequence[np.ndarray]) -> list[int]:
 
 
 __all__ = ["KINDS", "ORDER", "PlaneError", "XZ_FILTERS", "ZSTD_LEVEL", "apportion", "compress", "decode", "decompress",
-           "describe", "encode", "kind_of", "options", "pack", "packed_size", "unpack"]
+           "describe", "encode", "from_level_bytes", "kind_of", "level_bytes", "level_size", "options", "pack",
+           "packed_size", "unpack"]
