@@ -50,22 +50,25 @@ def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = No
 # --- codec: encode/decode without touching files ------------------------------------------------
 
 def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **overrides) -> dict:
-    """Encode a loaded model as a bundle (H.265 by default) in memory and decode it back.
+    """Encode a loaded model as a format-v2 bundle (H.265 by default) in memory and decode it back.
 
-    ``settings`` is a :class:`ctnet.codec.bundle.EncodeSettings` (or a dict of its fields);
+    ``settings`` is a :class:`ctnet.codec.manifest.EncodeSettings` (or a dict of its fields);
     keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields;
-    ``progress(frames done, frames in all)`` is called as each stream is coded.
-    Returns ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``; ``layers`` [{name, kind,
-    bytes, frames, max_abs_error, max_half_step, shape}]; ``streams`` [{file, kind, height,
-    width, frames, bytes, frame_bytes, order, coded_order, workaround}]; ``files`` (name →
-    bytes, what ``write_encoded`` puts on disk); ``manifest``; ``frames_stored`` (model
-    order: layer, tile, frame, box, unpadded pixels), ``frames_coded`` and
-    ``frames_decoded`` (per stream file, the padded frames in stream order as fed to the
-    encoder and as decoded); ``model`` (the decoded model, eval mode).
+    ``progress(frames done, frames in all)`` is called as frames are coded. ``meta`` of a
+    decoded bundle carries its grid, so re-encoding it codes exactly the same levels.
+    Returns the summary (``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``, ``digest``,
+    ``bits_per_nonzero``, ``entropy_bits_per_nonzero``, ``metadata_bytes`` …); ``layers``
+    [{name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, bits_per_nonzero,
+    entropy_bits_per_nonzero, max_abs_error, max_half_step}]; ``streams`` [{file, kind,
+    height, width, frames, bytes, frame_bytes, params, options, workaround}]; ``files``
+    (name → bytes, what ``write_encoded`` puts on disk); ``manifest``; ``frames`` (the coded
+    frames' pixels, (n, S, S)); ``frame_info`` (per plan frame: layer, coded, bytes, parts:
+    which planes, frequencies, rows and columns it holds); ``model`` (decoded, eval mode).
     """
     from dataclasses import replace
 
-    from .codec.bundle import EncodeSettings, encode_model
+    from .codec.manifest import EncodeSettings
+    from .codec.bundle import encode_model
     if settings is None:
         settings = EncodeSettings()
     elif isinstance(settings, dict):
@@ -73,8 +76,7 @@ def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **over
     settings = replace(settings, **overrides) if overrides else settings
     enc = encode_model(model, meta, settings, progress=progress)
     return {**enc.summary(), "streams": enc.streams, "layers": enc.layers, "files": enc.files,
-            "manifest": enc.manifest, "frames_stored": enc.frames_stored, "frames_coded": enc.frames_coded,
-            "frames_decoded": enc.frames_decoded, "model": enc.model}
+            "manifest": enc.manifest, "frames": enc.frames, "frame_info": enc.frame_info, "model": enc.model}
 
 
 def write_encoded(result: dict, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -94,3 +96,14 @@ def decode(source) -> dict:
     b = meta["bundle"]
     return {"model": model, "meta": meta, "total_bytes": b["total_bytes"], "fp32_bytes": b["fp32_bytes"],
             "ratio": b["ratio"], "seconds": time.perf_counter() - t0}
+
+
+# --- plain export: a decoded model as the torchvision network it computes ------------------------
+
+def decode_plain(source) -> nn.Module:
+    """A bundle directory, the ``files`` of an :func:`encode` result or a checkpoint file →
+    the plain torchvision ResNet (eval mode, CPU) with the materialised weights; it needs
+    no ctnet to run (see ``ctnet.plain``)."""
+    from .plain import to_torchvision
+    model, meta = (decode(source)[k] for k in ("model", "meta")) if isinstance(source, dict) else load_any(source)
+    return to_torchvision(model, meta.get("model", {}).get("arch"))

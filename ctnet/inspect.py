@@ -142,50 +142,60 @@ def magnitude_histogram(t: torch.Tensor, q: float, bins: int = 80) -> Histogram:
 # --- frames -----------------------------------------------------------------------------------
 
 @dataclass
-class Stream:
-    """The frames one video stream would hold: equally sized, padded tiles in model order."""
+class CodedFrames:
+    """The frames a format-v2 bundle codes for a model under some settings (one stream):
+    the pixels of the coded frames and, for every frame of the plan, what it holds."""
 
-    height: int
-    width: int
-    frames: np.ndarray  # (n, H, W) uint16, model (natural) order
-    ids: list[int]  # global frame number of each (the bundle's numbering)
-    labels: list[str]  # "layer · tile k"
-    kind: str  # "weight" or "bn"
+    frame: int  # side
+    container_bits: int  # pixel depth; level 0 is pixel 2^(bits−1)
+    pixels: np.ndarray  # (coded frames, S, S) uint16, in stream order
+    ids: list[int]  # plan frame number of each coded frame
+    labels: list[str]  # "layer · frequency (kh, kw) · rows a–b · cols c–d" of each coded frame
+    info: list[dict]  # per plan frame: layer, coded, parts (planes, frequencies, rows, cols)
 
     @property
-    def name(self) -> str:
-        return f"{'w' if self.kind == 'weight' else 'bn'}_{self.height}x{self.width}"
+    def plan_frames(self) -> int:
+        return len(self.info)
 
 
-def model_streams(model: nn.Module, *, bit_depth: int = 8, tile: int = quant.TILE, pix_fmt: str = "gray",
-                  dither: float = 0.0, seed: int = 0, bn_bit_depth: int | None = None,
-                  codec: str = "hevc") -> list[Stream]:
-    """Quantise every stored tensor exactly as the codec does (``ctnet.codec.frames``) and
-    group its tiles by the frame size the codec codes them at, as ``encode_model`` groups
-    them into streams. BN layers join only when ``bn_bit_depth`` is given (``--bn-mode
-    video``). Largest stream first."""
-    from .codec.bundle import EncodeSettings, coded_frame_size  # the codec's own padding rule
-    settings = EncodeSettings(codec=codec, bit_depth=bit_depth, tile=tile, pix_fmt=pix_fmt, dither=dither, seed=seed)
-    tensors = [("weight", n, t, bit_depth) for n, t in export.video_tensors(model).items()]
-    if bn_bit_depth is not None:
-        for n, m in export.bn_layers(model).items():
-            img = torch.stack([m.weight.detach(), m.bias.detach(), m.running_mean, m.running_var]).float().cpu()
-            tensors.append(("bn", n, img, bn_bit_depth))
-    groups: dict[tuple, dict] = {}
-    next_frame = 0
-    for kind, name, t, bits in tensors:
-        tf = F.quantize_tensor(name, t, bits=bits, tile=tile, first_frame=next_frame,
-                               dither=dither if kind == "weight" else 0.0, seed=seed)
-        for k, (box, pix) in enumerate(zip(tf.boxes, tf.pixels)):
-            size = coded_frame_size(settings, box[2], box[3])
-            g = groups.setdefault((kind, size), {"frames": [], "ids": [], "labels": []})
-            g["frames"].append(F.pad_frame(pix, size))
-            g["ids"].append(tf.first_frame + k)
-            g["labels"].append(f"{name} · tile {k}")
-        next_frame += len(tf.boxes)
-    streams = [Stream(size[0], size[1], np.stack(g["frames"]), g["ids"], g["labels"], kind)
-               for (kind, size), g in groups.items()]
-    return sorted(streams, key=lambda s: (s.kind != "weight", -len(s.ids), -s.height * s.width))
+def frame_label(info: dict) -> str:
+    parts = info.get("parts") or []
+    if not parts:
+        return f"{info['layer']} · padding"
+    freqs = [p["frequency"] for p in parts if p["frequency"] is not None]
+    where = f"{info['layer']}"
+    if freqs:
+        f0, f1 = freqs[0], freqs[-1]
+        where += f" · freq ({f0[0]},{f0[1]})" + (f"…({f1[0]},{f1[1]})" if f1 != f0 else "")
+    r, c = parts[0]["rows"], parts[0]["cols"]
+    return where + f" · rows {r[0]}–{r[1] - 1} · cols {c[0]}–{c[1] - 1}"
+
+
+def coded_frames(model: nn.Module, meta: dict, settings=None) -> CodedFrames:
+    """Lay ``model`` out exactly as ``ctnet encode`` would with ``settings`` (a
+    ``ctnet.codec.manifest.EncodeSettings`` or a dict of its fields), without coding it."""
+    from .codec import bundle as B
+    from .codec import plan as PL
+    from .codec.manifest import EncodeSettings
+    if settings is None:
+        settings = EncodeSettings()
+    elif isinstance(settings, dict):
+        settings = EncodeSettings(**settings)
+    settings = settings.validate()
+    lay = B.layout(model, meta, settings)
+    ids = [int(i) for i in np.nonzero(lay.coded)[0]]
+    pixels, _ = PL.to_pixels(lay.levels[ids], settings.container_bits)
+    info = lay.info()
+    return CodedFrames(settings.frame, settings.container_bits, pixels, ids, [frame_label(info[i]) for i in ids], info)
+
+
+def level_view(pixels: np.ndarray, container_bits: int) -> np.ndarray:
+    """8-bit view of |level| (pixel − the container's level 0), square-root stretched so the
+    99.9th percentile of non-zero levels is white: sparse levels become visible."""
+    dev = np.abs(np.asarray(pixels, np.int64) - (1 << (container_bits - 1))).astype(np.float64)
+    nz = dev[dev > 0]
+    top = float(np.percentile(nz, 99.9)) if nz.size else 1.0
+    return np.round(255 * np.sqrt(np.clip(dev / max(top, 1.0), 0, 1))).astype(np.uint8)
 
 
 def similarity_order(frames: np.ndarray) -> list[int]:
@@ -294,8 +304,11 @@ def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None
     for layer in layers:
         n = int(np.prod(layer["shape"])) if layer.get("shape") else 0
         row = {"layer": layer["name"], "kind": layer["kind"], "bytes": layer["bytes"], "frames": layer["frames"],
-               "bits/coeff": 8.0 * layer["bytes"] / n if n else None, "max |err|": layer["max_abs_error"],
-               "half step": layer.get("max_half_step")}
+               "bits/coeff": 8.0 * layer["bytes"] / n if n else None}
+        if "nonzero" in layer:  # v2 encodes: bits per non-zero level next to the zero-order entropy
+            row.update({"coded frames": layer.get("coded_frames"), "non-zero": layer["nonzero"],
+                        "bits/nz": layer.get("bits_per_nonzero"), "H0 bits/nz": layer.get("entropy_bits_per_nonzero")})
+        row.update({"max |err|": layer["max_abs_error"], "half step": layer.get("max_half_step")})
         if errors and layer["name"] in errors:
             row["rms err"] = errors[layer["name"]]["rms"]
             row["rel. rms err"] = errors[layer["name"]]["rel_rms"]
@@ -318,8 +331,93 @@ def encode_changes(previous: list[dict], current: list[dict]) -> list[dict]:
     return rows
 
 
-__all__ = ["FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL", "Stream", "adjacent_mse",
+# --- the export grid (what a bundle codes) -----------------------------------------------------------
+
+def _settings(settings):
+    from .codec.manifest import EncodeSettings
+    if settings is None:
+        return EncodeSettings()
+    if isinstance(settings, dict):
+        return EncodeSettings(**settings)
+    return settings
+
+
+def grid_stats(model: nn.Module, meta: dict, settings=None) -> list[dict]:
+    """Per stored tensor, its levels on the export grid ``settings`` asks for (default:
+    ``EncodeSettings()``, the grid training simulated): values, non-zero levels (what the
+    bundle codes and the results table counts), largest |level| and the largest half
+    quantisation step. A decoded bundle's meta carries its grid, so its counts are exactly
+    the bundle's."""
+    from .codec import bundle as B
+    s = _settings(settings).validate()
+    lay = B.layout(model, meta, s)
+    owners = _owners(model)
+    rows = []
+    for g in lay.grids:
+        n = int(np.prod(g.shape))
+        nz = int(np.count_nonzero(g.levels))
+        h, w = quant.image_shape(tuple(g.shape))
+        rows.append({"layer": g.name, "kind": layer_kind(owners[g.name], g.name), "shape": "×".join(map(str, g.shape)),
+                     "image": f"{h}×{w}", "values": n, "non-zero": nz, "non-zero %": 100.0 * nz / n if n else 0.0,
+                     "sparsity %": 100.0 * (n - nz) / n if n else 0.0,
+                     "max |level|": int(np.abs(g.levels).max()) if n else 0,
+                     "q (largest step)": float(g.scale.max()) if len(g.scale) else 0.0})
+    return rows
+
+
+def layer_bytes(info: list[dict], frame_bytes) -> dict[str, int]:
+    """Bytes per layer from bytes per plan frame (``frame_info`` of an encode, or a v2
+    bundle's ``meta["bundle"]["frame_bytes"]`` with the plan's ``info``)."""
+    out: dict[str, int] = {}
+    for f, b in zip(info, frame_bytes):
+        out[f["layer"]] = out.get(f["layer"], 0) + int(b or 0)
+    return out
+
+
+def compare_layers(a: dict[str, dict], b: dict[str, dict]) -> list[dict]:
+    """Side-by-side per-layer rows of two models' summaries (layer → {bytes, non-zero,
+    values}): each side's bytes, non-zero levels and bits per non-zero, and B − A."""
+    rows = []
+    for name in list(a) + [n for n in b if n not in a]:
+        x, y = a.get(name, {}), b.get(name, {})
+        row = {"layer": name}
+        for tag, d in (("A", x), ("B", y)):
+            row[f"bytes {tag}"] = d.get("bytes")
+            row[f"non-zero {tag}"] = d.get("non-zero")
+            nz, by = d.get("non-zero"), d.get("bytes")
+            row[f"bits/nz {tag}"] = 8.0 * by / nz if nz and by is not None else None
+        for what in ("bytes", "non-zero"):
+            va, vb = row[f"{what} A"], row[f"{what} B"]
+            row[f"Δ {what}"] = vb - va if va is not None and vb is not None else None
+        rows.append(row)
+    return rows
+
+
+def layer_summary(model: nn.Module, meta: dict) -> dict[str, dict]:
+    """layer → {values, non-zero (levels on the export grid), bytes (None for a checkpoint
+    file, which has no bundle)} of a loaded checkpoint or bundle (v1 or v2)."""
+    from .codec import bundle as B
+    from .codec.manifest import EncodeSettings
+    b = meta.get("bundle") or {}
+    settings = None
+    if b.get("version") == 2 and isinstance(meta.get("settings"), dict):
+        settings = EncodeSettings.from_dict(meta["settings"])
+    rows = grid_stats(model, meta, settings)
+    out = {r["layer"]: {"values": r["values"], "non-zero": r["non-zero"], "bytes": None} for r in rows}
+    if settings is not None and b.get("frame_bytes") is not None:
+        info = B.layout(model, meta, settings).info()
+        for name, nbytes in layer_bytes(info, b["frame_bytes"]).items():
+            if name in out:
+                out[name]["bytes"] = nbytes
+    elif b and isinstance(meta.get("layers"), list):  # v1: bytes per layer in the manifest
+        for layer in meta["layers"]:
+            if layer.get("name") in out:
+                out[layer["name"]]["bytes"] = int(layer.get("bytes") or 0)
+    return out
+
+
+__all__ = ["FrequencyMaps", "Histogram", "CodedFrames", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL", "adjacent_mse", "coded_frames", "compare_layers", "grid_stats", "layer_bytes", "layer_summary", "frame_label", "level_view",
            "coefficient_image", "coefficient_tensors", "encode_changes", "encode_layer_table",
            "frame_bytes_from_manifest", "frame_bytes_from_streams", "frequency_maps", "layer_kind", "layer_stats",
-           "log_magnitude", "magnitude_histogram", "max_pool", "model_streams", "nonzero", "reconstruction_errors",
+           "log_magnitude", "magnitude_histogram", "max_pool", "nonzero", "reconstruction_errors",
            "similarity_order", "thumbnail_grid", "to_uint8", "upscale", "zero_levels"]

@@ -236,20 +236,29 @@ def known_grid(meta: dict, settings: EncodeSettings) -> dict[str, tuple[np.ndarr
     return b["grid"]
 
 
-@torch.no_grad()
-def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
-                 progress: Callable[[int, int], None] | None = None) -> Encoded:
-    """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
-    v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
-    in all)`` is called as the frames are coded."""
-    t0 = time.perf_counter()
-    settings = (settings or EncodeSettings()).validate()
-    spec = ModelSpec.from_dict(meta["model"])
-    video = export.video_tensors(model)
-    bns = export.bn_layers(model)
-    _check_state(model, video, bns)
-    known = known_grid(meta, settings)
+@dataclass
+class Layout:
+    """Where every level of a model goes under ``settings`` (before any coding)."""
 
+    grids: list[Grid]
+    plan: PL.FramePlan
+    levels: np.ndarray  # (plan frames, S, S) int32
+    row_classes: list
+    col_classes: list
+    coded: np.ndarray  # bool per plan frame: holds a non-zero level
+
+    def info(self, frame_bytes=None) -> list[dict]:
+        """Per plan frame: its layer, whether it is coded, its bytes, what it holds."""
+        return [{"frame": k, "coded": bool(self.coded[k]), "bytes": int(frame_bytes[k]) if frame_bytes is not None
+                 else None, **self.plan.describe(k)} for k in range(len(self.levels))]
+
+
+@torch.no_grad()
+def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
+    """Quantise every stored tensor on the export grid and arrange its levels as the plan's
+    frames (what :func:`encode_model` codes; the app's Frames page shows it)."""
+    video = export.video_tensors(model)
+    known = known_grid(meta, settings)
     grids, first_tile = [], 0
     for name, t in video.items():
         g = grid_of(name, t, settings, first_tile, known.get(name))
@@ -264,7 +273,24 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
         ccs.append(cc)
         all_frames.append(PL.layer_frames(planes, lp, rc, cc))
     levels = np.concatenate(all_frames)
-    coded_mask = levels.reshape(len(levels), -1).any(axis=1)
+    return Layout(grids, plan, levels, rcs, ccs, levels.reshape(len(levels), -1).any(axis=1))
+
+
+@torch.no_grad()
+def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
+                 progress: Callable[[int, int], None] | None = None) -> Encoded:
+    """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
+    v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
+    in all)`` is called as the frames are coded."""
+    t0 = time.perf_counter()
+    settings = (settings or EncodeSettings()).validate()
+    spec = ModelSpec.from_dict(meta["model"])
+    video = export.video_tensors(model)
+    bns = export.bn_layers(model)
+    _check_state(model, video, bns)
+    lay = layout(model, meta, settings)
+    grids, plan, levels, rcs, ccs, coded_mask = lay.grids, lay.plan, lay.levels, lay.row_classes, \
+        lay.col_classes, lay.coded
     coded_ids = np.nonzero(coded_mask)[0]
     pixels, escapes = PL.to_pixels(levels[coded_ids], settings.container_bits)
     escapes = [(int(coded_ids[f]), pos, lv) for f, pos, lv in escapes]
@@ -315,10 +341,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn.nbytes // 2
                          if settings.bn_mode == "affine" else bn.nbytes)
     streams = [stream] if stream else []
-    layer_of = plan.layer_of_frame()
-    info = [{"frame": k, "layer": plan.layers[layer_of[k]].name, "coded": bool(coded_mask[k]),
-             "bytes": int(frame_bytes[k]), **plan.describe(k)} for k in range(len(levels))]
-    return Encoded(files, manifest, layers, streams, pixels, info, decoded_model, time.perf_counter() - t0,
+    return Encoded(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,
                    manifest["fp32_bytes"])
 
 
@@ -679,6 +702,6 @@ def verify(path: str | os.PathLike) -> dict:
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
-__all__ = ["BN_MODES", "BundleError", "EncodeSettings", "Encoded", "FORMAT", "MANIFEST", "TABLES", "VERSION",
+__all__ = ["BN_MODES", "BundleError", "EncodeSettings", "Encoded", "Layout", "layout", "FORMAT", "MANIFEST", "TABLES", "VERSION",
            "bn_table", "canonical", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
            "read_bundle", "read_manifest", "verify", "weights_file", "write_bundle"]

@@ -11,48 +11,62 @@ import json
 import time
 
 from ..cli import _guarded, add_eval_args
-from .bundle import BN_MODES, EncodeSettings
-from .frames import ORDERS
-from .video import CODECS, PIX_FMTS, PRESETS, default_codec
+from .manifest import BN_MODES, EncodeSettings
+from .plan import FRAME_SIZES, ORDERS
+from .registry import CODECS, PIX_FMTS, PRESETS, default_codec
+
+DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
 
 def add_codec_args(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
     g = p.add_argument_group("codec")
     g.add_argument("--codec", default=None, choices=list(CODECS),
-                   help="hevc (libx265; the default unless $CTNET_CODEC names another), h264 (libx264), av1 (libsvtav1; 4:2:0, 8/10 bit), ffv1 (lossless "
-                        "only), or a plane codec coding the same pixels without video: xz, zstd (lossless only)")
-    g.add_argument("--crf", type=int, default=0,
+                   help=f"{d.codec} (libx265) unless $CTNET_CODEC names another; h264 (libx264), av1 (libsvtav1), "
+                        "ffv1 (lossless only), or a plane codec coding the same levels without video: xz, zstd")
+    g.add_argument("--crf", type=int, default=d.crf,
                    help="CRF (hevc/h264 0..51, av1 0..63); 0 = true lossless (x265/SVT-AV1 lossless=1, x264 qp=0); "
                         "ffv1/xz/zstd take 0 only")
-    g.add_argument("--bit-depth", type=int, default=8, choices=[8, 10, 12], help="pixel bit depth of weight frames")
+    g.add_argument("--bit-depth", type=int, default=d.bit_depth, choices=[8, 10, 12],
+                   help="bit depth of the export grid (what --pixel-bit-depth training simulates); the frames are "
+                        "coded 1–2 bits deeper so every signed level fits")
     g.add_argument("--pix-fmt", default=None, choices=list(PIX_FMTS),
-                   help="gray: 4:0:0 (HEVC RExt); yuv420: data in luma, neutral chroma (Main/Main10, hardware-decodable)."
+                   help="gray: 4:0:0 (HEVC RExt); yuv420: data in luma, neutral chroma (Main10, hardware-decodable)."
                         " Default: gray, or yuv420 for av1 (SVT-AV1 takes nothing else)")
-    g.add_argument("--preset", default="medium", choices=list(PRESETS))
-    g.add_argument("--dither", type=float, default=0.0, metavar="AMP",
-                   help="subtractive dither amplitude in pixel steps (0 = off; seeded by --seed and frame number)")
-    g.add_argument("--seed", type=int, default=0, help="dither seed")
+    g.add_argument("--preset", default=d.preset, choices=list(PRESETS))
+    g.add_argument("--frame", type=int, default=d.frame, choices=list(FRAME_SIZES),
+                   help="side of the coded frames")
+    g.add_argument("--order", default=d.order, choices=list(ORDERS),
+                   help="rows and columns of each layer ordered by non-zero-count class (stored), or natural")
+    g.add_argument("--dither", type=float, default=d.dither, metavar="AMP",
+                   help="subtractive dither amplitude in pixel steps (0 = off; seeded by --seed and tile number)")
+    g.add_argument("--seed", type=int, default=d.seed, help="dither seed")
     g.add_argument("--bn-mode", default=None, choices=list(BN_MODES),
-                   help="BatchNorm as raw float32 safetensors (default) or its own video stream")
-    g.add_argument("--bn-crf", type=int, default=None, help="CRF of the BN stream (0 = lossless; implies --bn-mode video)")
+                   help=f"BatchNorm as its eval-mode scale and shift in float16 ({d.bn_mode}, the default) or the four "
+                        "float32 vectors (raw, exact)")
+    g.add_argument("--bn-crf", type=int, default=None,
+                   help="the seed's spelling: --bn-crf 0 (lossless BN) selects --bn-mode raw")
     g.add_argument("--bn-bit-depth", type=int, default=None, choices=[8, 10, 12],
-                   help="bit depth of the BN stream (default 12; implies --bn-mode video)")
-    g.add_argument("--tile", type=int, default=128, help="largest frame side; bigger images are cut into tiles")
-    g.add_argument("--order", default="similarity", choices=list(ORDERS),
-                   help="frame order in a stream: greedy nearest neighbour on MSE, or model order")
+                   help="the seed's spelling, accepted with --bn-crf 0 (BN is then stored exactly)")
+    g.add_argument("--tile", type=int, default=d.tile,
+                   help="tile of the export grid (training simulates 128; another tile re-quantises)")
 
 
 def settings_from_args(args, **overrides) -> EncodeSettings:
-    """``--bn-crf``/``--bn-bit-depth`` only mean something for a BN stream, so giving either
-    without ``--bn-mode`` selects ``video`` (the seed's spelling passes both)."""
-    bn_mode = args.bn_mode or ("video" if args.bn_crf is not None or args.bn_bit_depth is not None else "raw")
+    """The seed's ``--bn-bit-depth 12 --bn-crf 0`` asked for lossless BN: format v2 stores
+    it exactly (``raw``); a lossy BN stream is not offered (the affine in float16 is
+    smaller and within 0.05 pt)."""
+    bn_mode = args.bn_mode
+    if args.bn_crf is not None or args.bn_bit_depth is not None:
+        if args.bn_crf not in (None, 0):
+            raise ValueError("a lossy BN stream is not offered: BN is stored as its affine in float16 "
+                             "(--bn-mode affine) or exactly (--bn-mode raw)")
+        bn_mode = bn_mode or "raw"
     codec = args.codec or default_codec()
     pix_fmt = args.pix_fmt or CODECS[codec].pix_fmts[0]
     values = dict(codec=codec, crf=args.crf, bit_depth=args.bit_depth, pix_fmt=pix_fmt, preset=args.preset,
-                  dither=args.dither, seed=args.seed, bn_mode=bn_mode,
-                  bn_crf=0 if args.bn_crf is None else args.bn_crf,
-                  bn_bit_depth=12 if args.bn_bit_depth is None else args.bn_bit_depth, tile=args.tile,
-                  order=args.order)
+                  frame=args.frame, order=args.order, dither=args.dither, seed=args.seed,
+                  bn_mode=bn_mode or DEFAULTS.bn_mode, tile=args.tile)
     values.update(overrides)
     return EncodeSettings(**values).validate()
 
@@ -65,12 +79,28 @@ def _checkpoint_path(args) -> str:
 
 
 def _load(args):
+    """The source to encode: a checkpoint file, or a bundle directory (transcoding; its
+    decoded weights keep their grid, so an 8-bit bundle re-encodes to exactly its levels)."""
+    from ..api import is_bundle, load_any
+    from ..checkpoint import CheckpointError
+    path = _checkpoint_path(args)
+    model, meta = load_any(path) if is_bundle(path) else _load_checkpoint(path, args)
+    spec = meta["model"]
+    if args.arch is not None and spec["arch"] != args.arch:
+        raise CheckpointError(f"{path} is a {spec['arch']}, not a {args.arch}")
+    if args.dct_block_size is not None and spec.get("ctnet") and spec.get("dct_block_size") != args.dct_block_size:
+        raise CheckpointError(f"{path} was trained with DCT block size {spec.get('dct_block_size')}, not "
+                              f"{args.dct_block_size}; the weights would decode wrongly")
+    return model, meta
+
+
+def _load_checkpoint(path, args):
     from ..checkpoint import load_model
-    return load_model(_checkpoint_path(args), expected_arch=args.arch, expected_block_size=args.dct_block_size)
+    return load_model(path, expected_arch=args.arch, expected_block_size=args.dct_block_size)
 
 
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", help="checkpoint file (safetensors or weights-only .pt)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file (safetensors or weights-only .pt) or bundle directory")
     p.add_argument("--checkpoint", "--resume", dest="checkpoint_flag", metavar="CKPT", help="same as CKPT")
     p.add_argument("--arch", default=None, choices=["resnet18", "resnet50"],
                    help="refuse a checkpoint of another architecture")
@@ -80,8 +110,8 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
 # --- encode ----------------------------------------------------------------------------------
 
 def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint as a bundle directory (H.265 by default; "
-                                                     "--codec for the others).")
+    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint (or re-encode a bundle) as a format-v2 "
+                                                     "bundle directory (H.265 by default; --codec for the others).")
     _checkpoint_args(p)
     p.add_argument("--out", "--output-dir", dest="out", help="bundle directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
@@ -111,14 +141,26 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
 
 
 def _print_encode(r: dict) -> None:
-    print(f"{'layer':<36}{'kind':>7}{'frames':>7}{'bytes':>11}{'max |err|':>12}")
-    for layer in r["layers"]:
-        print(f"{layer['name']:<36}{layer['kind']:>7}{layer['frames']:>7}{layer['bytes']:>11,}"
-              f"{layer['max_abs_error']:>12.3g}")
+    print_layers(r["layers"])
     for name, size in r["files"].items():
         print(f"  {name:<30}{size:>12,} bytes")
+    bpn = r.get("bits_per_nonzero")
     print(f"wrote {r['out']}: {r['total_bytes']:,} bytes, {r['ratio']:.2f}x smaller than fp32 "
-          f"({r['fp32_bytes']:,}) in {r['seconds']:.2f} s")
+          f"({r['fp32_bytes']:,}) in {r['seconds']:.2f} s"
+          + (f"; weights {bpn:.2f} bits per non-zero level (zero-order entropy {r['entropy_bits_per_nonzero']:.2f})"
+             if bpn else ""))
+    print(f"digest {r['digest']}")
+
+
+def print_layers(layers: list[dict]) -> None:
+    """Where the bytes go: per layer, bytes and bits per non-zero level beside the levels'
+    zero-order entropy (what a good coder should approach)."""
+    print(f"{'layer':<36}{'kind':>7}{'frames':>8}{'bytes':>10}{'non-zero':>10}{'bits/nz':>9}{'H0/nz':>7}{'max |err|':>11}")
+    for x in layers:
+        bpn, h0 = x.get("bits_per_nonzero"), x.get("entropy_bits_per_nonzero")
+        frames = f"{x['coded_frames']}/{x['frames']}" if x["kind"] == "weight" else "-"
+        print(f"{x['name']:<36}{x['kind']:>7}{frames:>8}{x['bytes']:>10,}{x['nonzero']:>10,}"
+              f"{(f'{bpn:.2f}' if bpn else '-'):>9}{(f'{h0:.2f}' if h0 else '-'):>7}{x['max_abs_error']:>11.3g}")
 
 
 # --- decode ----------------------------------------------------------------------------------
@@ -188,17 +230,24 @@ def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
     if not CODECS[settings.codec].uses_preset:
         raise ValueError(f"{settings.codec} has no presets: it codes the same way whatever --preset says")
     model, meta = _load(args)
-    rows = []
+    rows, last = [], None
     for preset in presets:
         enc = encode_model(model, meta, replace(settings, preset=preset).validate())
+        s = enc.summary()
         rows.append({"preset": preset, "bytes": enc.total_bytes, "ratio": enc.fp32_bytes / enc.total_bytes,
-                     "seconds": round(enc.seconds, 3)})
+                     "seconds": round(enc.seconds, 3), "bits_per_nonzero": s["bits_per_nonzero"],
+                     "entropy_bits_per_nonzero": s["entropy_bits_per_nonzero"], "layers": s["layers"]})
+        last = s
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'preset':<11}{'bytes':>13}{'ratio':>8}{'seconds':>9}")
+        print_layers(last["layers"])
+        print(f"\n{'preset':<11}{'bytes':>13}{'ratio':>8}{'seconds':>9}{'bits/nz':>9}")
         for r in rows:
-            print(f"{r['preset']:<11}{r['bytes']:>13,}{r['ratio']:>7.2f}x{r['seconds']:>9.2f}")
+            bpn = f"{r['bits_per_nonzero']:.2f}" if r["bits_per_nonzero"] else "-"
+            print(f"{r['preset']:<11}{r['bytes']:>13,}{r['ratio']:>7.2f}x{r['seconds']:>9.2f}{bpn:>9}")
+        if last["entropy_bits_per_nonzero"]:
+            print(f"zero-order entropy of the levels: {last['entropy_bits_per_nonzero']:.2f} bits per non-zero level")
     return 0
 
 
@@ -218,6 +267,33 @@ def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> 
         if bad or not presets:
             raise ValueError(f"unknown preset(s) {', '.join(bad) or '(none)'}; choose from {', '.join(PRESETS)}")
         return _profile(args, settings_from_args(args), presets)
+    return _guarded(prog, run)
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Check a bundle without decoding it: manifest fields and "
+                                                     "digest, every member's size and SHA-256, the tables; print the "
+                                                     "digest (compare it with a published one).")
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def run():
+        from .bundle import verify
+        r = verify(args.bundle)
+        if args.json:
+            print(json.dumps(r))
+        else:
+            if r["digest"]:
+                print(f"{r['bundle']}: ok, format v{r['version']}, {r['total_bytes']:,} bytes")
+                print(f"digest {r['digest']}")
+            else:
+                print(f"{r['bundle']}: ok, format v1 ({r['note']})")
+            for name in r.get("unlisted", []):
+                print(f"note: {name} is not part of the bundle (counted in its size, never read)")
+        return 0
     return _guarded(prog, run)
 
 
@@ -242,5 +318,6 @@ def export_main(argv: list[str] | None = None) -> int:
     return EXPORT_COMMANDS[argv[0]](argv[1:], prog=f"ctnet export {argv[0]}")
 
 
-__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "profile_main", "rd_main",
+__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "print_layers", "profile_main", "rd_main",
+           "verify_main",
            "settings_from_args"]
