@@ -1,6 +1,14 @@
 """Codec figures, measured side by side in one run on this machine.
 
+    .venv/bin/python bench/codec.py --format-targets [BUNDLE_OR_CKPT] [--limit N]
     .venv/bin/python bench/codec.py [CKPT] --data ../shared/data/imagenette2-128 [--limit N]
+
+``--format-targets`` (format v2's figures; default source: the demo's λ = 5e-7 CTNet-18 as
+its v1 bundle, tests/assets/v1/lam5e-7-best): the v1 bundle's bytes, the v2 HEVC bundle
+(default settings) and the v2 xz bundle of the same weights, side by side — bytes, ratio,
+bits per non-zero level against the levels' zero-order entropy, metadata + BN share,
+encode seconds at ``fast`` and ``medium``, decode seconds from disk, whether the weights are
+exact, and decoded top-1 with ``--limit``/full val.
 
 CKPT defaults to the shared plain ResNet-18, converted to CTNet-18 (forward DCT of its
 weights, verified) — the "smoke" CTNet-18 until trained ones exist. Prints, then writes as
@@ -31,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from ctnet import baselines  # noqa: E402
 from ctnet.checkpoint import load_model  # noqa: E402
-from ctnet.codec.bundle import EncodeSettings, encode_model, read_bundle, write_bundle  # noqa: E402
+from ctnet.codec.bundle import directory_bytes, encode_model, read_bundle, write_bundle  # noqa: E402
+from ctnet.codec.manifest import EncodeSettings  # noqa: E402
 from ctnet.data import load_split  # noqa: E402
 from ctnet.evaluate import evaluate  # noqa: E402
 from ctnet.layers import configure_export_training  # noqa: E402
@@ -43,7 +52,10 @@ TOLERANCE = 0.3 + 1e-9  # ± 0.3 pt, inclusive (percentages are floats)
 
 def ctnet_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
     """The model with its raw stored weights (export simulation off), so every method below
-    starts from the same floats."""
+    starts from the same floats. A bundle directory is decoded (its grid travels in meta)."""
+    if path.is_dir():
+        model, meta = read_bundle(path)
+        return model, meta, f"bundle {path} (v{meta['version']}, {meta['bundle']['total_bytes']:,} B)"
     model, meta = load_model(path)
     configure_export_training(model, pixel_bit_depth=0)
     if meta["model"].get("ctnet", True):
@@ -113,9 +125,69 @@ def codec_timing(model, meta, codecs: list[str]) -> list[dict]:
     return rows
 
 
+def format_targets(model, meta, label: str, source: Path, data: str, limit: int | None) -> dict:
+    """Format v2 against the source bundle, one run: see the module docstring."""
+    from ctnet.export import video_tensors
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, settings in (("v2 hevc", EncodeSettings()), ("v2 xz", EncodeSettings(codec="xz"))):
+            enc = encode_model(model, meta, settings)
+            s = enc.summary()
+            exact = all(torch.equal(a, b) for a, b in zip(video_tensors(model).values(),
+                                                           video_tensors(enc.model).values()))
+            bn_bytes = sum(x["bytes"] for x in enc.layers if x["kind"] == "bn")
+            seconds, (decoded, _) = decode_seconds(write_bundle(enc, Path(tmp) / name.replace(" ", "-")))
+            rows.append({"bundle": name, "bytes": enc.total_bytes, "ratio": enc.fp32_bytes / enc.total_bytes,
+                         "weights_bytes": s["weights_bytes"], "bits_per_nonzero": s["bits_per_nonzero"],
+                         "entropy_bits_per_nonzero": s["entropy_bits_per_nonzero"],
+                         "metadata_bytes": s["metadata_bytes"], "bn_bytes": bn_bytes,
+                         "metadata_bn_share": s["metadata_bytes"] / enc.total_bytes,
+                         "encode_medium_s": round(enc.seconds, 2), "decode_s": round(seconds, 3), "exact": exact,
+                         "model": decoded})
+            print(f"  {name}: {enc.total_bytes:,} B in {enc.seconds:.2f} s, decode {seconds:.3f} s", flush=True)
+        fast = min((encode_model(model, meta, EncodeSettings(preset="fast")) for _ in range(2)),
+                   key=lambda e: e.seconds)
+        rows[0].update(encode_fast_s=round(fast.seconds, 2), bytes_fast=fast.total_bytes)
+    base = directory_bytes(source) if source.is_dir() else None
+    acc = {}
+    if data:
+        split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
+                           size=int(meta.get("image_size", 128)), limit=limit)
+        acc["source"] = evaluate(model.eval(), split, device="cpu", workers=0)["acc1"]
+        for r in rows:
+            acc[r["bundle"]] = evaluate(r["model"], split, device="cpu", workers=0)["acc1"]
+        acc["images"] = len(split)
+    h, x = rows
+    print(f"\n{label}; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}")
+    print("| | source (v1) | v2 HEVC | v2 xz |\n|---|---:|---:|---:|")
+    print(f"| bytes | {base or 0:,} | {h['bytes']:,} | {x['bytes']:,} |")
+    print(f"| ratio vs fp32 | {meta['fp32_bytes'] / base if base else 0:.1f}x | {h['ratio']:.1f}x | {x['ratio']:.1f}x |")
+    if base:
+        print(f"| bytes vs source | 1.00 | {h['bytes'] / base:.3f} | {x['bytes'] / base:.3f} |")
+    print(f"| weights: bits per non-zero level | | {h['bits_per_nonzero']:.2f} | {x['bits_per_nonzero']:.2f} |")
+    print(f"| zero-order entropy of those levels | | {h['entropy_bits_per_nonzero']:.2f} | "
+          f"{x['entropy_bits_per_nonzero']:.2f} |")
+    print(f"| metadata (manifest + tables incl. BN) | | {h['metadata_bytes']:,} ({100 * h['metadata_bn_share']:.1f} %)"
+          f" | {x['metadata_bytes']:,} |")
+    print(f"| of which BN (share of the tables) | | {h['bn_bytes']:,} | {x['bn_bytes']:,} |")
+    print(f"| HEVC / xz bytes | | {h['bytes'] / x['bytes']:.3f} | 1.000 |")
+    print(f"| encode medium (s) | | {h['encode_medium_s']} | {x['encode_medium_s']} |")
+    print(f"| encode fast (s; bytes) | | {h['encode_fast_s']} ({h['bytes_fast']:,} B) | |")
+    print(f"| decode from disk (s) | | {h['decode_s']} | {x['decode_s']} |")
+    print(f"| weights exactly the source's | | {h['exact']} | {x['exact']} |")
+    if acc:
+        print(f"| decoded top-1 ({acc['images']} images) | {acc['source']:.2f} % | {acc['v2 hevc']:.2f} % | "
+              f"{acc['v2 xz']:.2f} % |")
+    for r in rows:
+        r.pop("model")
+    return {"source": str(source), "source_bytes": base, "rows": rows, "acc1": acc}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CKPT))
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help=f"checkpoint or bundle (default: {DEFAULT_CKPT.name}; with --format-targets the v1 fixture)")
+    p.add_argument("--format-targets", action="store_true", help="format v2 against the source bundle (see above)")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette2-128"))
     p.add_argument("--limit", type=int, default=None, help="evaluate on N val images (class-balanced)")
     p.add_argument("--crfs", type=int, nargs="+", default=[4, 8, 12, 16, 20, 24, 28])
@@ -129,7 +201,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
 
-    model, meta, label = ctnet_model(Path(args.checkpoint))
+    if args.format_targets:
+        source = Path(args.checkpoint or REPO / "tests" / "assets" / "v1" / "lam5e-7-best")
+        model, meta, label = ctnet_model(source)
+        result = format_targets(model, meta, label, source, args.data if args.limit != 0 else None, args.limit)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=2))
+        return 0
+    model, meta, label = ctnet_model(Path(args.checkpoint or DEFAULT_CKPT))
     if args.codec_timing is not None:
         from ctnet.codec.video import CODECS
         rows = codec_timing(model, meta, args.codec_timing or ["hevc", *(c for c in CODECS if c != "hevc")])

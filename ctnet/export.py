@@ -10,16 +10,18 @@ from torch import nn
 
 from .quant import TILE, entropy_bits, tensor_to_image, tile_grid
 
-# Bytes of a tensor's frames in an x265 lossless stream ≈ a·H0/8 + b·O + c·frames, with H0
-# the tensor's zeroth-order tile entropy (bits) and O its pixels off the zero point. Fitted per
-# layer on real bundles of GPU-trained CTNet-18/50 checkpoints (bench/size_calibration.py);
-# whole-bundle error within ±8 % there (README). Plain H0 underestimates sparse layers by up
-# to 1.9×: HEVC codes isolated levels less efficiently than their entropy.
-SIZE_CALIBRATION = {8: (1.6385, -0.3690, 110.8), 10: (1.7906, -0.0400, 129.1), 12: (1.8608, 0.4470, 152.3)}
-# Bundle bytes that are not video: manifest entry per frame and fixed part, BN tensor headers
-MANIFEST_BYTES_PER_FRAME = 36  # measured: 25.7 KB for CTNet-18's 699 frames
-MANIFEST_BYTES_FIXED = 500
-SAFETENSORS_BYTES_PER_TENSOR = 90
+# Bytes of a tensor's levels in a format-v2 bundle (x265 lossless, default settings) ≈
+# a·H0/8 + b·N + c, with H0 the zeroth-order entropy (bits, over grid tiles) of its levels and
+# N its non-zero levels. Fitted per bit depth on every layer of the demo's CTNet-18 bundles
+# (bench/size_calibration.py; the README gives the error). H0 alone underestimates: HEVC
+# codes isolated levels less well than their entropy, and layout/order help it back.
+SIZE_CALIBRATION = {8: (1.0, 0.25, 60.0), 10: (1.0, 0.25, 60.0), 12: (1.0, 0.25, 60.0)}
+# Bytes that are not levels: manifest, and the compressed tables — grid (scale + zero point
+# per tile), row/column classes, frame bitmap — and BN as its float16 affine.
+METADATA_FIXED = 1600
+METADATA_PER_TILE = 3.9
+METADATA_PER_ROW = 0.4
+BN_BYTES_PER_CHANNEL = 3.2
 
 
 def is_batchnorm(module: nn.Module) -> bool:
@@ -41,34 +43,20 @@ def bn_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if is_batchnorm(m)}
 
 
-def bn_raw_bytes(model: nn.Module) -> int:
-    """Bytes of the BN tensors stored raw (float32 safetensors)."""
-    total = 0
-    for m in bn_layers(model).values():
-        total += 4 * 4 * m.num_features + 4 * SAFETENSORS_BYTES_PER_TENSOR
-    return total
-
-
-def frame_count(model: nn.Module, tile: int = TILE) -> int:
-    n = 0
-    for t in video_tensors(model).values():
-        rows, cols = tile_grid(*tensor_to_image(t).shape, tile)
-        n += rows * cols
-    return n
-
-
 @torch.no_grad()
 def estimate_bytes(model: nn.Module, bits: int, tile: int = TILE) -> int:
-    """Estimated size of a lossless ``bits``-bit bundle with raw BN: calibrated tile
-    entropy of every video tensor + BN tensors + manifest."""
+    """Estimated size of a lossless ``bits``-bit format-v2 bundle (default settings):
+    calibrated entropy of every stored tensor's levels + tables + manifest + BN."""
     a, b, c = SIZE_CALIBRATION[bits]
-    frames = frame_count(model, tile)
-    video = c * frames
+    total = METADATA_FIXED
     for t in video_tensors(model).values():
-        h0, off_zero = entropy_bits(t, bits, tile)
-        video += a * h0 / 8 + b * off_zero
-    manifest = MANIFEST_BYTES_FIXED + MANIFEST_BYTES_PER_FRAME * frames
-    return int(round(video + bn_raw_bytes(model) + manifest))
+        h0, nonzero = entropy_bits(t, bits, tile)
+        rows, cols = tile_grid(*tensor_to_image(t).shape, tile)
+        total += a * h0 / 8 + b * nonzero + c + METADATA_PER_TILE * rows * cols
+        if t.dim() >= 2 and t.shape[0] > 1 and t.shape[1] > 1:
+            total += METADATA_PER_ROW * (t.shape[0] + t.shape[1])
+    total += BN_BYTES_PER_CHANNEL * sum(m.num_features for m in bn_layers(model).values())
+    return int(round(total))
 
 
 @torch.no_grad()

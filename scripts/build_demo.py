@@ -1,7 +1,13 @@
-"""Build the app's embedded demo (assets/demo) from training runs.
+"""Build the app's embedded demo (assets/demo) from training runs, or re-encode its bundles.
 
     python scripts/build_demo.py --runs runs/gpu --data ../shared/data/imagenette2-128 \
         --select ctnet18-export-lam1e-6:best,smallest ctnet18-export-lam1e-7:best,best_21x ...
+    python scripts/build_demo.py --reencode --data ../shared/data/imagenette2-128   # every demo bundle → v2
+
+``--reencode`` transcodes every bundle already in the demo to the current format with the
+default settings (the decoded weights keep their grid, so they stay exactly the same),
+measures the new bundle's decoded top-1 on the full val split, keeps the previous bundle's
+bytes and decoded top-1 under ``previous`` in ``results.json``, and replaces the bundle.
 
 For every selected checkpoint: encode it (8-bit lossless H.265, BN raw, unless told
 otherwise), write the bundle to ``assets/demo/runs/<run>/bundles/<role>/``, decode it back
@@ -21,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctnet import api  # noqa: E402
 from ctnet.checkpoint import atomic_write_text, load_model  # noqa: E402
-from ctnet.codec.bundle import EncodeSettings  # noqa: E402
+from ctnet.codec.manifest import EncodeSettings  # noqa: E402
 from ctnet.data import load_split, split_dir  # noqa: E402
 from ctnet.evaluate import evaluate  # noqa: E402
 
@@ -39,19 +45,52 @@ def copy_sample(data: Path, dest: Path, per_class: int) -> int:
     return n
 
 
+def reencode(out: Path, data: str, settings) -> int:
+    splits = {}
+    for results_path in sorted((out / "runs").glob("*/results.json")):
+        results = json.loads(results_path.read_text())
+        for role, r in sorted(results.items()):
+            bundle = results_path.parent / r["bundle"]
+            model, meta = api.load_any(bundle)
+            enc = api.encode(model, meta, settings)
+            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            if key not in splits:
+                splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
+            decoded = evaluate(api.decode(enc["files"])["model"], splits[key], workers=0)
+            previous = r.get("previous") or {"version": meta["bundle"]["version"], "total_bytes": r["total_bytes"],
+                                             "ratio": r["ratio"], "settings": r["settings"],
+                                             "decoded": r["decoded"]}
+            api.write_encoded(enc, bundle, overwrite=True)
+            results[role] = {**r, "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
+                             "settings": enc["settings"], "bits_per_nonzero": enc["bits_per_nonzero"],
+                             "entropy_bits_per_nonzero": enc["entropy_bits_per_nonzero"], "nonzero": enc["nonzero"],
+                             "files": enc["files"], "digest": enc["digest"],
+                             "decoded": {**decoded, "data": f"{Path(data).name} val"}, "previous": previous}
+            atomic_write_text(results_path, json.dumps(results, indent=1))
+            print(f"{results_path.parent.name}:{role}: {previous['total_bytes']:,} → {enc['total_bytes']:,} B "
+                  f"({enc['ratio']:.1f}x), decoded top-1 {previous['decoded']['acc1']:.2f} → {decoded['acc1']:.2f} %",
+                  flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", required=True, help="folder of training runs (each with checkpoints/)")
+    ap.add_argument("--reencode", action="store_true", help="re-encode the demo's bundles (see above)")
+    ap.add_argument("--runs", help="folder of training runs (each with checkpoints/)")
     ap.add_argument("--data", required=True, help="ImageNette root; its full val split is used")
     ap.add_argument("--out", default="assets/demo")
-    ap.add_argument("--select", nargs="+", required=True, metavar="RUN:ROLE[,ROLE...]")
+    ap.add_argument("--select", nargs="+", metavar="RUN:ROLE[,ROLE...]")
     ap.add_argument("--sample-per-class", type=int, default=50)
     ap.add_argument("--crf", type=int, default=0)
     ap.add_argument("--bit-depth", type=int, default=8)
     ap.add_argument("--preset", default="medium")
     args = ap.parse_args(argv)
-    runs, out = Path(args.runs), Path(args.out)
     settings = EncodeSettings(crf=args.crf, bit_depth=args.bit_depth, preset=args.preset).validate()
+    if args.reencode:
+        return reencode(Path(args.out), args.data, settings)
+    if not (args.runs and args.select):
+        ap.error("--runs and --select are needed (or --reencode)")
+    runs, out = Path(args.runs), Path(args.out)
     n = copy_sample(Path(args.data), out / "sample" / "val", args.sample_per_class)
     print(f"sample: {n} val images")
     splits = {}

@@ -34,19 +34,21 @@ def test_encode_json_report(encoded, ckpt, capsys):
     manifest = json.loads((out / B.MANIFEST).read_text())
     assert manifest["settings"]["preset"] == "ultrafast" and manifest["settings"]["crf"] == 0
     assert manifest["model"]["arch"] == "resnet18" and manifest["label_map"]["n01440764"] == 0
-    assert manifest["source"]["metrics"] == {"epoch": 1, "acc1": 10.0}
+    assert manifest["source"] == {"metrics": {"acc1": 10.0}, "epoch": 1} and manifest["version"] == 2
     capsys.readouterr()  # drop whatever the fixture printed
     out2 = out.parent / "again"
     assert cli.main(["encode", str(ckpt), "--out", str(out2), "--preset", "ultrafast", "--json"]) == 0
     report = _json(capsys)
-    for key in ("total_bytes", "fp32_bytes", "ratio", "seconds", "layers", "files", "streams"):
+    for key in ("total_bytes", "fp32_bytes", "ratio", "seconds", "layers", "files", "streams", "digest",
+                "bits_per_nonzero", "entropy_bits_per_nonzero", "metadata_bytes"):
         assert key in report
     assert report["total_bytes"] == B.directory_bytes(out2) == B.directory_bytes(out)
     assert report["ratio"] == pytest.approx(report["fp32_bytes"] / report["total_bytes"])
     names = [layer["name"] for layer in report["layers"]]
     assert "conv1.weight_dct" in names and "fc.weight" in names and "bn1" in names
     for layer in report["layers"]:
-        assert set(layer) == {"name", "kind", "bytes", "frames", "max_abs_error"}
+        assert set(layer) == {"name", "kind", "bytes", "frames", "coded_frames", "nonzero", "bits_per_nonzero",
+                              "entropy_bits_per_nonzero", "max_abs_error"}
     for name in report["files"]:  # deterministic: byte-identical to the first run
         assert (out / name).read_bytes() == (out2 / name).read_bytes()
 
@@ -77,9 +79,7 @@ def test_export_spelling(encoded, ckpt, tmp_path, capsys):
     args = seed[:-1] + ["ultrafast", "--checkpoint", str(ckpt), "--output-dir", str(dest)]
     assert cli.main(args) == 0
     manifest = json.loads((dest / B.MANIFEST).read_text())
-    assert manifest["bn"]["mode"] == "video"  # --bn-crf/--bn-bit-depth select a BN stream
-    assert manifest["settings"]["bn_bit_depth"] == 12 and manifest["settings"]["bn_crf"] == 0
-    assert any(name.startswith("bn_") for name in (s["file"] for s in manifest["streams"]))
+    assert manifest["settings"]["bn_mode"] == "raw"  # --bn-crf 0: lossless BN, stored exactly
     assert cli.main(["export", "nonsense"]) == 2
 
 
@@ -109,13 +109,31 @@ def test_user_errors_are_one_line_and_exit_2(encoded, ckpt, tmp_path, capsys):
 
 def test_flag_defaults_and_bn_mode_rules():
     import argparse
+    from ctnet.codec.manifest import EncodeSettings
     p = argparse.ArgumentParser()
     add_codec_args(p)
-    s = settings_from_args(p.parse_args([]))
-    assert (s.crf, s.bit_depth, s.pix_fmt, s.preset, s.bn_mode, s.tile, s.order) == (
-        0, 8, "gray", "medium", "raw", 128, "similarity")
-    assert settings_from_args(p.parse_args(["--bn-crf", "0"])).bn_mode == "video"
-    assert settings_from_args(p.parse_args(["--bn-crf", "0", "--bn-mode", "raw"])).bn_mode == "raw"
+    assert settings_from_args(p.parse_args([])) == EncodeSettings()  # one place for defaults
+    assert settings_from_args(p.parse_args(["--bn-crf", "0", "--bn-bit-depth", "12"])).bn_mode == "raw"  # the seed's
+    with pytest.raises(ValueError, match="lossy BN"):
+        settings_from_args(p.parse_args(["--bn-crf", "20"]))
     s = settings_from_args(p.parse_args(["--crf", "18", "--bit-depth", "10", "--pix-fmt", "yuv420", "--dither", "1",
-                                         "--seed", "3", "--tile", "64", "--order", "natural"]))
-    assert (s.crf, s.bit_depth, s.pix_fmt, s.dither, s.seed, s.tile, s.order) == (18, 10, "yuv420", 1.0, 3, 64, "natural")
+                                         "--seed", "3", "--tile", "64", "--order", "natural", "--frame", "128"]))
+    assert (s.crf, s.bit_depth, s.pix_fmt, s.dither, s.seed, s.tile, s.order, s.frame) == (
+        18, 10, "yuv420", 1.0, 3, 64, "natural", 128)
+
+
+def test_encode_takes_a_bundle_and_transcodes_exactly(encoded, tmp_path, capsys):
+    """v2 → another codec and back: the same weights (the source's grid is reused)."""
+    out, _ = encoded
+    xz = tmp_path / "xz"
+    assert cli.main(["encode", str(out), "--out", str(xz), "--codec", "xz", "--json"]) == 0
+    capsys.readouterr()
+    back = tmp_path / "back"
+    assert cli.main(["encode", str(xz), "--out", str(back), "--preset", "ultrafast", "--json"]) == 0
+    capsys.readouterr()
+    a, b = B.read_bundle(out)[0].state_dict(), B.read_bundle(back)[0].state_dict()
+    assert all(a[k].equal(b[k]) for k in a if "weight_dct" in k or k.startswith("fc."))
+    assert cli.main(["verify", str(back), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest"] == json.loads((back / B.MANIFEST).read_text())["digest"]
+    assert cli.main(["encode", str(out), "--out", str(tmp_path / "r50"), "--arch", "resnet50"]) == 2
+    assert "is a resnet18, not a resnet50" in capsys.readouterr().err

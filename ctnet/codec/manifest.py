@@ -232,7 +232,7 @@ def _validated(s: EncodeSettings) -> EncodeSettings:
         if s.crf != 0:
             raise BundleError(f"{s.codec} is lossless only: CRF must be 0, got {s.crf}")
         if s.pix_fmt != "gray":
-            raise BundleError(f"{s.codec} codes levels, not pictures: pixel format must be gray")
+            raise BundleError(f"{s.codec} codes levels, not pictures: pixel format gray only")
         return s
     s.video().validate()  # the codec's own rules (pixel formats, CRF range)
     return s
