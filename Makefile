@@ -17,6 +17,7 @@ app: $(STAMP)
 	$(VENV)/bin/streamlit run app/main.py
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

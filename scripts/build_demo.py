@@ -57,14 +57,16 @@ def reencode(out: Path, data: str, settings) -> int:
             if key not in splits:
                 splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
             decoded = evaluate(api.decode(enc["files"])["model"], splits[key], workers=0)
-            previous = r.get("previous") or {"version": meta["bundle"]["version"], "total_bytes": r["total_bytes"],
+            was_v1 = "bn_crf" in r["settings"]  # v1 settings; a bundle replaced by an interrupted run is v2 already
+            previous = r.get("previous") or {"version": 1 if was_v1 else meta["bundle"]["version"],
+                                             "total_bytes": r["total_bytes"],
                                              "ratio": r["ratio"], "settings": r["settings"],
                                              "decoded": r["decoded"]}
             api.write_encoded(enc, bundle, overwrite=True)
             results[role] = {**r, "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
                              "settings": enc["settings"], "bits_per_nonzero": enc["bits_per_nonzero"],
                              "entropy_bits_per_nonzero": enc["entropy_bits_per_nonzero"], "nonzero": enc["nonzero"],
-                             "files": enc["files"], "digest": enc["digest"],
+                             "files": {k: len(v) for k, v in sorted(enc["files"].items())}, "digest": enc["digest"],
                              "decoded": {**decoded, "data": f"{Path(data).name} val"}, "previous": previous}
             atomic_write_text(results_path, json.dumps(results, indent=1))
             print(f"{results_path.parent.name}:{role}: {previous['total_bytes']:,} → {enc['total_bytes']:,} B "

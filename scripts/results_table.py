@@ -1,7 +1,8 @@
 """Print the README's results table from measured files: each run's ``results.json`` (written
-by build_demo.py: real bundle bytes and decoded top-1/top-5 on the full val split) and its
-``config.json``. Non-zero coefficients are counted in the decoded bundle (0 is an exact
-level of the export grid, so these are the coded non-zero levels).
+by build_demo.py: real bundle bytes, bits per non-zero level and decoded top-1/top-5 on the
+full val split; ``previous`` holds the format-v1 bundle's bytes and decoded top-1 when the
+bundle was re-encoded) and its ``config.json``. Non-zero levels are counted in the decoded
+bundle (0 is an exact level of the export grid).
 
     python scripts/results_table.py assets/demo/runs runs/extra/runs
 """
@@ -28,8 +29,9 @@ def config_text(cfg: dict) -> str:
 
 def main(argv=None) -> int:
     roots = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
-    print("| run | config | epoch | top-1 before export | decoded top-1 / top-5 | total bytes | ratio | non-zero coefficients |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | config | epoch | top-1 before export | decoded top-1 / top-5 | total bytes | ratio | bits / non-zero "
+          "| non-zero levels | v1 bytes (ratio), decoded top-1 with raw BN |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for root in roots:
         for run in sorted(p for p in root.iterdir() if (p / "results.json").exists()):
             cfg = json.loads((run / "config.json").read_text())
@@ -39,9 +41,13 @@ def main(argv=None) -> int:
                 model = api.decode(run / r["bundle"])["model"]
                 nonzero = sum(int((t != 0).sum()) for t in video_tensors(model).values())
                 d = r["decoded"]
+                prev = r.get("previous")
+                was = (f"{prev['total_bytes']:,} ({prev['ratio']:.1f}×), {prev['decoded']['acc1']:.2f} %"
+                       if prev else "")
+                bpn = f"{r['bits_per_nonzero']:.2f}" if r.get("bits_per_nonzero") else ""
                 print(f"| {arch} `{run.name}` {role} | {config_text(cfg)} | {r['epoch']}/{cfg['epochs']} | "
                       f"{r['acc1_before_export']:.2f} % | {d['acc1']:.2f} % / {d['acc5']:.2f} % | "
-                      f"{r['total_bytes']:,} | {r['ratio']:.1f}× | {nonzero:,} |")
+                      f"{r['total_bytes']:,} | {r['ratio']:.1f}× | {bpn} | {nonzero:,} | {was} |")
     return 0
 
 

@@ -28,15 +28,20 @@ def shared_resnet18() -> Path:
     return _require(SHARED_RESNET18)
 
 
+SAMPLE = REPO / "assets" / "demo" / "sample" / "val"  # 50 real val images per class, committed
+
+
 @pytest.fixture(scope="session")
-def tiny_imagenette(tmp_path_factory, shared_data) -> Path:
-    """train/ and val/ with 3 and 2 real images per class."""
+def tiny_imagenette(tmp_path_factory) -> Path:
+    """train/ and val/ with 3 and 2 real images per class, from the committed demo sample (so
+    the tests that use it need nothing outside the checkout)."""
     root = tmp_path_factory.mktemp("imagenette-tiny")
-    for split, n in (("train", 3), ("val", 2)):
-        for class_dir in sorted((shared_data / split).iterdir()):
+    for class_dir in sorted(SAMPLE.iterdir()):
+        images = sorted(class_dir.iterdir())
+        for split, chosen in (("train", images[:3]), ("val", images[3:5])):
             dest = root / split / class_dir.name
             dest.mkdir(parents=True)
-            for img in sorted(class_dir.iterdir())[:n]:
+            for img in chosen:
                 shutil.copy(img, dest / img.name)
     return root
 

@@ -130,7 +130,7 @@ def test_bn_affine_matches_raw_eval_arithmetic(source, enc8):
                                                                                   bn_mode="raw")).model
     with torch.no_grad():
         a, b = enc8.model(x), raw(x)
-    assert (a - b).abs().max() <= 2e-3 * b.abs().max()  # float16 affine
+    assert (a - b).abs().max() <= 1e-4 * b.abs().max()  # 24-bit float affine
     for m in bn_layers(enc8.model).values():
         assert float(m.running_var.min()) > 0 and float(m.running_mean.abs().max()) == 0
 

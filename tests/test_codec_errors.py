@@ -159,9 +159,9 @@ def test_tampered_tables_are_named_errors(bundle):
         (raw[:-7], "tables end|BatchNorm"),  # BN cut short
         (raw + b"\0", "more than the model needs"),
     ]
-    # a BN shift of +inf (float16 0x7c00) in the last byte planes
+    # the last BN shift set to +inf: 24-bit floats in three byte planes of 2·4800 values
     bn = bytearray(raw)
-    bn[-1], bn[-1 - 2 * 4800] = 0x7C, 0x00
+    bn[-1], bn[-1 - 9600], bn[-1 - 2 * 9600] = 0x7F, 0x80, 0x00
     cases.append((bytes(bn), "not finite"))
     # a row class outside 0..7
     classes_at = 6 + 4 * n_tiles + n_tiles
@@ -263,3 +263,20 @@ def test_fuzz_hundreds_of_mutations_no_silent_change_no_traceback(tmp_path, refe
             assert np.isfinite(sum(float(v.float().abs().sum()) for v in model.state_dict().values()))
         shutil.rmtree(path)
     assert outcomes["refused"] > MUTATIONS // 2, outcomes
+
+
+def test_v1_raw_bn_that_is_not_finite_or_negative_is_refused(tmp_path):
+    """v1 manifests carry no digest; their raw BN is still checked."""
+    from safetensors.torch import load, save
+    src = Path(__file__).parent / "assets" / "v1" / "lam1e-6-smallest"
+    for value, pattern in ((float("nan"), "not finite"), (-1.0, "negative running variance")):
+        dest = tmp_path / f"v1-{pattern.split()[0]}"
+        shutil.copytree(src, dest)
+        bn = load((dest / "bn.safetensors").read_bytes())
+        bn["bn1"][3, 0] = value
+        data = save(bn)
+        (dest / "bn.safetensors").write_bytes(data)
+        m = json.loads((dest / B.MANIFEST).read_text())
+        m["bn"]["bytes"], m["bn"]["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+        (dest / B.MANIFEST).write_text(json.dumps(m))
+        _fails(dest, pattern)

@@ -116,7 +116,7 @@ def _bn_image(m: nn.Module) -> torch.Tensor:
 
 
 def bn_table(bns: dict[str, nn.Module], mode: str) -> np.ndarray:
-    """BatchNorm as stored: ``affine`` — the eval-mode per-channel scale and shift
+    """BatchNorm as stored (``ctnet.codec.tables`` packs it): ``affine`` — the eval-mode per-channel scale and shift
     (``y = x·a + b``, a = γ/√(var + ε), b = β − mean·a), computed in float64; ``raw`` — the
     four float32 vectors."""
     if not bns:
@@ -338,7 +338,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     decoded_model = _rebuild(checked, _unpack_tables(checked, raw_tables), decoded_levels)
 
     layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model)
-    layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn.nbytes // 2
+    layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn.nbytes * 3 // 4
                          if settings.bn_mode == "affine" else bn.nbytes)
     streams = [stream] if stream else []
     return Encoded(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,

@@ -42,7 +42,7 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
                    help="subtractive dither amplitude in pixel steps (0 = off; seeded by --seed and tile number)")
     g.add_argument("--seed", type=int, default=d.seed, help="dither seed")
     g.add_argument("--bn-mode", default=None, choices=list(BN_MODES),
-                   help=f"BatchNorm as its eval-mode scale and shift in float16 ({d.bn_mode}, the default) or the four "
+                   help=f"BatchNorm as its eval-mode scale and shift in 24-bit floats ({d.bn_mode}, the default) or the four "
                         "float32 vectors (raw, exact)")
     g.add_argument("--bn-crf", type=int, default=None,
                    help="the seed's spelling: --bn-crf 0 (lossless BN) selects --bn-mode raw")
@@ -54,12 +54,12 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args, **overrides) -> EncodeSettings:
     """The seed's ``--bn-bit-depth 12 --bn-crf 0`` asked for lossless BN: format v2 stores
-    it exactly (``raw``); a lossy BN stream is not offered (the affine in float16 is
-    smaller and within 0.05 pt)."""
+    it exactly (``raw``); a lossy BN stream is not offered (the affine in 24-bit floats is
+    a quarter of raw's bytes)."""
     bn_mode = args.bn_mode
     if args.bn_crf is not None or args.bn_bit_depth is not None:
         if args.bn_crf not in (None, 0):
-            raise ValueError("a lossy BN stream is not offered: BN is stored as its affine in float16 "
+            raise ValueError("a lossy BN stream is not offered: BN is stored as its affine in 24-bit floats "
                              "(--bn-mode affine) or exactly (--bn-mode raw)")
         bn_mode = bn_mode or "raw"
     codec = args.codec or default_codec()

@@ -132,7 +132,7 @@ class EncodeSettings:
     coded at :func:`container_bits` of it. ``crf`` 0 = true lossless. ``frame``: side of the
     coded frames (256 measured smallest on the demo's CTNet-18s, see ``ctnet.codec.plan``).
     ``order``: rows/columns of each layer by non-zero-count class, or natural. ``bn_mode``:
-    BatchNorm as its eval-mode affine (scale, shift) in float16, or the four float32
+    BatchNorm as its eval-mode affine (scale, shift) as 24-bit floats, or the four float32
     vectors (``raw``, exact). ``tile``: the grid's tile (the one training used: 128)."""
 
     codec: str = "hevc"

@@ -286,6 +286,10 @@ def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None,
         img = bn_images.get(name)
         if img is None or tuple(img.shape) != (4, m.num_features) or img.dtype != torch.float32:
             raise BundleError(f"BatchNorm {name}: stored tensor missing or not float32 [4, {m.num_features}]")
+        if not torch.isfinite(img).all():
+            raise BundleError(f"BatchNorm {name}: stored values are not finite (damaged)")
+        if manifest["bn"]["mode"] == "raw" and (img[3] < 0).any():
+            raise BundleError(f"BatchNorm {name}: negative running variance (damaged)")
         prefix = f"{name}." if name else ""
         state[prefix + "weight"], state[prefix + "bias"] = img[0].clone(), img[1].clone()
         state[prefix + "running_mean"] = img[2].clone()
