@@ -14,9 +14,12 @@ No Streamlit here: the app's pages only draw what these functions return.
 """
 from __future__ import annotations
 
+from .errors import CtnetError
+
 import hashlib
 import io
 import json
+import re
 import os
 import stat
 import zipfile
@@ -36,7 +39,7 @@ MAX_ZIP_MEMBERS = 4096
 MAX_ZIP_RATIO = 200  # uncompressed/compressed beyond this is a zip bomb, not a bundle
 
 
-class RunError(ValueError):
+class RunError(CtnetError, ValueError):
     """A folder or upload that cannot be browsed as described; the message names the problem."""
 
 
@@ -444,5 +447,42 @@ def zip_bundle(files: dict[str, bytes], folder: str = "bundle") -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["Entry", "Run", "RunError", "accuracy_of", "all_entries", "catalog_stamp", "discover", "frontier",
-           "import_upload", "is_run", "pareto_front", "read_log", "read_run", "stamp", "zip_bundle"]
+# --- baselines (the --init-from source of a fine-tuned run) ---------------------------------------
+
+_NOTES_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|.*\|\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*\|\s*$")
+
+
+def notes_baselines(text: str) -> dict[str, float]:
+    """run name → baseline top-1 (%) from a demo's notes: table rows ``| `run` | … | 88.18 % |``
+    (the last column)."""
+    out = {}
+    for line in text.splitlines():
+        m = _NOTES_ROW.match(line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def baseline(run: Run, notes: dict[str, float] | None = None) -> tuple[float, str] | None:
+    """(top-1 %, where it comes from) of the checkpoint ``run`` was fine-tuned from: the
+    ``--init-from`` checkpoint's own metrics when that file is here, else ``notes`` (e.g.
+    :func:`notes_baselines` of the demo's DEMO.md); None when unknown."""
+    src = (run.config or {}).get("init_from")
+    if isinstance(src, str) and src:
+        p = Path(src)
+        if not p.is_absolute():
+            p = Path(run.path) / p
+        if p.is_file():
+            try:
+                acc = (_checkpoint_meta(p).get("metrics") or {}).get("acc1")
+            except RunError:
+                acc = None
+            if isinstance(acc, (int, float)):
+                return float(acc), f"{p.name} (--init-from)"
+    if notes and run.name in notes:
+        return notes[run.name], "the demo's notes"
+    return None
+
+
+__all__ = ["Entry", "Run", "RunError", "accuracy_of", "all_entries", "baseline", "catalog_stamp", "discover", "frontier",
+           "import_upload", "is_run", "notes_baselines", "pareto_front", "read_log", "read_run", "stamp", "zip_bundle"]

@@ -17,6 +17,8 @@ float32 (``bn.safetensors.xz``): 78,328 → 58,377 B on that model, bit-exact.
 """
 from __future__ import annotations
 
+from ..errors import CtnetError
+
 import lzma
 import math
 from typing import Sequence
@@ -37,7 +39,7 @@ KINDS = tuple(XZ_FILTERS)
 ORDER = "frequency-major"
 
 
-class PlaneError(ValueError):
+class PlaneError(CtnetError, ValueError):
     """Plane data that cannot be coded or decoded as described; the message names it."""
 
 

@@ -17,10 +17,12 @@ ffv1   gray→gray/gray16le*          8, 10, 12              always      none (l
        yuv420→yuv420p/…10le/…12le
 =====  ==========================  =====================  ========  =====================
 
-\* FFV1 has no gray10/gray12 input: those depths are fed as gray16le with the samples in
+* FFV1 has no gray10/gray12 input: those depths are fed as gray16le with the samples in
 the top bits and ``bits_per_raw_sample`` set, and decode as gray10le/gray12le.
 """
 from __future__ import annotations
+
+from ..errors import CtnetError
 
 import os
 from dataclasses import dataclass
@@ -51,7 +53,7 @@ def geometry_workaround(height: int, width: int, codec: str = "hevc") -> str:
     return INTRA if codec == "hevc" and min(height, width) < NARROW else ""
 
 
-class VideoError(ValueError):
+class VideoError(CtnetError, ValueError):
     """A stream that cannot be made or read as described; the message names the problem."""
 
 
