@@ -6,17 +6,23 @@ import time
 from typing import Callable
 
 
-def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> dict[str, float]:
+def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
+                        sync: Callable[[], None] | None = None) -> dict[str, float]:
     """Run every function ``warmup`` times, then ``repeats`` rounds of one call each, in
-    turn, so that machine noise hits all of them alike; return the median seconds."""
+    turn, so that machine noise hits all of them alike; return the median seconds.
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before and after each timed call only,
+    so the device is drained around the timing and nowhere inside the functions."""
+    sync = sync or (lambda: None)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

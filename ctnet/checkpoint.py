@@ -4,14 +4,22 @@ Our format is safetensors: ``model.*`` tensors, optional ``optim.*`` / ``state.*
 resuming, and a JSON metadata header (model description, label map, image size, training
 config, epoch, metrics). Nothing is ever unpickled; torchvision-style ``.pt`` state dicts are
 read with ``torch.load(weights_only=True)``, which refuses pickles that would run code.
-Every write goes to a temporary file in the destination folder and is renamed into place.
+Every write goes to a temporary file in the destination folder and is renamed into place;
+temporary files that killed writers left behind are removed by the next write to the folder.
+Reading checks everything before building anything: the metadata (``ctnet.types.CheckpointMeta``),
+that every tensor has the shape the described network needs (which ties the DCT block size to
+the weights), and that every weight is finite.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
+import re
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +29,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .errors import CtnetError
 from .layers import configure_export_training
 from .models import ModelSpec, build_model
+from .types import FORMAT, VERSION, CheckpointMeta
 
-FORMAT = "ctnet-checkpoint"
-VERSION = 1
+ORPHAN_AGE_S = 15 * 60  # a temporary file untouched this long has no writer left
 
 
-class CheckpointError(ValueError):
-    """A file that cannot be used as a checkpoint; the message names the problem."""
+class CheckpointError(CtnetError, ValueError):
+    """A file that cannot be used (or written) as a checkpoint; the message names the problem."""
 
 
 @dataclass
@@ -43,18 +52,79 @@ class Checkpoint:
         return ModelSpec.from_dict(self.meta["model"])
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it, racing threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+_TMP_TAG = re.compile(r"\.~(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)~[^/]*\.tmp$")
+
+
+def _writer_alive(name: str) -> bool | None:
+    """Whether the process that made temporary file ``name`` still runs (None: unknown)."""
+    m = _TMP_TAG.search(name)
+    if not m or m["host"] != _HOST:
+        return None
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_orphans(folder: str | os.PathLike, *, max_age: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the temporary files (``.*.tmp``) that killed writes left in ``folder``: those
+    whose writer (on this host) is gone, and any untouched for ``max_age`` seconds. Files
+    only; returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            alive = _writer_alive(entry.name)
+            if alive is False or (alive is None and now - entry.stat(follow_symlinks=False).st_mtime > max_age):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue  # another cleaner got there first, or we may not: leave it
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary name carries this host and process id, so the next write to the folder
+    can tell a killed writer's leftover from a live one and removes it (see
+    :func:`clean_orphans`). The result gets the mode any new file gets (0666 less the
+    umask), whatever the writer (safetensors makes its files 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_orphans(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.~{_HOST}~{os.getpid()}~", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should look like any file
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -85,7 +155,9 @@ def optimizer_state(ckpt: Checkpoint) -> dict | None:
     state: dict[int, dict] = {}
     for name, value in ckpt.extra.items():
         if name.startswith("optim.state."):
-            idx, key = name[len("optim.state."):].split(".", 1)
+            idx, _, key = name[len("optim.state."):].partition(".")
+            if not (idx.isdigit() and len(idx) <= 9 and key):
+                raise CheckpointError(f"optimizer tensor {name[:80]!r} has a malformed name")
             state.setdefault(int(idx), {})[key] = value
     for name, value in info["scalars"].items():
         idx, key = name.split(".", 1)
@@ -96,8 +168,12 @@ def optimizer_state(ckpt: Checkpoint) -> dict | None:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict, meta: dict, *,
                     optimizer: torch.optim.Optimizer | None = None,
                     extra: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write a checkpoint atomically. ``meta`` must hold ``model`` (a ModelSpec dict)."""
-    ModelSpec.from_dict(meta["model"])  # refuse to write something we could not load
+    """Write a checkpoint atomically. ``meta`` must hold ``model`` (a ModelSpec dict).
+    Metadata that :func:`read_checkpoint` would refuse is refused here (CheckpointError);
+    a failed write (disk full, no permission) is a CheckpointError naming the file, and
+    leaves the previous file at ``path`` as it was."""
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise CheckpointError("checkpoint metadata needs 'model' (a ModelSpec dict)")
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
     meta = {"format": FORMAT, "version": VERSION, **meta}
@@ -106,9 +182,45 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict, meta: dict
         tensors.update(opt_tensors)
     for k, v in (extra or {}).items():
         tensors[f"state.{k}"] = v.detach().cpu().contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"ctnet": json.dumps(meta)})
+    meta.pop("digest", None)
+    meta["digest"] = checkpoint_digest(meta, tensors)
+    CheckpointMeta.from_json(meta, source=path)  # refuse to write something we could not load
+    text = json.dumps(meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"ctnet": text})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: could not write the checkpoint ({_write_reason(exc)}); "
+                              f"any previous file there is unchanged") from exc
     return Path(path)
+
+
+def checkpoint_digest(meta: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata (all but ``digest``, canonical JSON) and every ``model.*``
+    tensor (name, dtype, shape, bytes; in name order): what decides the model's outputs.
+    Stored in the metadata: an edited header (say a block size changed from 16 to 8, which
+    the shapes cannot reveal) or damaged weights no longer match it. Optimizer and resume
+    tensors are not covered (they are checked to be finite). It detects changes; it is not
+    a signature (whoever edits a file can recompute it)."""
+    h = hashlib.sha256(b"ctnet-checkpoint-digest-1\0")
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(k for k in tensors if k.startswith("model.")):
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
+        h.update(f"\0{name}\0{t.dtype!s}\0{tuple(tensors[name].shape)}\0".encode())
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy())
+    return "sha256:" + h.hexdigest()
+
+
+def _write_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if getattr(exc, "errno", None) == 28 or "StorageFull" in text or "No space left" in text:
+        return "no space left on device"
+    if isinstance(exc, PermissionError) or "PermissionDenied" in text:
+        return "permission denied"
+    line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return line[:200]
 
 
 def infer_spec(state: dict[str, torch.Tensor]) -> ModelSpec:
@@ -120,7 +232,15 @@ def infer_spec(state: dict[str, torch.Tensor]) -> ModelSpec:
     if ctnet:
         raise CheckpointError("CTNet state dict without metadata: its DCT block size is unknown; "
                               "save it with ctnet.checkpoint.save_checkpoint")
-    return ModelSpec(arch=arch, num_classes=int(state["fc.weight"].shape[0]), ctnet=False)
+    fc = state["fc.weight"]
+    if not torch.is_tensor(fc) or fc.dim() != 2:
+        raise CheckpointError("state dict's 'fc.weight' is not a matrix: not a ResNet checkpoint")
+    spec = ModelSpec(arch=arch, num_classes=int(fc.shape[0]), ctnet=False)
+    try:
+        spec.validate()
+    except ValueError as exc:
+        raise CheckpointError(f"state dict does not describe a usable model: {exc}") from None
+    return spec
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -128,55 +248,119 @@ def _read_safetensors(path: Path) -> Checkpoint:
         from safetensors import safe_open
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
+            if "ctnet" in header:  # the metadata first: a crafted header fails before any tensor is read
+                typed = CheckpointMeta.from_json(header["ctnet"], source=path)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from exc
     if "ctnet" in header:
-        try:
-            meta = json.loads(header["ctnet"])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: metadata format {meta.get('format')!r} is not {FORMAT!r}")
-        if meta.get("version", 0) > VERSION:
-            raise CheckpointError(f"{path}: checkpoint version {meta.get('version')} is newer than this ctnet ({VERSION})")
+        if typed.digest is not None and checkpoint_digest(json.loads(header["ctnet"]), tensors) != typed.digest:
+            raise CheckpointError(f"{path}: the checkpoint does not match its digest: its metadata or weights were "
+                                  f"changed or damaged after it was written")
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
         extra = {(k[len("state."):] if k.startswith("state.") else k): v for k, v in extra.items()}
-        return Checkpoint(state, meta, extra)
-    return Checkpoint(tensors, {"model": infer_spec(tensors).to_dict()})
+        return Checkpoint(state, typed.to_json(), extra)
+    return Checkpoint(tensors, CheckpointMeta.for_spec(infer_spec(tensors)).to_json())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
 
 
 def _read_torch(path: Path) -> Checkpoint:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-        raise CheckpointError(f"{path}: refused to load: the file contains objects other than tensors "
-                              f"and plain containers, which could run code ({first})") from exc
+        # torch's message advises weights_only=False; for a hostile file that is the one
+        # thing not to do, so only the offending object is quoted
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it references {found.group(1)[:80]})" if found else ""
+        raise CheckpointError(f"{path}: refused to load: the file contains objects other than tensors and "
+                              f"plain containers{what}, which could run code when unpickled; nothing in it "
+                              f"was executed. Load only checkpoints from a source you trust, "
+                              f"or ask for a safetensors file") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{_one_line(exc)})") from exc
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+    if (not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj)
+            or not all(torch.is_tensor(v) for v in obj.values())):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
-    return Checkpoint(state, {"model": infer_spec(state).to_dict()})
+    return Checkpoint(state, CheckpointMeta.for_spec(infer_spec(state)).to_json())
+
+
+def check_finite(tensors: dict[str, torch.Tensor], *, what: str = "tensor") -> None:
+    """Refuse NaN/inf in any floating-point tensor, and a negative BN running variance."""
+    for name, t in tensors.items():
+        if not torch.is_tensor(t):
+            continue
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{what} {name!r} holds {bad} non-finite value(s) (NaN or inf); "
+                                  f"refusing weights that would give NaN outputs")
+        if name.endswith("running_var") and t.is_floating_point() and bool((t < 0).any()):
+            raise CheckpointError(f"{what} {name!r} holds a negative batch-norm variance")
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read any supported checkpoint file without executing anything it contains."""
+    """Read any supported checkpoint file without executing anything it contains; its
+    metadata is parsed strictly and every tensor must be finite."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or legacy pickle
-        return _read_torch(path)
-    return _read_safetensors(path)
+        head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header; its first byte
+    # may well be 0x80 or 'P', so that is tested first
+    size = path.stat().st_size
+    safetensors = len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+    if not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
+        ckpt = _read_torch(path)
+    else:
+        ckpt = _read_safetensors(path)
+    try:
+        check_finite(ckpt.state_dict)
+        check_finite(ckpt.extra, what="stored tensor")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return ckpt
+
+
+def check_shapes(spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor the described network needs, with its shape, and nothing else; checked
+    on the meta device before anything is allocated. A channel-DCT weight's padded shape
+    must match the block size (padded sizes are multiples of it)."""
+    expected = spec.state_shapes()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [(k, tuple(state[k].shape), shape) for k, shape in expected.items()
+             if k in state and tuple(state[k].shape) != shape]
+    kind = f"{spec.arch} ({'CTNet, DCT block size ' + str(spec.dct_block_size) if spec.ctnet else 'plain'}, " \
+           f"{spec.num_classes} classes)"
+    if wrong:
+        k, got, want = wrong[0]
+        hint = ""
+        if spec.ctnet and k.endswith("weight_dct") and len(want) == 2:
+            hint = "; the block size in the metadata does not fit the stored weights"
+        raise CheckpointError(f"weights do not fit a {kind}: {k} has shape {list(got)}, expected {list(want)}"
+                              f"{' (and ' + str(len(wrong) - 1) + ' more)' if len(wrong) > 1 else ''}{hint}")
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3})" if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}"
+                         + (f" (+{len(unexpected) - 3})" if len(unexpected) > 3 else ""))
+        raise CheckpointError(f"weights do not fit a {kind}: {'; '.join(parts)}")
 
 
 def model_from_checkpoint(ckpt: Checkpoint, *, expected_arch: str | None = None,
@@ -188,6 +372,7 @@ def model_from_checkpoint(ckpt: Checkpoint, *, expected_arch: str | None = None,
     if expected_block_size is not None and spec.ctnet and spec.dct_block_size != expected_block_size:
         raise CheckpointError(f"checkpoint was trained with DCT block size {spec.dct_block_size}, "
                               f"not {expected_block_size}; the weights would decode wrongly")
+    check_shapes(spec, ckpt.state_dict)  # before build_model allocates anything
     model = build_model(spec)
     try:
         model.load_state_dict(ckpt.state_dict, strict=True)
@@ -197,7 +382,7 @@ def model_from_checkpoint(ckpt: Checkpoint, *, expected_arch: str | None = None,
                               f"({'CTNet' if spec.ctnet else 'plain'}, {spec.num_classes} classes): "
                               + " ".join(l.strip() for l in lines[1:3])) from exc
     # an export-aware model is evaluated as it will be exported, as during training
-    return configure_export_training(model, pixel_bit_depth=int(ckpt.meta.get("pixel_bit_depth", 0)))
+    return configure_export_training(model, pixel_bit_depth=ckpt.meta.get("pixel_bit_depth", 0))
 
 
 def load_model(path: str | os.PathLike, **kwargs) -> tuple[nn.Module, dict]:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .errors import CtnetError
+
 # WordNet ID → (name, ImageNet-1k index), in folder (sorted) order
 IMAGENETTE_CLASSES = {
     "n01440764": ("tench", 0),
@@ -39,8 +41,12 @@ IMAGENETTE_URLS = {
 }
 
 
-class DatasetError(ValueError):
-    """The dataset folder is missing or laid out wrongly; the message names the problem."""
+class DatasetError(CtnetError, ValueError):
+    """The dataset folder is missing or laid out wrongly, or an image in it cannot be used;
+    the message names the problem (and the file)."""
+
+
+DataError = DatasetError
 
 
 def label_map(num_classes: int) -> dict[str, int]:
@@ -100,7 +106,10 @@ def balanced_subset(labels: torch.Tensor, n: int | None) -> torch.Tensor:
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """Decode, resize the shorter side to ``size`` and centre-crop: uint8 (3, size, size)."""
+    """Decode, resize the shorter side to ``size`` and centre-crop: uint8 (3, size, size).
+    A file that is not an image, is damaged, or is larger than PIL's decompression-bomb
+    limit (``Image.MAX_IMAGE_PIXELS`` × 2; a 30000×30000 image is refused before it is
+    decoded) is a DatasetError naming it."""
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -110,9 +119,20 @@ def load_image(path: Path, size: int) -> torch.Tensor:
             left, top = (im.width - size) // 2, (im.height - size) // 2
             im = im.crop((left, top, left + size, top + size))
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"{path}: image too large to decode safely ({_first_line(exc)})") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read image ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read image ({_first_line(exc)})") from exc
+    except MemoryError:
+        raise DatasetError(f"{path}: image too large to decode in memory") from None
+    except Exception as exc:  # PIL raises many kinds (SyntaxError, ValueError, struct.error) on damaged files
+        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {_first_line(exc)})") from exc
     return data.reshape(size, size, 3).permute(2, 0, 1).contiguous()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def decode_images(paths: list[Path], size: int, workers: int | None = None, progress=None) -> torch.Tensor:
@@ -212,8 +232,31 @@ def batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, epoc
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(_FileDataset(split), order.tolist()),
                                          batch_size=batch_size, shuffle=False, num_workers=workers,
                                          drop_last=drop_last, pin_memory=str(device).startswith("cuda"))
-    for images, labels in loader:
+    it = iter(loader)
+    while True:
+        try:
+            images, labels = next(it)
+        except StopIteration:
+            return
+        except DatasetError as exc:
+            # a worker's error comes back with its whole traceback as the message
+            raise DatasetError(worker_message(exc)) from None
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def worker_message(exc: BaseException) -> str:
+    """The original one-line message of an exception re-raised from a DataLoader worker
+    (whose message is "Caught X in DataLoader worker process N.\nOriginal Traceback ...")."""
+    text = str(exc)
+    if not text.startswith("Caught "):
+        return text
+    name = type(exc).__name__
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
+            if line.startswith(prefix):
+                return line[len(prefix):]
+    return text.strip().splitlines()[0]
 
 
 def download_imagenette(variant: str, dest: str | os.PathLike, *, url: str | None = None, progress=None) -> Path:

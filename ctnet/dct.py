@@ -13,8 +13,10 @@ import torch
 
 @lru_cache(maxsize=64)
 def _dct_matrix_cpu(n: int) -> torch.Tensor:
-    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
-    i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    # explicitly on the CPU: a call under `with torch.device("meta")` (shape-only model
+    # building) must not leave a meta tensor in this cache
+    k = torch.arange(n, dtype=torch.float64, device="cpu").unsqueeze(1)
+    i = torch.arange(n, dtype=torch.float64, device="cpu").unsqueeze(0)
     c = math.sqrt(2.0 / n) * torch.cos(math.pi * (2 * i + 1) * k / (2 * n))
     c[0] /= math.sqrt(2.0)  # row 0 → sqrt(1/N): makes C orthonormal
     return c

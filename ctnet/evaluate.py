@@ -5,6 +5,11 @@ import torch
 from torch import nn
 
 from .data import Split, batches, normalize
+from .errors import ConfigError, CtnetError
+
+
+class DeviceError(CtnetError, RuntimeError):
+    """The device asked for is not there (a RuntimeError, as callers caught before)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -12,10 +17,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA device is available")
+        raise DeviceError("--device cuda requested but no CUDA device is available")
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}") from exc
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def device_label(device: torch.device) -> str:

@@ -416,8 +416,10 @@ def layer_summary(model: nn.Module, meta: dict) -> dict[str, dict]:
     return out
 
 
-__all__ = ["FrequencyMaps", "Histogram", "CodedFrames", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL", "adjacent_mse", "coded_frames", "compare_layers", "grid_stats", "layer_bytes", "layer_summary", "frame_label", "level_view",
-           "coefficient_image", "coefficient_tensors", "encode_changes", "encode_layer_table",
-           "frame_bytes_from_manifest", "frame_bytes_from_streams", "frequency_maps", "layer_kind", "layer_stats",
-           "log_magnitude", "magnitude_histogram", "max_pool", "nonzero", "reconstruction_errors",
-           "similarity_order", "thumbnail_grid", "to_uint8", "upscale", "zero_levels"]
+__all__ = ["CodedFrames", "FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL",
+           "adjacent_mse", "coded_frames", "coefficient_image", "coefficient_tensors", "compare_layers",
+           "encode_changes", "encode_layer_table", "frame_bytes_from_manifest", "frame_bytes_from_streams",
+           "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "layer_kind", "layer_stats",
+           "layer_summary", "level_view", "log_magnitude", "magnitude_histogram", "max_pool", "nonzero",
+           "reconstruction_errors", "similarity_order", "thumbnail_grid", "to_uint8", "upscale",
+           "zero_levels"]

@@ -98,6 +98,15 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
     return model
 
 
+MAX_DCT_BLOCK_SIZE = 512  # as TrainConfig allows; larger blocks only cost memory
+MAX_NUM_CLASSES = 100_000
+_SPEC_FIELDS = ("arch", "num_classes", "ctnet", "dct_block_size", "plain_1x1")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What is needed to rebuild a network before loading its weights; travels in every
@@ -114,21 +123,53 @@ class ModelSpec:
                 "dct_block_size": self.dct_block_size, "plain_1x1": self.plain_1x1}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        try:
-            spec = cls(arch=str(d["arch"]), num_classes=int(d["num_classes"]), ctnet=bool(d.get("ctnet", True)),
-                       dct_block_size=int(d.get("dct_block_size", 16)), plain_1x1=bool(d.get("plain_1x1", False)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"model description is incomplete or malformed: {exc}") from exc
+    def from_dict(cls, d: dict) -> ModelSpec:
+        """The strict parser of a stored model description: every field of its JSON type
+        (no strings for numbers, no numbers for booleans), every integer in range, no
+        unknown field. Raises :class:`ctnet.errors.ConfigError` (a ``ValueError``)."""
+        from .errors import ConfigError
+        if not isinstance(d, dict):
+            raise ConfigError(f"model description must be a JSON object, not {type(d).__name__}")
+        unknown = sorted(str(k) for k in d if k not in _SPEC_FIELDS)
+        if unknown:
+            raise ConfigError(f"model description has unknown field(s) {', '.join(unknown)[:200]}")
+        if "arch" not in d or "num_classes" not in d:
+            raise ConfigError("model description is incomplete: it needs 'arch' and 'num_classes'")
+        spec = cls(arch=d["arch"], num_classes=d["num_classes"], ctnet=d.get("ctnet", True),
+                   dct_block_size=d.get("dct_block_size", 16), plain_1x1=d.get("plain_1x1", False))
         spec.validate()
         return spec
 
     def validate(self) -> None:
-        _check_arch(self.arch)
-        if not 1 <= self.num_classes <= 100_000:
-            raise ValueError(f"num_classes out of range: {self.num_classes}")
-        if self.dct_block_size < 0 or self.dct_block_size > 4096:
-            raise ValueError(f"DCT block size out of range: {self.dct_block_size}")
+        """Types and ranges, checked before anything is built (a block size of 4096 would
+        take gigabytes before failing elsewhere)."""
+        from .errors import ConfigError
+        if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {str(self.arch)[:40]!r}; choose one of {sorted(ARCHITECTURES)}")
+        if not _is_int(self.num_classes):
+            raise ConfigError(f"num_classes must be an integer, not {type(self.num_classes).__name__}")
+        if not 1 <= self.num_classes <= MAX_NUM_CLASSES:
+            raise ConfigError(f"num_classes out of range [1, {MAX_NUM_CLASSES}]: {str(self.num_classes)[:20]}")
+        for name in ("ctnet", "plain_1x1"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, not {type(getattr(self, name)).__name__}")
+        if not _is_int(self.dct_block_size):
+            raise ConfigError(f"DCT block size must be an integer, not {type(self.dct_block_size).__name__}")
+        if not 0 <= self.dct_block_size <= MAX_DCT_BLOCK_SIZE:
+            raise ConfigError(f"DCT block size out of range [0, {MAX_DCT_BLOCK_SIZE}]: {str(self.dct_block_size)[:20]}")
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape of every tensor in this network's state dict, computed on the meta
+        device (no memory): what a checkpoint must hold, checked before building. The
+        padded channel-DCT shapes (multiples of the block size) tie the block size to the
+        weights wherever a channel count is not a multiple of it."""
+        self.validate()
+        with torch.device("meta"):
+            model = plain_model(self.arch, num_classes=self.num_classes)
+            if self.ctnet:
+                replace_with_dct_convs(model, block_size=self.dct_block_size, plain_1x1=self.plain_1x1,
+                                       verify=False, copy_weights=False)
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

@@ -15,12 +15,16 @@ never exceeds half a step.
 """
 from __future__ import annotations
 
-import math
+import contextlib
+import os
+import warnings
+from typing import NamedTuple
 
 import torch
 
 TILE = 128
 SUPPORTED_BITS = (8, 10, 12)
+_CPU_CHUNK = 1 << 18  # elements: what the STE's elementwise passes work on at once on a CPU
 
 
 def tensor_to_image(t: torch.Tensor) -> torch.Tensor:
@@ -84,21 +88,122 @@ def tile_index(shape, tile: int = TILE, device=None) -> torch.Tensor:
     return ids
 
 
-def _tile_params_flat(t: torch.Tensor, bits: int, tile: int):
-    """Per-tile (scale, zero_point) as flat vectors, plus the element → tile index."""
+def _tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
+    """The tensor's exported image in float32 (detached), zero-padded to whole tiles and viewed
+    as (tile rows, tile, tile cols, tile): every per-tile statistic is then a dense reduction
+    over dims (1, 3) and every per-tile value broadcasts from (rows, 1, cols, 1); no scatter
+    (atomics on a GPU) and no gather. Padding with 0 changes no tile's range, which contains 0."""
+    h, w = image_shape(t.shape)
+    rows, cols = tile_grid(h, w, tile)
+    src = t.detach()
+    if rows * tile == h and cols * tile == w and t.dim() <= 2 and src.dtype == torch.float32:
+        return src.reshape(h, w).view(rows, tile, cols, tile) if src.is_contiguous() else \
+            src.reshape(h, w).contiguous().view(rows, tile, cols, tile)
+    buf = torch.empty(rows * tile, cols * tile, dtype=torch.float32, device=t.device)
+    buf[h:].zero_()
+    buf[:h, w:].zero_()
+    region = buf[:h, :w]
+    if t.dim() == 4:  # one kernel row at a time: several times faster on a CPU than the 4-D permute
+        o, i, kh, kw = t.shape
+        view = region.view(o, kh, i, kw)
+        for k in range(kh):
+            view[:, k].copy_(src[:, :, k])
+    else:
+        region.copy_(src.reshape(h, w))
+    return buf.view(rows, tile, cols, tile)
+
+
+def _grid_params(tiles: torch.Tensor, bits: int):
+    """Per-tile (scale, zero_point) of tiles viewed (rows, tile, cols, tile), shaped (rows, 1, cols, 1)."""
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"bit depth must be one of {SUPPORTED_BITS}, got {bits}")
-    ids = tile_index(t.shape, tile, t.device)
-    n = int(math.prod(tile_grid(*image_shape(t.shape), tile)))
-    flat, idx = t.detach().float().reshape(-1), ids.reshape(-1)
-    # starting from 0 extends every tile's range to contain 0
-    lo = torch.zeros(n, device=t.device).scatter_reduce(0, idx, flat, "amin")
-    hi = torch.zeros(n, device=t.device).scatter_reduce(0, idx, flat, "amax")
+    # the range of every tile extended to contain 0 (padding is 0, so it contains 0 already
+    # where there is padding; the clamps do it for the others)
+    lo = tiles.amin(dim=3, keepdim=True).amin(dim=1, keepdim=True).clamp_(max=0)  # inner dim first: faster
+    hi = tiles.amax(dim=3, keepdim=True).amax(dim=1, keepdim=True).clamp_(min=0)
     levels = float(2**bits - 1)
     scale = (hi - lo) / levels
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero tile
     zero_point = torch.round(-lo / scale).clamp(0, levels).to(torch.int64)
-    return scale, zero_point, ids
+    return scale, zero_point
+
+
+def _tile_params_flat(t: torch.Tensor, bits: int, tile: int):
+    """Per-tile (scale, zero_point) as flat vectors, plus the element → tile index."""
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit depth must be one of {SUPPORTED_BITS}, got {bits}")
+    scale, zero_point = _grid_params(_tiles(t, tile), bits)
+    return scale.reshape(-1), zero_point.reshape(-1), tile_index(t.shape, tile, t.device)
+
+
+class ExportGrid(NamedTuple):
+    """A tensor's export grid at ``bits``: its image as tiles (rows, tile, cols, tile), float32,
+    detached, zero-padded; per-tile scale and zero point (float32) shaped (rows, 1, cols, 1)."""
+
+    tiles: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor
+    shape: torch.Size
+
+    def to_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Values laid out like ``tiles`` → the tensor's own layout (a view, padding cropped)."""
+        rows, tile, cols, _ = self.tiles.shape
+        h, w = image_shape(self.shape)
+        return image_to_tensor(x.reshape(rows * tile, cols * tile)[:h, :w], self.shape)
+
+    def write_tensor(self, x: torch.Tensor, out: torch.Tensor, factor: torch.Tensor | None = None) -> torch.Tensor:
+        """``out`` (the tensor's shape, any strides) ← values laid out like ``tiles``
+        (× ``factor``). A 4-D tensor is written one kernel row at a time: the same copy, but
+        three times faster on a CPU than through the 4-D permuted view."""
+        view = self.to_tensor(x)
+        pairs = [(view[:, :, k], out[:, :, k]) for k in range(self.shape[2])] if len(self.shape) == 4 else [(view, out)]
+        for src, dst in pairs:
+            if factor is None:
+                dst.copy_(src)
+            else:
+                torch.mul(src, factor, out=dst)
+        return out
+
+
+_SHARED: dict | None = None  # id(tensor) → (tensor, key, grid) while a shared_export_grids() scope is open
+
+
+@contextlib.contextmanager
+def shared_export_grids():
+    """Within this scope every tensor's export grid is computed once per (version, bits, tile)
+    and shared: one training step's straight-through forward (``fake_quantize``) and the rate
+    proxy on the export grid then read the same tile statistics. Any in-place update of a
+    tensor (the optimizer step) bumps its version and so invalidates its entry; leaving the
+    scope drops them all. Nested scopes share the outermost one."""
+    global _SHARED
+    outer = _SHARED
+    if outer is None:
+        _SHARED = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _SHARED = None
+
+
+def export_grid(t: torch.Tensor, bits: int, tile: int = TILE) -> ExportGrid:
+    """The export grid of ``t`` (see :class:`ExportGrid`), shared within a
+    :func:`shared_export_grids` scope."""
+    shared = _SHARED
+    if shared is not None:
+        try:
+            key = (bits, tile, t._version, t.data_ptr(), t.dtype, t.device, t.shape)
+        except RuntimeError:  # inference tensors have no version counter
+            shared = key = None
+        hit = shared.get(id(t)) if shared is not None else None
+        if hit is not None and hit[0] is t and hit[1] == key:
+            return hit[2]
+    tiles = _tiles(t, tile)
+    scale, zero_point = _grid_params(tiles, bits)
+    grid = ExportGrid(tiles, scale, zero_point.to(torch.float32), t.shape)
+    if shared is not None:
+        shared[id(t)] = (t, key, grid)  # holding t keeps its id from being reused
+    return grid
 
 
 def tile_params(img: torch.Tensor, bits: int, tile: int = TILE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,23 +250,75 @@ def dequantize_image(pixels: torch.Tensor, scale: torch.Tensor, zero_point: torc
     return x * scale[ids]
 
 
+def _decode(tiles, scale, zero, top: float):
+    """levels = clamp(round(v/step) + zero, 0, 2^b − 1) − zero; decoded = levels·step: the same
+    float32 operations, operand by operand, as quantize_image → dequantize_image."""
+    return ((torch.round(tiles / scale) + zero).clamp(0, top) - zero) * scale
+
+
+_DECODE_COMPILED = None  # torch.compile(_decode) on the CPU; False once it failed or is off
+
+
+def _compiled_decode(tiles: torch.Tensor):
+    """The compiled decode where it is bit-exact and pays: on the CPU (C++ with IEEE division
+    and round-half-even, checked against the eager ops in tests/test_quant.py) for tensors of
+    64 Ki elements or more; CTNET_COMPILE=0 turns it off, 1 on for every size. Never on CUDA,
+    whose generated division need not be correctly rounded (and eager is fast there)."""
+    global _DECODE_COMPILED
+    flag = os.environ.get("CTNET_COMPILE", "")
+    if tiles.device.type != "cpu" or flag == "0" or _DECODE_COMPILED is False or not hasattr(torch, "compile"):
+        return None
+    if flag != "1" and tiles.numel() < 1 << 16:
+        return None
+    if _DECODE_COMPILED is None:
+        _DECODE_COMPILED = torch.compile(_decode, dynamic=True)
+    return _DECODE_COMPILED
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the export-decoded values; backward: the gradient unchanged."""
+
+    @staticmethod
+    def forward(ctx, t, grid: ExportGrid, bits: int):
+        global _DECODE_COMPILED
+        tiles, scale, zero = grid.tiles, grid.scale, grid.zero
+        top = float(2**bits - 1)
+        compiled = _compiled_decode(tiles)
+        if compiled is not None:
+            try:
+                return grid.write_tensor(compiled(tiles, scale, zero, top),
+                                         torch.empty(t.shape, dtype=t.dtype, device=t.device))
+            except Exception as e:  # no C++ compiler or an unsupported build: eager is exact too
+                _DECODE_COMPILED = False
+                warnings.warn(f"torch.compile of the export simulation failed, running it eagerly: {e!s:.200}")
+        x = torch.empty_like(tiles)
+        rows = tiles.shape[0]
+        # on the CPU a few tile rows at a time, so the six passes run in cache
+        step = rows if tiles.is_cuda else max(1, _CPU_CHUNK // max(1, tiles[0].numel()))
+        for a in range(0, rows, step):
+            b = a + step  # the operations of _decode, in place
+            v = torch.div(tiles[a:b], scale[a:b], out=x[a:b])
+            v.round_().add_(zero[a:b]).clamp_(0, top).sub_(zero[a:b]).mul_(scale[a:b])
+        return grid.write_tensor(x, torch.empty(t.shape, dtype=t.dtype, device=t.device))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None
+
+
 def fake_quantize(t: torch.Tensor, bits: int, tile: int = TILE) -> torch.Tensor:
     """Straight-through export simulation: the forward value is exactly what an N-bit bundle
-    decodes to (without dither); the gradient passes through unchanged. Works in the
-    tensor's own layout (same tiles as its image) and in float32 throughout: integer levels
-    below 2^24 are exact there, so this equals ``dequantize_image(quantize_image(...))``."""
-    scale, zero_point, ids = _tile_params_flat(t, bits, tile)
-    step, zero = scale[ids], zero_point.to(torch.float32)[ids]
-    levels = torch.clamp(torch.round(t.detach().float() / step) + zero, 0, 2**bits - 1) - zero
-    decoded = levels * step
-    # decoded + (t − t) is exactly ``decoded`` in the forward pass; t + (decoded − t) is not.
-    return decoded.to(t.dtype) + (t - t.detach())
+    decodes to (without dither); the gradient passes through unchanged. Works in float32
+    throughout (integer levels below 2^24 are exact there), so this equals
+    ``image_to_tensor(dequantize_image(*quantize_image(tensor_to_image(t), bits)))``.
+    The tile statistics come from :func:`export_grid` (shared within a training step)."""
+    return _StraightThrough.apply(t, export_grid(t, bits, tile), bits)
 
 
 def export_step(t: torch.Tensor, bits: int, tile: int = TILE) -> torch.Tensor:
     """Each element's export quantisation step (its tile's scale), detached, shaped like ``t``."""
-    scale, _, ids = _tile_params_flat(t, bits, tile)
-    return scale[ids].to(t.dtype)
+    grid = export_grid(t, bits, tile)
+    return grid.to_tensor(grid.scale.expand(grid.tiles.shape)).to(t.dtype).contiguous()
 
 
 def entropy_bits(t: torch.Tensor, bits: int, tile: int = TILE) -> tuple[float, int]:

@@ -20,7 +20,9 @@ decoding them, rebuild); ``decode_seconds`` rebuilds the model from the bytes in
 Results are cached in a JSON file keyed by the source's content hash, the method, its full
 settings, the data folder and the image limit, so a re-run computes only new points.
 Default file: ``$CTNET_RD_CACHE`` or ``$XDG_CACHE_HOME/ctnet/rd`` or ``~/.cache/ctnet/rd``,
-``<source hash>.json``; each point is written (atomically) as soon as it is measured.
+``<source hash>.json``; each point is written (atomically) as soon as it is measured, under an
+exclusive lock on ``.<file>.lock`` beside it, so the app and ``ctnet rd`` writing the same
+file at once lose no point (readers need no lock: the file is replaced atomically).
 """
 from __future__ import annotations
 
@@ -32,12 +34,15 @@ import os
 import stat
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
+
+from .errors import CtnetError
 
 CACHE_FORMAT = "ctnet-rd-cache"
 CACHE_VERSION = 1
@@ -50,7 +55,7 @@ INT_BITS = (8, 4)
 REFERENCE = "fp32"
 
 
-class RDError(ValueError):
+class RDError(CtnetError, ValueError):
     """A sweep that cannot run as asked; the message names the problem."""
 
 
@@ -213,14 +218,36 @@ def read_cache(path: str | os.PathLike) -> dict:
     return doc["points"]
 
 
+@contextmanager
+def cache_lock(path: str | os.PathLike):
+    """Hold an exclusive lock for updating cache file ``path`` (``fcntl.flock`` on
+    ``.<name>.lock`` beside it; released when the process dies, so a killed writer never
+    blocks the next). Without fcntl (not POSIX) it does nothing."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(p.parent / f".{p.name}.lock", "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def write_point(path: str | os.PathLike, key: str, point: dict) -> None:
-    """Add one point to the cache file, keeping whatever else is there (another process may
-    have added points meanwhile); atomic."""
+    """Add one point to the cache file, keeping whatever else is there: read, add and
+    replace (atomically) under :func:`cache_lock`, so points that other processes add
+    meanwhile are kept."""
     from .checkpoint import atomic_write_text
-    points = read_cache(path)
-    points[key] = point
-    atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "points": points},
-                                       indent=1, sort_keys=True) + "\n")
+    with cache_lock(path):
+        points = read_cache(path)
+        points[key] = point
+        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "points": points},
+                                           indent=1, sort_keys=True) + "\n")
 
 
 # --- measuring ------------------------------------------------------------------------------------

@@ -19,18 +19,23 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from .data import augment, batches, label_map, load_split, normalize
+from .errors import ConfigError, CtnetError
 from .evaluate import device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .layers import configure_export_training
-from .models import ARCHITECTURES, ModelSpec, fp32_bytes, plain_model, replace_with_dct_convs
-from .rate import RATE_GRIDS, l2_penalty, rate_proxy, rate_weight_at
+from .models import ARCHITECTURES, ConversionError, ModelSpec, fp32_bytes, plain_model, replace_with_dct_convs
+from .quant import shared_export_grids
+from .rate import RATE_GRIDS, rate_weight_at, regularisers
 
 LOG_NAME = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 MIN_PARETO_RATIO = 5
 
 
-class TrainingError(RuntimeError):
+REPLACE_COMPLETE = ".ctnet-replace-complete"  # in a --force staging folder: training finished
+
+
+class TrainingError(CtnetError, RuntimeError):
     """Training cannot go on; the message says why (nothing good was overwritten)."""
 
 
@@ -73,11 +78,38 @@ class TrainConfig:
     seed: int = 0
     workers: int = min(4, os.cpu_count() or 1)
     checkpoint_every: int = 1
+    force: bool = False  # replace a run already in output_dir (atomically, when the new one is complete)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """A config stored in a checkpoint's ``train_config``, strictly: known fields only,
+        each of its declared type (integers bounded), else a TrainingError naming it."""
+        if not isinstance(d, dict):
+            raise TrainingError("the checkpoint's train_config is not an object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in fields)
+        if unknown:
+            raise TrainingError(f"the checkpoint's train_config has unknown field(s) {', '.join(unknown)[:200]}")
+        for name, value in d.items():
+            kind = str(fields[name].type).replace(" ", "")
+            optional = kind.endswith("|None")
+            base = kind.removesuffix("|None")
+            if value is None and optional:
+                continue
+            ok = {"bool": isinstance(value, bool),
+                  "int": isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 1 << 31,
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and abs(value) <= 1e12,
+                  "str": isinstance(value, str) and len(value) <= 4096}.get(base, True)
+            if not ok:
+                raise TrainingError(f"the checkpoint's train_config.{name} must be {kind.replace('|', ' or ')}, "
+                                    f"not {str(value)[:40]!r}")
+        return cls(**d)
 
     def validate(self) -> None:
         def check(ok, msg):
             if not ok:
-                raise ValueError(msg)
+                raise ConfigError(msg)
         check(self.arch in ARCHITECTURES, f"--arch must be one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
         check(self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}")
         check(self.optimizer in ("adamw", "sgd"), f"--optimizer must be adamw or sgd, got {self.optimizer!r}")
@@ -103,6 +135,7 @@ class TrainConfig:
         check(self.num_classes in (None, 10, 1000), f"--num-classes must be 10 or 1000 for ImageNette, got {self.num_classes}")
         check(not (self.pretrained and self.init_from), "--pretrained and --init-from are exclusive")
         check(not (self.plain and self.pixel_bit_depth), "--pixel-bit-depth needs a CTNet model (drop --plain)")
+        check(not (self.force and self.resume), "--force starts a new run and --resume continues one: pass one")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -134,8 +167,14 @@ def _barrier(world: int) -> None:
 def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
     """The starting model: resume > init-from > pretrained > random init."""
     if config.init_from:
-        source = ckpt_io.read_checkpoint(config.init_from)
-        spec = source.spec
+        from .api import is_bundle, load_any
+        model = None
+        if is_bundle(config.init_from):  # a bundle directory: decoded (ctnet.api), a file: read as a checkpoint
+            model, meta = load_any(config.init_from)
+            spec = ModelSpec.from_dict(meta["model"])
+        else:
+            source = ckpt_io.read_checkpoint(config.init_from)
+            spec = source.spec
         if spec.arch != config.arch:
             raise TrainingError(f"--init-from {config.init_from} is a {spec.arch}, but --arch is {config.arch}")
         if config.num_classes not in (None, spec.num_classes):
@@ -145,14 +184,23 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
         if spec.ctnet and spec.dct_block_size != config.dct_block_size:
             raise TrainingError(f"--init-from was trained with DCT block size {spec.dct_block_size}, "
                                 f"--dct-block-size is {config.dct_block_size}")
-        model = ckpt_io.model_from_checkpoint(source)
+        if model is None:
+            model = ckpt_io.model_from_checkpoint(source)
     elif config.pretrained:
-        model = plain_model(config.arch, num_classes=config.num_classes or 1000, pretrained=True)
+        try:
+            model = plain_model(config.arch, num_classes=config.num_classes or 1000, pretrained=True)
+        except RuntimeError as exc:  # torchvision's weights are not in its cache: say what to do
+            if "--init-from" not in str(exc):
+                raise
+            raise TrainingError(str(exc)) from exc
     else:
         model = plain_model(config.arch, num_classes=config.num_classes or 10)
     num_classes = model.fc.out_features
     if not config.plain and not any(hasattr(m, "weight_dct") for m in model.modules()):
-        replace_with_dct_convs(model, block_size=config.dct_block_size, plain_1x1=config.plain_1x1, verify=True)
+        try:
+            replace_with_dct_convs(model, block_size=config.dct_block_size, plain_1x1=config.plain_1x1, verify=True)
+        except ConversionError as exc:  # the starting weights (e.g. --init-from's) do not convert faithfully
+            raise TrainingError(f"{config.init_from or config.arch}: {exc}") from exc
     spec = ModelSpec(config.arch, num_classes, not config.plain, config.dct_block_size, config.plain_1x1)
     return model, spec
 
@@ -238,26 +286,147 @@ def _read_log(path: Path, up_to_epoch: int) -> list[dict]:
     return [r for r in rows if r["epoch"] <= up_to_epoch]
 
 
+# --- the output directory: never lose a run ---------------------------------------------------
+
+def holds_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a training run's work: a log with an epoch in it, or a
+    checkpoint (a run that failed before its first epoch left nothing to lose)."""
+    path = Path(path)
+    log = path / LOG_NAME
+    if log.is_file() and log.stat().st_size > 0:
+        return True
+    folder = path / CHECKPOINT_DIR
+    return folder.is_dir() and any(p.suffix == ".safetensors" for p in folder.iterdir())
+
+
+def _replace_paths(target: Path) -> tuple[Path, Path]:
+    """(staging folder of a --force run, where the replaced run waits during the swap)."""
+    target = target.resolve()  # "." has no name; its siblings are named after the folder itself
+    return target.parent / f".{target.name}.new", target.parent / f".{target.name}.old"
+
+
+def recover_replace(target: str | os.PathLike, log=print) -> None:
+    """Finish a --force replace of ``target`` that a kill interrupted after the new run was
+    complete (the new run takes the place), and remove what a finished swap left. A run
+    whose training was interrupted is never put in place."""
+    target = Path(target)
+    new, old = _replace_paths(target)
+    if new.is_dir() and (new / REPLACE_COMPLETE).exists():
+        if target.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(new, target)
+        log(f"finished replacing {target} with the completed --force run (the swap had been interrupted)")
+    if (target / REPLACE_COMPLETE).exists():
+        (target / REPLACE_COMPLETE).unlink()
+    if old.is_dir():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # the old run was moved aside but nothing complete replaced it: put it back
+            os.replace(old, target)
+            log(f"restored {target} (a --force replace had been interrupted)")
+
+
+def _finish_replace(staging: Path, target: Path, log) -> None:
+    (staging / REPLACE_COMPLETE).touch()
+    recover_replace(target, log=lambda *_: None)
+    log(f"replaced the run in {target}")
+
+
+def _prepare_output(config: TrainConfig, *, is_main: bool, log) -> Path | None:
+    """Refuse to train over a run unless resuming it or asked to replace it (--force). With
+    --force the new run trains in a staging folder (``.NAME.new``) beside the old one, which
+    stays readable at its path until the new one is complete. Returns the staging folder,
+    or None to train in ``output_dir`` itself."""
+    target = Path(config.output_dir)
+    new, _ = _replace_paths(target)
+    if is_main:
+        recover_replace(target, log=log)
+    if config.resume or not holds_run(target):
+        if is_main and new.is_dir():
+            log(f"note: {new} holds an interrupted --force run (incomplete); the next --force run removes it")
+        return None
+    if not config.force:
+        found = " and ".join(n for n in (LOG_NAME, CHECKPOINT_DIR + "/") if (target / n.rstrip("/")).exists())
+        raise TrainingError(f"{target} already holds a run ({found}); pass --resume "
+                            f"{target / CHECKPOINT_DIR / 'last.safetensors'} to continue it, --force to replace it "
+                            f"(the old run stays until the new one is complete), or another --output-dir")
+    if is_main:
+        if new.exists():
+            shutil.rmtree(new)
+            log(f"removed {new}, an interrupted --force run")
+        new.mkdir(parents=True)
+        log(f"--force: training in {new}; it replaces {target} when complete")
+    return new
+
+
+def step_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: TrainConfig, lam: float, *,
+              regularise: bool, forward: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One training step's loss and (when ``regularise``) its rate (detached): the forward pass (bf16
+    autocast with ``config.amp``), cross-entropy and ``λ·(Σ R_layer + α·Σ c²)``, the rate and L2
+    in one fused pass per tensor. Inside ``shared_export_grids`` the export-aware forward and
+    the rate on the export grid compute each tensor's tile statistics once. No host sync."""
+    with shared_export_grids():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.amp):
+            logits = (forward or model)(x)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+        if not regularise:
+            return loss, None
+        penalty, rate = regularisers(model, alpha=config.lambda_alpha, qstep=config.qstep, steepness=config.steepness,
+                                     grid=config.rate_grid, bits=config.pixel_bit_depth or 8)
+    return loss + lam * penalty, rate
+
+
+class _LossDisplay:
+    """The progress bar's loss without stalling the GPU: on CUDA the value is copied to pinned
+    memory asynchronously and shown once that copy has landed (a display or so late); no
+    float() of a device tensor inside the epoch."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.buf = torch.zeros((), pin_memory=True) if self.cuda else None
+        self.event = None
+
+    def update(self, loss: torch.Tensor, bar) -> None:
+        if getattr(bar, "disable", False):
+            return
+        if not self.cuda:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            return
+        if self.event is not None:
+            if not self.event.query():
+                return  # the last copy is still queued behind the step's kernels
+            bar.set_postfix(loss=f"{float(self.buf):.3f}")
+        self.buf.copy_(loss.detach(), non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+
 def fit(config: TrainConfig, *, log=print) -> dict:
     """Train (or, with ``evaluate_only``, evaluate) as configured. Returns the last log row
     (or the evaluation result)."""
     resume_ckpt = None
+    if config.force and config.resume:
+        config.validate()  # names the conflict before the checkpoint is read
     if config.resume:
         resume_ckpt = ckpt_io.read_checkpoint(config.resume)
-        if "train_config" not in resume_ckpt.meta or "optimizer" not in resume_ckpt.meta:
+        if any(k not in resume_ckpt.meta for k in ("train_config", "optimizer", "resume_state")):
             raise TrainingError(f"{config.resume} is not a 'last' training checkpoint (no optimizer state)")
-        saved = dict(resume_ckpt.meta["train_config"])
+        saved = TrainConfig.from_dict(dict(resume_ckpt.meta["train_config"], data=config.data))
         # the math comes from the checkpoint; where the data is and how to run may change
-        for key in ("data", "output_dir", "device", "workers", "cache_dataset", "epochs", "evaluate_only"):
-            saved[key] = getattr(config, key)
-        saved["resume"] = config.resume
-        config = TrainConfig(**saved)
+        overrides = {key: getattr(config, key) for key in ("data", "output_dir", "device", "workers", "cache_dataset",
+                                                           "epochs", "evaluate_only", "force")}
+        config = dataclasses.replace(saved, **overrides, resume=config.resume)
     config.validate()
+    target = Path(config.output_dir)
+    staging = None if config.evaluate_only else _prepare_output(config, is_main=int(os.environ.get("RANK", "0")) == 0,
+                                                                log=log)
 
     rank, world, device = _dist_setup(config.device)
     torch.manual_seed(config.seed + rank)
     is_main = rank == 0
-    out = Path(config.output_dir)
+    out = staging or target  # a --force run trains beside the run it replaces, then swaps
     if resume_ckpt is not None:
         model = ckpt_io.model_from_checkpoint(resume_ckpt)
         spec = resume_ckpt.spec
@@ -292,7 +461,11 @@ def fit(config: TrainConfig, *, log=print) -> dict:
 
     start_epoch, tracker, history, last_step = 1, ParetoTracker(), [], -1
     if resume_ckpt is not None:
-        optimizer.load_state_dict(ckpt_io.optimizer_state(resume_ckpt))
+        try:
+            optimizer.load_state_dict(ckpt_io.optimizer_state(resume_ckpt))
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise TrainingError(f"{config.resume}: its optimizer state does not fit the model "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
         state = resume_ckpt.meta["resume_state"]
         start_epoch = state["epoch"] + 1
         last_step = state["scheduler_step"] - 1  # the scheduler steps once on construction
@@ -324,28 +497,23 @@ def fit(config: TrainConfig, *, log=print) -> dict:
                            drop_last=len(train) // world >= per_rank_batch),
                    total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", disable=None if is_main else True,
                    leave=False, mininterval=1.0)
+        shown = _LossDisplay(device)
         for step, (images, targets) in enumerate(bar):
             x = augment(normalize(images), gen)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                logits = ddp_model(x)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
             lam = rate_weight_at(epoch - 1 + step / steps_per_epoch, config.lambda_rate, config.rate_warmup_epochs)
-            if spec.ctnet and config.lambda_rate > 0:
-                rate = rate_proxy(model, qstep=config.qstep, steepness=config.steepness, grid=config.rate_grid,
-                                  bits=config.pixel_bit_depth or 8)["total"]
-                loss_total = loss + lam * (rate + config.lambda_alpha * l2_penalty(model))
+            loss_total, rate = step_loss(model, x, targets, config, lam, regularise=spec.ctnet and config.lambda_rate > 0,
+                                         forward=ddp_model)
+            if rate is not None:
                 rate_sum += rate.detach()
-            else:
-                loss_total = loss
             optimizer.zero_grad(set_to_none=True)
             loss_total.backward()
             optimizer.step()
             scheduler.step()
             loss_sum += loss_total.detach()
             if is_main and step % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss_total.detach()):.3f}")
+                shown.update(loss_total, bar)
         bar.close()
         mean_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(mean_loss):
@@ -373,6 +541,8 @@ def fit(config: TrainConfig, *, log=print) -> dict:
                 f"est {row['est_bytes_export'] / 1e6:.3f} MB ({row['ratio']:.1f}x) nonzero {row['nonzero']} "
                 f"{row['seconds']:.1f}s on {device_label(device)}")
         _barrier(world)
+    if is_main and out != target:
+        _finish_replace(out, target, log)
     if world > 1:
         dist.destroy_process_group()
     return row

@@ -4,7 +4,8 @@
 #   scripts/train_demo.sh DATA RUNS
 # DATA is the ImageNette root (e.g. ../shared/data/imagenette2-128), RUNS the output folder.
 # EXTRA (environment) is appended to every command, e.g. EXTRA="--limit-train 64 --device cpu"
-# for a smoke test; the *_EPOCHS variables shorten the schedule.
+# for a smoke test; the *_EPOCHS variables shorten the schedule. B18 (a ResNet-18 checkpoint)
+# skips training the ResNet-18 baseline and starts CTNet-18 from it.
 set -euo pipefail
 DATA=${1:?usage: train_demo.sh DATA RUNS}
 RUNS=${2:?usage: train_demo.sh DATA RUNS}
@@ -28,15 +29,19 @@ run() {  # name, args...: one training run, its log beside its output
 }
 
 # 1. plain baselines from scratch (rate off), in parallel
-run resnet18-plain --arch resnet18 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
-R18=$!
+B18=${B18:-}
+R18=
+if [[ -z "$B18" ]]; then
+  run resnet18-plain --arch resnet18 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
+  R18=$!
+fi
 R50=
 if [[ " $STAGES " == *" r50 "* ]]; then
   run resnet50-plain --arch resnet50 $BASELINE --epochs "$BASE_EPOCHS" --warmup-epochs $((BASE_EPOCHS / 5)) &
   R50=$!
 fi
-wait $R18
-B18="$RUNS/resnet18-plain/checkpoints/best.safetensors"
+if [[ -n "$R18" ]]; then wait $R18; fi
+B18=${B18:-"$RUNS/resnet18-plain/checkpoints/best.safetensors"}
 
 # 2. CTNet-18 from the baseline: λ sweep with the rate measured on the export grid, and the
 #    paper's fixed-q proxy (q = 0.1, noise, DCT dropout) for comparison

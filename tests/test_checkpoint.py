@@ -1,8 +1,10 @@
+import json
 import os
 import pickle
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from ctnet.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from ctnet.models import ModelSpec, build_model, ctnet18
@@ -84,7 +86,12 @@ def test_wrong_architecture_and_block_size(tmp_path):
 
 
 def test_newer_version_refused(tmp_path):
-    path = save_checkpoint(tmp_path / "a.safetensors", build_model(ModelSpec()),
-                           {"model": ModelSpec().to_dict(), "version": 99})
+    with pytest.raises(CheckpointError, match="newer"):  # not even written
+        save_checkpoint(tmp_path / "a.safetensors", build_model(ModelSpec()),
+                        {"model": ModelSpec().to_dict(), "version": 99})
+    path = tmp_path / "b.safetensors"
+    state = {f"model.{k}": v.contiguous() for k, v in build_model(ModelSpec()).state_dict().items()}
+    save_file(state, str(path), metadata={"ctnet": json.dumps({"format": "ctnet-checkpoint", "version": 99,
+                                                               "model": ModelSpec().to_dict()})})
     with pytest.raises(CheckpointError, match="newer"):
         read_checkpoint(path)

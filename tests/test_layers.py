@@ -91,3 +91,14 @@ def test_quant_linear_is_a_linear():
     q = QuantLinear.from_linear(copy.deepcopy(fc))
     x = torch.randn(2, 6)
     assert torch.equal(q(x), fc(x))
+
+
+def test_materialised_weight_is_the_inverse_dct_of_each_filter():
+    from ctnet import dct
+    for k in (3, (1, 3), 7):
+        layer = DCTConv2d.from_conv(nn.Conv2d(6, 4, k))
+        expected = dct.idct2(layer.weight_dct.double(), layer.c_h.double(), layer.c_w.double())
+        got = layer._weight_from_stored(layer.weight_dct)
+        assert got.shape == layer.weight_dct.shape and got.is_contiguous()
+        assert torch.allclose(got.double(), expected, atol=1e-6)
+        assert torch.allclose(layer.to_conv().weight.double(), expected, atol=1e-6)

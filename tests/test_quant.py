@@ -50,3 +50,76 @@ def test_entropy_of_constant_and_uniform_tiles():
     two_levels[:, :64] = 1.0
     bits, off_zero = entropy_bits(two_levels, 8)
     assert abs(bits - 128 * 128) < 1e-6 and off_zero == 128 * 64
+
+
+def _gather_reference(t, bits, tile=128):
+    """The pre-issue-13 fake quantisation: per-element gathers of scatter-reduced tile stats."""
+    from ctnet.quant import image_shape, tile_grid, tile_index
+    ids = tile_index(t.shape, tile).reshape(-1)
+    n = tile_grid(*image_shape(t.shape), tile)
+    flat = t.detach().float().reshape(-1)
+    lo = torch.zeros(n[0] * n[1]).scatter_reduce(0, ids, flat, "amin")
+    hi = torch.zeros(n[0] * n[1]).scatter_reduce(0, ids, flat, "amax")
+    scale = (hi - lo) / float(2**bits - 1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zp = torch.round(-lo / scale).clamp(0, 2**bits - 1)
+    step, zero = scale[ids].reshape(t.shape), zp[ids].reshape(t.shape)
+    levels = torch.clamp(torch.round(t.detach().float() / step) + zero, 0, 2**bits - 1) - zero
+    return (levels * step).to(t.dtype), scale, zp.to(torch.int64)
+
+
+def test_dense_tile_statistics_are_bit_exact_for_every_layout():
+    from ctnet.quant import export_step, tile_index, tile_params
+    g = torch.Generator().manual_seed(1)
+    for shape in [(64, 3, 7, 7), (130, 3, 3, 3), (300, 200), (256, 256), (10, 512), (700,), (1, 1, 3, 3)]:
+        for dtype in (torch.float32, torch.float64):
+            t = (torch.randn(shape, generator=g) * torch.rand(shape, generator=g)).to(dtype)
+            t[t.abs() < 0.1] = 0
+            for bits in (8, 10, 12):
+                ref, scale, zp = _gather_reference(t, bits)
+                got = fake_quantize(t, bits)
+                assert torch.equal(got, ref) and got.dtype == dtype and got.is_contiguous(), (shape, dtype, bits)
+                s2, z2 = tile_params(tensor_to_image(t), bits)
+                assert torch.equal(s2.reshape(-1), scale) and torch.equal(z2.reshape(-1), zp)
+                px, s, z = quantize_image(tensor_to_image(t), bits)
+                assert torch.equal(got.float(), image_to_tensor(dequantize_image(px, s, z), t.shape))
+        if len(shape) == 4:  # CUDA training keeps parameters channels-last
+            cl = t.float().contiguous(memory_format=torch.channels_last)
+            assert torch.equal(fake_quantize(cl, 8), _gather_reference(t.float(), 8)[0])
+            assert torch.equal(export_step(cl, 8), _gather_reference(t.float(), 8)[1][tile_index(shape)])
+    assert torch.equal(fake_quantize(torch.zeros(3, 3), 8), torch.zeros(3, 3))
+
+
+def test_shared_export_grids_compute_once_per_version(monkeypatch):
+    from ctnet import quant
+    calls = []
+    real = quant._grid_params
+    monkeypatch.setattr(quant, "_grid_params", lambda *a: calls.append(1) or real(*a))
+    p = torch.nn.Parameter(torch.randn(8, 4, 3, 3))
+    with quant.shared_export_grids():
+        q1 = quant.fake_quantize(p, 8)
+        step = quant.export_step(p, 8)
+        assert len(calls) == 1  # the STE and the rate proxy read the same statistics
+        quant.fake_quantize(p, 10)
+        assert len(calls) == 2  # other bit depth, other grid
+        with torch.no_grad():
+            p.mul_(2)  # an optimizer step: the version moves, the entry is stale
+        q2 = quant.fake_quantize(p, 8)
+        assert len(calls) == 3 and torch.equal(q2, 2 * q1) and step.shape == p.shape
+    quant.fake_quantize(p, 8)
+    quant.fake_quantize(p, 8)
+    assert len(calls) == 5  # outside the scope nothing is cached
+
+
+def test_compiled_export_simulation_is_bit_exact(monkeypatch):
+    import importlib
+    quant = importlib.import_module("ctnet.quant")
+    if not hasattr(torch, "compile"):
+        return
+    monkeypatch.setenv("CTNET_COMPILE", "1")  # every size through torch.compile (CPU: C++)
+    g = torch.Generator().manual_seed(2)
+    for shape, bits in [((64, 3, 7, 7), 8), ((300, 200), 8), ((20, 10, 3, 3), 10), ((700,), 12)]:
+        for magnitude in (1e-3, 1.0, 1e3):
+            t = torch.randn(shape, generator=g) * magnitude
+            assert torch.equal(quant.fake_quantize(t, bits), _gather_reference(t, bits)[0]), (shape, bits, magnitude)
+    assert quant._DECODE_COMPILED is not False  # it compiled (else it warned and ran eagerly)

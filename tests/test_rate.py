@@ -6,7 +6,7 @@ from torch import nn
 
 from ctnet.layers import DCTConv2d
 from ctnet.quant import export_step
-from ctnet.rate import l2_penalty, layer_rate, rate_proxy, rate_weight_at
+from ctnet.rate import l2_penalty, layer_rate, rate_proxy, rate_terms, rate_weight_at, regularisers
 
 
 def hand_rate(values, q, s, weights):
@@ -80,3 +80,51 @@ def test_l2_and_warmup():
     assert rate_weight_at(2.5, 1e-5, 5) == pytest.approx(5e-6)
     assert rate_weight_at(7.0, 1e-5, 5) == 1e-5
     assert rate_weight_at(0.0, 1e-5, 0) == 1e-5
+
+
+def _small_ctnet():
+    from ctnet.layers import ChannelDCTConv1x1, QuantConv2d
+    torch.manual_seed(0)
+    net = nn.Sequential(DCTConv2d.from_conv(nn.Conv2d(20, 50, 3)), ChannelDCTConv1x1.from_conv(nn.Conv2d(50, 40, 1)),
+                        QuantConv2d.from_conv(nn.Conv2d(40, 30, 1)), DCTConv2d.from_conv(nn.Conv2d(30, 140, 5)))
+    with torch.no_grad():
+        net[0].weight_dct[0, 0] = 0.0  # exact zeros: no rate gradient (|c| has none at 0)
+    return net
+
+
+@pytest.mark.parametrize("grid", ["qstep", "export"])
+@pytest.mark.parametrize("compiled", ["0", "1"])
+def test_fused_regularisers_match_the_autograd_reference(grid, compiled, monkeypatch):
+    monkeypatch.setenv("CTNET_COMPILE", compiled)
+    if compiled == "1" and not hasattr(torch, "compile"):
+        pytest.skip("no torch.compile")
+    net = _small_ctnet()
+    params = [c for _, c, _ in rate_terms(net)]
+    ref = sum(layer_rate(c, w, export_step(c, 8) if grid == "export" else 0.1, 10.0) for _, c, w in rate_terms(net))
+    l2_ref = l2_penalty(net)
+    ref_grads = torch.autograd.grad(ref + 0.5 * l2_ref, params)
+    penalty, rate = regularisers(net, alpha=0.5, grid=grid, bits=8)
+    assert not rate.requires_grad  # the rate alone is for the log
+    grads = torch.autograd.grad(penalty, params)
+    assert rate.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert penalty.item() == pytest.approx((ref + 0.5 * l2_ref).item(), rel=1e-5)
+    for a, b in zip(ref_grads, grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+    assert torch.all(grads[0][0, 0] == 0.0)
+    per_layer = rate_proxy(net, grid=grid, bits=8)["per_layer"]
+    assert list(per_layer) == ["0", "1", "2", "3"]
+    with torch.no_grad():
+        assert rate_proxy(net, grid=grid, bits=8)["total"].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_eager_cpu_chunks_add_up(monkeypatch):
+    from ctnet import rate as rate_mod
+    monkeypatch.setenv("CTNET_COMPILE", "0")
+    net = _small_ctnet()
+    whole = regularisers(net, alpha=0.5, grid="export")
+    whole_grads = torch.autograd.grad(whole[0], [c for _, c, _ in rate_terms(net)])
+    monkeypatch.setattr(rate_mod, "_CPU_CHUNK", 1000)  # many chunks
+    parts = regularisers(net, alpha=0.5, grid="export")
+    part_grads = torch.autograd.grad(parts[0], [c for _, c, _ in rate_terms(net)])
+    assert all(a.item() == pytest.approx(b.item(), rel=1e-6) for a, b in zip(whole, parts))
+    assert all(torch.equal(a, b) for a, b in zip(whole_grads, part_grads))

@@ -338,8 +338,8 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     decoded_model = _rebuild(checked, _unpack_tables(checked, raw_tables), decoded_levels)
 
     layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model)
-    layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn.nbytes * 3 // 4
-                         if settings.bn_mode == "affine" else bn.nbytes)
+    bn_packed = bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)  # bytes in the raw tables
+    layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn_packed)
     streams = [stream] if stream else []
     return Encoded(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,
                    manifest["fp32_bytes"])

@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
 MAIN = str(REPO / "app" / "main.py")
 PAGES = {"checkpoints": "../pages/checkpoints.py", "coefficients": "../pages/coefficients.py",
          "frames": "../pages/frames.py", "codec_lab": "../pages/codec_lab.py", "accuracy": "../pages/accuracy.py",
-         "rate_distortion": "../pages/rate_distortion.py"}
+         "compare": "../pages/compare.py", "rate_distortion": "../pages/rate_distortion.py"}
 
 from ctnet import api  # noqa: E402
 from ctnet.checkpoint import load_model  # noqa: E402

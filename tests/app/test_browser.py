@@ -1,12 +1,16 @@
 """The app in a real browser: `streamlit run` on a free localhost port, every page opened by
 headless Chromium (Debian's, which `.ci/run` installs) through Playwright; each page's key
-element must show and no Streamlit error block. Screenshots go to test-artifacts/browser/
-(and, with CTNET_SCREENSHOTS=docs, to docs/screenshots/ for the README)."""
+element must show and no Streamlit error block. The Codec lab's page is reloaded mid-encode
+and must still show the result; its URL, opened in a fresh browser context (a shared link),
+must show the same checkpoint and settings; at 800 px wide the lab's buttons stay on screen;
+no request leaves localhost. Screenshots go to test-artifacts/browser/ (and, with
+CTNET_SCREENSHOTS=docs, to docs/screenshots/ for the README)."""
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -23,10 +27,12 @@ PAGES = [
     ("frames", "video", None, 180),
     ("codec_lab", '[data-testid="stMetric"]', "encode", 300),
     ("accuracy", ".js-plotly-plot .heatmaplayer", "run", 300),
+    ("compare", '[data-testid="stDataFrame"]', None, 180),
     ("rate_distortion", ".js-plotly-plot .scatterlayer", None, 120),  # the demo ships its sweep
 ]
 URLS = {"checkpoints": "", "coefficients": "coefficients", "frames": "frames", "codec_lab": "codec-lab",
-        "accuracy": "accuracy", "rate_distortion": "rate-distortion"}
+        "accuracy": "accuracy", "compare": "compare", "rate_distortion": "rate-distortion"}
+LOCAL = {"127.0.0.1", "localhost"}
 
 
 @pytest.fixture(scope="module")
@@ -54,31 +60,74 @@ def test_every_page_in_chromium(server):
     except ImportError:
         pytest.fail("playwright is missing: `make test` installs it from requirements.txt")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    requests: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            context = browser.new_context(viewport={"width": 1400, "height": 1800})
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
             for name, key, action, timeout in PAGES:
                 page.goto(f"{server}/{URLS[name]}", wait_until="domcontentloaded")
                 page.wait_for_selector("h1", timeout=timeout * 1000)
                 if action == "encode":
                     page.get_by_text("Preset", exact=True).wait_for(timeout=timeout * 1000)
                     page.get_by_role("button", name="Encode", exact=True).click()
+                    page.get_by_text("Cancel", exact=True).first.wait_for(timeout=60_000)
+                    page.reload(wait_until="domcontentloaded")  # mid-encode: the job is found again
+                    page.wait_for_selector("h1", timeout=timeout * 1000)
                 elif action == "run":
-                    page.get_by_role("button", name="Run", exact=True).click()
+                    run = page.get_by_role("button", name="Run", exact=True)
+                    run.wait_for(timeout=timeout * 1000)
+                    if run.is_enabled():  # else the lab's encode was measured already, on the same images
+                        run.click()
                 page.wait_for_selector(key, state="attached", timeout=timeout * 1000)
+                if action == "encode":  # its sample top-1, measured in the background
+                    page.get_by_text("measuring…").wait_for(state="detached", timeout=timeout * 1000)
                 wait_idle(page, timeout, quiet_s=1.5, poll_ms=250)
                 shot = ARTIFACTS / f"{name}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert page.locator(ERRORS).count() == 0, \
                     f"{name}: error shown: {page.locator(ERRORS).first.inner_text()[:500]} (see {shot})"
                 title = page.locator("h1").first.inner_text()
-                assert title.startswith({"codec_lab": "Codec lab", "rate_distortion": "Rate–distortion"}.get(name, name.capitalize())), title
+                titles = {"codec_lab": "Codec lab", "rate_distortion": "Rate–distortion"}
+                assert title.startswith(titles.get(name, name.capitalize())), title
+                if name == "frames":  # Play steps through the frames by itself; the preview stays ≤ 512 px wide
+                    thumb = page.locator('[data-testid="stSlider"] input[type="range"]').last
+                    before = int(thumb.input_value())
+                    page.get_by_text("Play", exact=True).click()
+                    page.wait_for_timeout(4000)
+                    page.get_by_text("Play", exact=True).click()
+                    assert int(thumb.input_value()) != before, "Play did not advance the frames"
+                    box = page.locator("video").bounding_box()
+                    assert box is not None and box["width"] <= 520, box
+                if action == "encode":
+                    assert page.get_by_text("Encoded at ").count(), "the result of the encode is not shown"
+                    lab_url = page.url
                 if os.environ.get("CTNET_SCREENSHOTS") == "docs":
                     DOCS.mkdir(parents=True, exist_ok=True)
                     _small_png(shot, DOCS / f"{name}.png")
+
+            # a shared link (fresh context: no cookies, no session) opens the same checkpoint and
+            # settings, and finds the finished encode
+            assert "ckpt=" in lab_url, lab_url
+            other = browser.new_context(viewport={"width": 800, "height": 1400})
+            other.on("request", lambda r: requests.append(r.url))
+            narrow = other.new_page()
+            narrow.goto(lab_url, wait_until="domcontentloaded")
+            narrow.get_by_text("Encoded at ").first.wait_for(timeout=120_000)
+            wait_idle(narrow, 120, quiet_s=1.5, poll_ms=250)
+            narrow.screenshot(path=str(ARTIFACTS / "codec_lab_800px.png"), full_page=True)
+            # usable at 800 px: the lab's buttons are on screen, not cut off
+            for label in ("Encode", "Defaults"):
+                box = narrow.get_by_role("button", name=label, exact=True).bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 800, (label, box)
+            assert narrow.locator(ERRORS).count() == 0
         finally:
             browser.close()
+    outside = sorted({u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
+                      and urlparse(u).hostname not in LOCAL})
+    assert not outside, f"requests left localhost: {outside[:5]}"
 
 
 def _small_png(src: Path, dest: Path) -> None:

@@ -6,7 +6,6 @@ import io
 import av
 import numpy as np
 import pytest
-import torch
 
 from ctnet import api, export
 from ctnet import inspect as ci
@@ -25,31 +24,52 @@ def encoded(model_meta):
     return api.encode(model, meta, preset="ultrafast")
 
 
+def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
+    rows = ci.encode_layer_table(encoded["layers"])
+    conv = next(r for r in rows if r["layer"] == "layer1.0.conv1.weight_dct")
+    assert conv["bits/nz"] == pytest.approx(8 * conv["bytes"] / conv["non-zero"])
+    assert 0 < conv["H0 bits/nz"] < 32
+
+
 def test_frames_are_the_codecs_frames(model_meta, encoded):
-    """The Frames page's streams, similarity order and bytes are exactly the encoder's."""
-    model, _ = model_meta
-    streams = {s.name: s for s in ci.model_streams(model, bit_depth=8, tile=128)}
-    assert {f"{n}.mp4" for n in streams} == {s["file"] for s in encoded["streams"]}
-    for s in encoded["streams"]:
-        mine = streams[s["file"][:-4]]
-        order = ci.similarity_order(mine.frames)
-        assert s["order"] == [mine.ids[j] for j in order]
-        assert np.array_equal(encoded["frames_coded"][s["file"]], mine.frames[order])
-        assert sum(s["frame_bytes"]) <= s["bytes"]
-    assert ci.frame_bytes_from_streams(encoded["streams"]) == ci.frame_bytes_from_manifest(encoded["manifest"])
-    # the largest stream first: what the page opens on
-    assert ci.model_streams(model)[0].name == "w_128x128"
-
-
-def test_yuv420_frames_are_the_codecs_frames(model_meta):
-    """4:2:0 pads every tile to one square frame size: the page follows the codec's rule."""
+    """The Frames page's frames, plan and bytes are exactly the encoder's (format v2)."""
     model, meta = model_meta
-    enc = api.encode(model, meta, preset="ultrafast", pix_fmt="yuv420", order="natural")
-    streams = ci.model_streams(model, pix_fmt="yuv420")
-    assert [f"{s.name}.mp4" for s in streams] == [s["file"] for s in enc["streams"]]
-    for mine, theirs in zip(streams, enc["streams"]):
-        assert np.array_equal(enc["frames_coded"][theirs["file"]], mine.frames)
-        assert theirs["order"] == mine.ids
+    cf = ci.coded_frames(model, meta, encoded["settings"])
+    assert np.array_equal(cf.pixels, encoded["frames"])
+    assert cf.plan_frames == len(encoded["frame_info"])
+    assert cf.ids == [k for k, f in enumerate(encoded["frame_info"]) if f["coded"]]
+    assert [f["layer"] for f in cf.info] == [f["layer"] for f in encoded["frame_info"]]
+    assert cf.frame == 256 and cf.pixels.shape[1:] == (256, 256)
+    first = cf.labels[0]
+    assert first.startswith(cf.info[cf.ids[0]]["layer"]) and "rows" in first and "cols" in first
+    # bytes per layer from bytes per plan frame add up to the weight stream's
+    per_layer = ci.layer_bytes(encoded["frame_info"], [f["bytes"] for f in encoded["frame_info"]])
+    assert sum(per_layer.values()) == sum(sum(s["frame_bytes"]) for s in encoded["streams"])
+    for layer in encoded["layers"]:
+        if layer["kind"] == "weight":
+            assert per_layer.get(layer["name"], 0) == layer["bytes"]
+    view = ci.level_view(cf.pixels[:3], cf.container_bits)
+    assert view.dtype == np.uint8 and view.shape == cf.pixels[:3].shape
+
+
+def test_grid_counts_are_the_bundles(model_meta, encoded):
+    """Coefficients' default count (levels ≠ 0 on the export grid) is what the encoder codes."""
+    model, meta = model_meta
+    rows = {r["layer"]: r for r in ci.grid_stats(model, meta)}
+    for layer in encoded["layers"]:
+        if layer["kind"] == "weight":
+            assert rows[layer["name"]]["non-zero"] == layer["nonzero"]
+    assert sum(r["non-zero"] for r in rows.values()) == encoded["nonzero"]
+    summary = ci.layer_summary(model, meta)
+    assert {n: v["non-zero"] for n, v in summary.items()} == {n: r["non-zero"] for n, r in rows.items()}
+
+
+def test_compare_layers():
+    a = {"x": {"bytes": 100, "non-zero": 50}, "y": {"bytes": None, "non-zero": 10}}
+    b = {"x": {"bytes": 80, "non-zero": 40}}
+    rows = ci.compare_layers(a, b)
+    assert rows[0]["Δ bytes"] == -20 and rows[0]["bits/nz A"] == 16.0 and rows[0]["bits/nz B"] == 16.0
+    assert rows[1]["bytes B"] is None and rows[1]["Δ non-zero"] is None
 
 
 def test_reconstruction_errors_agree_with_the_encoder(model_meta, encoded):
@@ -142,14 +162,3 @@ def test_preview_mp4_plays_as_h264():
         video.preview_mp4([], 6)
     with pytest.raises(video.VideoError, match="expected uint8"):
         video.preview_mp4([frames[0], frames[0].astype(np.uint16)], 6)
-
-
-def test_bn_frames_join_only_as_video(model_meta):
-    model, _ = model_meta
-    plain = ci.model_streams(model)
-    with_bn = ci.model_streams(model, bn_bit_depth=12)
-    assert not any(s.kind == "bn" for s in plain)
-    bn = [s for s in with_bn if s.kind == "bn"]
-    assert bn and sum(len(s.ids) for s in bn) == sum(
-        -(-m.num_features // 128) for m in export.bn_layers(model).values())
-    assert torch.is_tensor(model.bn1.running_var)

@@ -1,0 +1,370 @@
+"""From a decoded CTNet to a model that ships without ctnet: a torchvision state dict
+(safetensors) or an ONNX graph.
+
+A bundle needs ctnet and PyAV to decode, and a CTNet re-derives its spatial weights from DCT
+coefficients; what a deployment wants is an ordinary ResNet. :func:`to_torchvision`
+materialises every stored tensor the way the CTNet's eval forward uses it (inverse DCT of
+``DCTConv2d``, channel-DCT blocks cropped back to the 1×1 matrix, the export simulation of
+``Quant*`` layers when it is on) and loads the result, strictly, into the torchvision network
+of the same architecture, so the plain model computes the CTNet's logits (checked in float64
+by the tests, as :func:`ctnet.models.replace_with_dct_convs` checks its conversion).
+
+What a user needs besides the weights travels with them as string metadata (safetensors
+header, ONNX ``metadata_props``): architecture, classes, label map, image size and the
+normalisation ``ctnet.data`` applies. The header deliberately has no ``ctnet`` key, which
+would mark it as a CTNet checkpoint; ``ctnet eval`` reads it as the plain model it is.
+
+``python -m ctnet.plain FILE --data DIR`` evaluates such a file the way a user would load it
+(torchvision for safetensors, onnxruntime for ONNX).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .checkpoint import atomic_path, save_checkpoint
+from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, label_map
+from .errors import CtnetError
+from .layers import DCT_LAYERS, QuantConv2d, QuantLinear
+from .models import swap_modules
+
+FORMATS = ("safetensors", "ctnet", "onnx")
+PLAIN_FORMAT = "torchvision-state-dict"
+# a ResNet needs nothing newer than opset 17, which every onnxruntime since 1.13 (2022) runs
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-4  # onnxruntime vs PyTorch, relative to max(1, max |logit|): float32 kernels differ
+PREPROCESS = ("RGB; shorter side resized to {size} px (bilinear), centre crop {size}x{size}; "
+              "x / 255, then (x - mean) / std per channel; NCHW float32")
+# ResNet variants torchvision builds, by block type and blocks per stage
+_RESNETS = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
+            ("Bottleneck", (3, 4, 6, 3)): "resnet50", ("Bottleneck", (3, 4, 23, 3)): "resnet101",
+            ("Bottleneck", (3, 8, 36, 3)): "resnet152"}
+
+
+class PlainExportError(CtnetError, ValueError):
+    """The model cannot be written as a plain torchvision / ONNX model; the message says why."""
+
+
+# --- conversion ------------------------------------------------------------------------------
+
+def _infer_arch(model: nn.Module) -> str:
+    try:
+        stages = [getattr(model, f"layer{i}") for i in range(1, 5)]
+        key = (type(stages[0][0]).__name__, tuple(len(s) for s in stages))
+    except (AttributeError, TypeError, IndexError):
+        raise PlainExportError(f"{type(model).__name__} is not a torchvision ResNet; "
+                               "torchvision cannot rebuild it") from None
+    if key not in _RESNETS:
+        raise PlainExportError(f"no torchvision ResNet has {key[0]} stages of {key[1]} blocks")
+    return _RESNETS[key]
+
+
+@torch.no_grad()
+def _plain_layer(layer: nn.Module) -> nn.Module | None:
+    """The ordinary conv/linear computing what ``layer`` (eval mode) computes, or None."""
+    if isinstance(layer, DCT_LAYERS):
+        # the export simulation in the layer's dtype (as its forward does), the inverse DCT in
+        # float64 so the float32 weights are the closest to the exact ones
+        stored = layer.stored_value(layer.weight_dct.detach())
+        plain = layer._empty_conv()
+        plain.weight.copy_(layer._weight_from_stored(stored.double()))
+        if layer.bias is not None:
+            plain.bias.copy_(layer.bias)
+    elif isinstance(layer, QuantConv2d):
+        plain = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
+    elif isinstance(layer, QuantLinear):
+        plain = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
+    else:
+        return None
+    if isinstance(layer, (QuantConv2d, QuantLinear)):
+        plain.weight.copy_(layer.stored_value(layer.weight.detach()))
+        if layer.bias is not None:
+            plain.bias.copy_(layer.stored_value(layer.bias.detach()))
+    return plain  # CPU float32, whatever the CTNet's device and dtype
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The torchvision state dict of ``model`` (a CTNet or a plain ResNet): CPU, float32."""
+    twin = copy.deepcopy(model).eval()
+    swap_modules(twin, _plain_layer)
+    leftover = sorted({type(m).__name__ for m in twin.modules() if hasattr(m, "weight_dct")})
+    if leftover:
+        raise PlainExportError(f"no plain equivalent of layer type(s) {', '.join(leftover)}")
+    return {k: v.detach().cpu().contiguous() for k, v in twin.state_dict().items()}
+
+
+def to_torchvision(model: nn.Module, arch: str | None = None) -> nn.Module:
+    """The torchvision ResNet (eval mode, CPU) with ``model``'s materialised weights.
+    ``arch`` (a torchvision model name, e.g. from the metadata) defaults to the one the
+    model's structure shows."""
+    arch = arch or _infer_arch(model)
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise PlainExportError(f"torchvision cannot build architecture {arch!r}")
+    fc = getattr(model, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        raise PlainExportError(f"{type(model).__name__} has no linear 'fc' head; not a torchvision ResNet")
+    state = plain_state_dict(model)
+    with torch.device("meta"):  # no time spent initialising weights that are replaced
+        net = torchvision.models.get_model(arch, weights=None, num_classes=fc.out_features)
+    try:
+        net.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        lines = [l.strip() for l in str(exc).splitlines()[1:3]]
+        raise PlainExportError(f"the weights do not fit torchvision's {arch} ({fc.out_features} classes): "
+                               + " ".join(lines)) from None
+    return net.eval()
+
+
+def _arch(meta: dict) -> str | None:
+    return (meta.get("model") or {}).get("arch")
+
+
+def plain_metadata(meta: dict, num_classes: int, arch: str) -> dict[str, str]:
+    """The string metadata that travels with the plain weights."""
+    labels = meta.get("label_map")
+    if labels is None:
+        try:
+            labels = label_map(num_classes)
+        except DatasetError:
+            labels = {}
+    size = int(meta.get("image_size", 128))
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else meta
+    from . import __version__
+    return {"format": PLAIN_FORMAT, "arch": arch, "num_classes": str(num_classes),
+            "label_map": json.dumps(labels), "image_size": str(size),
+            "mean": json.dumps(list(IMAGENET_MEAN)), "std": json.dumps(list(IMAGENET_STD)),
+            "preprocess": PREPROCESS.format(size=size),
+            "source": json.dumps({"producer": f"ctnet {__version__}", "from": meta.get("format", "checkpoint"),
+                                  "epoch": source.get("epoch"), "metrics": source.get("metrics")})}
+
+
+# --- writers ---------------------------------------------------------------------------------
+
+def save_plain(model: nn.Module, meta: dict, path: str | os.PathLike) -> Path:
+    """Write the torchvision state dict as safetensors (atomically), metadata in the header."""
+    from safetensors.torch import save_file
+    net = to_torchvision(model, _arch(meta))
+    arch = _arch(meta) or _infer_arch(model)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=plain_metadata(meta, net.fc.out_features, arch))
+    return Path(path)
+
+
+def save_ctnet(model: nn.Module, meta: dict, path: str | os.PathLike, *, origin: str | None = None) -> Path:
+    """Write a decoded model as a CTNet checkpoint (DCT coefficients), so training can resume
+    from it; the bundle's manifest is reduced to what a checkpoint carries."""
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    ckpt_meta = {"model": meta["model"], "image_size": int(meta.get("image_size", 128)),
+                 "pixel_bit_depth": int(meta.get("pixel_bit_depth", 0))}
+    for key in ("label_map", "epoch", "metrics"):
+        value = meta.get(key, source.get(key))
+        if value is not None:
+            ckpt_meta[key] = value
+    if meta.get("format") == "ctnet-bundle":
+        b = meta.get("bundle", {})
+        ckpt_meta["decoded_from"] = {"bundle": origin, "settings": meta.get("settings"),
+                                     "total_bytes": b.get("total_bytes"), "ratio": b.get("ratio")}
+    return save_checkpoint(path, model, ckpt_meta)
+
+
+def _export_onnx_bytes(net: nn.Module, size: int, opset: int) -> bytes:
+    # The TorchScript exporter (dynamo=False): a plain ResNet traces completely, it needs no
+    # onnxscript, and the same model gives the same graph every time; the torch.export one
+    # adds a dependency and a slower, version-sensitive path for no gain here.
+    buf = io.BytesIO()
+    x = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose
+        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return buf.getvalue()
+
+
+def export_onnx(model: nn.Module, meta: dict, path: str | os.PathLike, *, opset: int = ONNX_OPSET,
+                check_batch: torch.Tensor | None = None) -> tuple[Path, float | None]:
+    """Write the plain model as an ONNX graph (input ``input`` N×3×S×S, output ``logits``,
+    dynamic batch), checked with ``onnx.checker``, the metadata in ``metadata_props``. With
+    ``check_batch`` and onnxruntime importable, the graph is run on it before it is renamed
+    into place: → (path, max |onnxruntime − PyTorch logits|, or None when not run)."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise PlainExportError(f"ONNX export needs the onnx package ({exc}); pip install -r requirements.txt") from None
+    net = to_torchvision(model, _arch(meta))
+    arch = _arch(meta) or _infer_arch(model)
+    info = plain_metadata(meta, net.fc.out_features, arch)
+    proto = onnx.load_from_string(_export_onnx_bytes(net, int(info["image_size"]), opset))
+    for key, value in info.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "ctnet"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise PlainExportError(f"the exported ONNX graph does not validate: {str(exc).splitlines()[0]}") from None
+    diff = None
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+        if check_batch is not None:
+            diff = onnx_max_abs_diff(tmp, net, check_batch)
+    return Path(path), diff
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session of ``path`` (``threads`` intra-op threads, default its own
+    choice), or None when onnxruntime does not import."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_max_abs_diff(path: str | os.PathLike, net: nn.Module, x: torch.Tensor) -> float | None:
+    """max |onnxruntime logits − PyTorch logits| of the plain ``net`` on ``x``; None without
+    onnxruntime. Raises when the difference is beyond float32 kernel noise."""
+    session = onnx_session(path)
+    if session is None:
+        return None
+    got = torch.from_numpy(session.run(None, {"input": x.float().cpu().numpy()})[0])
+    with torch.no_grad():
+        want = net(x.float().cpu())
+    diff = float((got - want).abs().max())
+    if not diff <= ONNX_TOLERANCE * max(1.0, float(want.abs().max())):
+        raise PlainExportError(f"onnxruntime's logits differ from PyTorch's by {diff:.3g}")
+    return diff
+
+
+def write_model(model: nn.Module, meta: dict, path: str | os.PathLike, fmt: str, *, origin: str | None = None) -> Path:
+    """Write a decoded model in one of :data:`FORMATS` (atomically)."""
+    return Path(write_decoded(model, meta, path, fmt, origin=origin, check=False)["out"])
+
+
+def write_decoded(model: nn.Module, meta: dict, path: str | os.PathLike, fmt: str, *, origin: str | None = None,
+                  data=None, check: bool = True) -> dict:
+    """``ctnet decode --out``: write ``model`` as ``fmt``; an ONNX graph is first run once in
+    onnxruntime (when it imports) on one val image per class of ``data`` (else seeded noise).
+    → report {out, format, out_bytes[, onnx_opset, onnx_check_batch, onnx_max_abs_diff]}."""
+    report = {"format": fmt}
+    if fmt == "safetensors":
+        out = save_plain(model, meta, path)
+    elif fmt == "ctnet":
+        out = save_ctnet(model, meta, path, origin=origin)
+    elif fmt == "onnx":
+        x, what = _check_batch(data, meta) if check else (None, None)
+        out, diff = export_onnx(model, meta, path, check_batch=x)
+        report.update(onnx_opset=ONNX_OPSET, onnx_check_batch=what if diff is not None else None,
+                      onnx_max_abs_diff=diff)
+    else:
+        raise PlainExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return {"out": str(out), **report, "out_bytes": os.path.getsize(out)}
+
+
+def _check_batch(data, meta: dict) -> tuple[torch.Tensor, str]:
+    size = int(meta.get("image_size", 128))
+    if data:
+        from .data import decode_images, load_split, normalize
+        split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]), size=size, limit=10)
+        return normalize(decode_images(split.paths, size, workers=2)), f"{len(split)} val images"
+    return torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0)), "4 images of seeded noise"
+
+
+def check_destination(path: str | os.PathLike, fmt: str, force: bool) -> None:
+    """Refuse before any work is done: an unknown format, an existing file without
+    ``force``, a directory."""
+    if fmt not in FORMATS:
+        raise PlainExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    p = Path(path)
+    if p.is_dir():
+        raise PlainExportError(f"{p} is a directory; --out names the file to write")
+    if p.exists() and not force:
+        raise PlainExportError(f"{p} exists; pass --force to replace it")
+
+
+# --- reading back (what a user does, without ctnet's model classes) ----------------------------
+
+def load_plain(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(torchvision model in eval mode, metadata) of a file written by :func:`save_plain`."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            info = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PlainExportError(f"{path}: not a readable safetensors file ({exc})") from None
+    if info.get("format") != PLAIN_FORMAT:
+        raise PlainExportError(f"{path}: not a plain model written by ctnet decode (format {info.get('format')!r})")
+    net = torchvision.models.get_model(info["arch"], weights=None, num_classes=int(info["num_classes"]))
+    net.load_state_dict(state, strict=True)
+    return net.eval(), info
+
+
+class OnnxModule(nn.Module):
+    """An onnxruntime session behind ``nn.Module``'s call, so ``ctnet.evaluate`` runs it."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+
+    def forward(self, x):
+        return torch.from_numpy(self.session.run(None, {"input": x.float().cpu().numpy()})[0])
+
+
+def load_exported(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """An exported file (``.onnx`` via onnxruntime, else safetensors via torchvision) and its metadata."""
+    if Path(path).suffix.lower() != ".onnx":
+        return load_plain(path)
+    import onnx
+    info = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    session = onnx_session(path)
+    if session is None:
+        raise PlainExportError("evaluating an ONNX file needs onnxruntime; pip install -r requirements.txt")
+    return OnnxModule(session), info
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import _guarded, add_eval_args
+    p = argparse.ArgumentParser(prog="python -m ctnet.plain",
+                                description="Top-1/top-5 on ImageNette val of a model written by `ctnet decode --out` "
+                                            "(safetensors in torchvision, .onnx in onnxruntime).")
+    p.add_argument("file")
+    p.add_argument("--data", required=True, help="ImageNette root (its val/ is used)")
+    add_eval_args(p, workers=min(2, os.cpu_count() or 1))
+    args = p.parse_args(argv)
+
+    def run():
+        from .data import load_split
+        from .evaluate import evaluate, resolve_device
+        net, info = load_exported(args.file)
+        device = torch.device("cpu") if isinstance(net, OnnxModule) else resolve_device(args.device)
+        split = load_split(args.data, "val", num_classes=int(info["num_classes"]), size=int(info["image_size"]),
+                           limit=args.limit)
+        result = evaluate(net.to(device), split, device=device, batch_size=args.batch_size, workers=args.workers)
+        result["runtime"] = "onnxruntime" if isinstance(net, OnnxModule) else f"torchvision {torchvision.__version__}"
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{args.file}: top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} "
+                  f"images  ({result['runtime']}, {result['device']})")
+        return 0
+    return _guarded(p.prog, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""State that survives a reload: the current checkpoint and codec settings in the URL, and
+background jobs in the server's store, found again by a new session (a reload, a second
+tab, a shared link) instead of being lost or run twice."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from demo_fixture import MAIN, PAGES, REPO
+
+
+def session(params: dict | None = None, page: str | None = None) -> AppTest:
+    """A new browser session opening the app's URL with ``params``."""
+    at = AppTest.from_file(MAIN, default_timeout=240)
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page is not None:
+        at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def bundles(demo: Path) -> list[str]:
+    return sorted(str(p.relative_to(demo)) for p in demo.glob("runs/*/bundles/*"))
+
+
+def test_url_holds_checkpoint_and_settings_and_a_shared_link_restores_them(demo_env):
+    at = session()
+    first = at.session_state["current"]
+    assert at.query_params["ckpt"] == str(Path(first).relative_to(demo_env))
+    other = next(b for b in bundles(demo_env) if str(demo_env / b) != first)
+    at.selectbox(key="w_pick").set_value(str(demo_env / other)).run()
+    assert at.query_params["ckpt"] == other
+    at.switch_page(PAGES["codec_lab"]).run()
+    at.checkbox(key="w_lab_lossless").uncheck().run()
+    at.slider(key="w_lab_crf").set_value(30).run()
+    at.selectbox(key="w_lab_frame").set_value(128).run()
+    url = dict(at.query_params)
+    assert url == {"ckpt": other, "crf": "30", "frame": "128"}
+    # a reload / bookmark / shared link: a new session with that URL, on any page
+    again = session(url, "codec_lab")
+    assert again.session_state["current"] == str(demo_env / other)
+    assert again.session_state["lab_settings"]["crf"] == 30 and again.session_state["lab_settings"]["frame"] == 128
+    assert again.slider(key="w_lab_crf").value == 30 and not again.checkbox(key="w_lab_lossless").value
+    assert again.selectbox(key="w_lab_frame").value == 128
+
+
+def test_a_broken_link_says_so_and_opens_the_default(demo_env):
+    at = session({"ckpt": "runs/no-such-run/bundles/best", "frame": "100"})
+    text = " ".join(w.value for w in at.warning)
+    assert "could not be opened" in text and "frame size" in text
+    assert at.session_state["current"] is not None and str(demo_env) in at.session_state["current"]
+    assert at.session_state["lab_settings"]["frame"] == 256
+
+
+def test_a_reload_reattaches_to_a_running_encode(demo_env):
+    from app import state
+    url = {"preset": "ultrafast", "order": "natural"}
+    first = session(url, "codec_lab")
+    first.button(key="w_encode").click().run()
+    job = state.encode_job(first.session_state["current"], first.session_state["lab_settings"])
+    assert job is not None and not job.ok
+    # the page is reloaded mid-encode: a new session with the same URL finds the same job
+    second = session(dict(first.query_params), "codec_lab")
+    assert state.encode_job(second.session_state["current"], second.session_state["lab_settings"]) is job
+    assert second.button(key="w_encode").disabled  # not started twice
+    deadline = time.monotonic() + 240
+    while not job.done:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    second.run()
+    assert not second.exception and not second.error
+    assert any(s.value.startswith("Encoded at hevc · ultrafast") for s in second.subheader)
+    assert len(state.runner().jobs("encode", where=lambda j: j.key == job.key)) == 1
+
+
+def test_the_favicon_is_local():
+    """A Material or emoji page_icon makes the browser fetch the favicon from the internet."""
+    text = (REPO / "app" / "main.py").read_text()
+    assert 'page_icon=str(REPO / "app" / "favicon.png")' in text
+    assert (REPO / "app" / "favicon.png").stat().st_size < 4096
