@@ -271,7 +271,7 @@ def main(argv=None) -> int:
                                f"{TOLERANCE:.1f} pt of lossless)", "bytes": best["bytes"], "acc1": best["acc1"]})
 
     print(f"\n{label}; top-1 on {len(split)} ImageNette val images; {os.cpu_count()} CPU cores")
-    print(f"| method | bytes | ratio vs fp32 | top-1 |\n|---|---:|---:|---:|")
+    print("| method | bytes | ratio vs fp32 | top-1 |\n|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['bytes']:,} | {fp32 / r['bytes']:.1f}x | {r['acc1']:.2f} % |")
     print("\n| bits | CRF | bytes | ratio | top-1 | encode s |\n|---:|---:|---:|---:|---:|---:|")

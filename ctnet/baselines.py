@@ -16,7 +16,6 @@ put DIR on ``PYTHONPATH``. :func:`nncodec_status` says whether it can be used he
 from __future__ import annotations
 
 import copy
-import io
 import os
 import tempfile
 import time

@@ -110,7 +110,8 @@ def summary_main(argv: list[str] | None = None) -> int:
         else:
             print(f"{'group':<18}{'layers':>8}{'parameters':>14}{'fp32 bytes':>14}{'fp32 MiB':>10}")
             for r in rows:
-                print(f"{r['group']:<18}{r['layers']:>8}{r['parameters']:>14,}{r['fp32_bytes']:>14,}{r['fp32_bytes'] / 2**20:>10.1f}")
+                print(f"{r['group']:<18}{r['layers']:>8}{r['parameters']:>14,}{r['fp32_bytes']:>14,}"
+                      f"{r['fp32_bytes'] / 2**20:>10.1f}")
         return 0
     return _guarded("ctnet summary", run)
 
@@ -194,7 +195,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result))
         else:
-            print(f"top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} images  ({result['device']})")
+            print(f"top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} images  "
+                  f"({result['device']})")
         return 0
     return _guarded("ctnet eval", run)
 

@@ -416,10 +416,24 @@ def layer_summary(model: nn.Module, meta: dict) -> dict[str, dict]:
     return out
 
 
+def level_frequency_map(model: nn.Module, meta: dict, name: str, settings=None) -> np.ndarray | None:
+    """Fraction of non-zero levels on the export grid per frequency (k_h, k_w) of one spatial
+    DCT layer, over all its filters (a sparsity map of the layer); None for other tensors."""
+    from .codec import bundle as B
+    module = _owners(model).get(name)
+    if not (isinstance(module, DCTConv2d) and name.endswith("weight_dct")):
+        return None
+    s = _settings(settings).validate()
+    t = export.video_tensors(model)[name]
+    g = B.grid_of(name, t, s, 0, B.known_grid(meta, s).get(name))
+    lv = np.asarray(g.levels)
+    return (lv.reshape(-1, lv.shape[-2], lv.shape[-1]) != 0).mean(0)
+
+
 __all__ = ["CodedFrames", "FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL",
            "adjacent_mse", "coded_frames", "coefficient_image", "coefficient_tensors", "compare_layers",
            "encode_changes", "encode_layer_table", "frame_bytes_from_manifest", "frame_bytes_from_streams",
-           "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "layer_kind", "layer_stats",
+           "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "level_frequency_map", "layer_kind", "layer_stats",
            "layer_summary", "level_view", "log_magnitude", "magnitude_histogram", "max_pool", "nonzero",
            "reconstruction_errors", "similarity_order", "thumbnail_grid", "to_uint8", "upscale",
            "zero_levels"]

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import torch
 from torch import nn
 
 from .errors import CtnetError
@@ -542,4 +541,5 @@ def rd_main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Job", "RDError", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
-           "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key", "rd_main", "read_cache", "source_hash", "sweep"]
+           "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key", "rd_main",
+           "read_cache", "source_hash", "sweep"]

@@ -49,7 +49,8 @@ def _int(where: str, name: str, v, lo: int, hi: int) -> int:
         _fail(where, f"'{name}' must be an integer, not {type(v).__name__} {_short(v)}")
     if not lo <= v <= hi:  # comparisons of big ints are cheap; nothing else touches v first
         digits = len(str(abs(v))) if abs(v) < 10 ** 50 else "> 50"
-        _fail(where, f"'{name}' out of range [{lo}, {hi}]: " + (str(v) if abs(v) < 10 ** 20 else f"an integer of {digits} digits"))
+        _fail(where, f"'{name}' out of range [{lo}, {hi}]: "
+              + (str(v) if abs(v) < 10 ** 20 else f"an integer of {digits} digits"))
     return v
 
 

@@ -28,7 +28,6 @@ No PyAV here: this module is numpy only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,20 +298,3 @@ __all__ = ["FRAME_SIZES", "FramePlan", "LayerPlan", "ORDERS", "ORDER_CLASSES", "
            "order_classes", "permutation", "plane_geometry", "read_varints", "to_pixels", "to_planes", "unzigzag",
            "varints", "zigzag"]
 
-
-def _self_check() -> None:  # pragma: no cover - quick sanity when run as a script
-    rng = np.random.default_rng(0)
-    for shape in [(64, 3, 7, 7), (128, 64), (10,), (512, 512, 3, 3), (10, 512)]:
-        lev = (rng.random(shape) < 0.05) * rng.integers(-200, 200, shape)
-        plan = make_plan([("x", shape)], 128)
-        lp = plan.layers[0]
-        planes = to_planes(lev)
-        rc, cc = order_classes(planes) if lp.ordered else (None, None)
-        fr = layer_frames(planes, lp, rc, cc)
-        back = from_planes(layer_planes(fr, lp, rc, cc), shape)
-        assert np.array_equal(back, lev), shape
-    print("ok", math.pi)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _self_check()

@@ -64,6 +64,15 @@ def test_grid_counts_are_the_bundles(model_meta, encoded):
     assert {n: v["non-zero"] for n, v in summary.items()} == {n: r["non-zero"] for n, r in rows.items()}
 
 
+def test_sparsity_map_counts_the_grids_levels(model_meta):
+    model, meta = model_meta
+    rows = {r["layer"]: r for r in ci.grid_stats(model, meta)}
+    name = "layer2.0.conv1.weight_dct"
+    m = ci.level_frequency_map(model, meta, name)
+    assert m.shape == (3, 3) and round(m.sum() * rows[name]["values"] / m.size) == rows[name]["non-zero"]
+    assert ci.level_frequency_map(model, meta, "fc.weight") is None
+
+
 def test_compare_layers():
     a = {"x": {"bytes": 100, "non-zero": 50}, "y": {"bytes": None, "non-zero": 10}}
     b = {"x": {"bytes": 80, "non-zero": 40}}

@@ -233,12 +233,16 @@ def test_encode_compare_and_evaluate(demo_env):
     b = at.selectbox(key="w_cmp_b")
     assert b.format_func(b.value).startswith("lab encode:")  # default B: the latest encode of the current one
     assert {"bytes A", "bytes B", "Δ bytes", "bits/nz B"} <= set(at.dataframe[0].value.columns)
+    at.selectbox(key="w_cmp_layer").set_value("layer2.0.conv1.weight_dct").run()
+    ok(at)
+    assert any(m.value.startswith("**Sparsity map**") for m in at.markdown)
 
 
 def test_accuracy_on_the_sample_subset(demo_env):
     at = ok(app("accuracy"))
     at.number_input(key="w_acc_limit").set_value(20).run()
-    assert any(c.value.startswith("Run measures 1 model: ≈") for c in at.caption)  # an estimate before it starts
+    # an estimate before it starts (1 model, or 2 when the server holds an encode of this checkpoint)
+    assert any(c.value.startswith("Run measures ") and ": ≈" in c.value for c in at.caption)
     at.button(key="w_acc_run").click().run()
     ok(wait_for_jobs(at))
     row = at.dataframe[0].value.iloc[0]

@@ -82,3 +82,25 @@ def test_the_favicon_is_local():
     text = (REPO / "app" / "main.py").read_text()
     assert 'page_icon=str(REPO / "app" / "favicon.png")' in text
     assert (REPO / "app" / "favicon.png").stat().st_size < 4096
+
+
+def test_cancel_an_encode_from_the_lab(demo_env):
+    """Cancel (in the progress fragment) stops the job; the lab says so and Encode starts it again."""
+    from app import state
+    at = session({"preset": "ultrafast", "frame": "128"}, "codec_lab")
+    at.button(key="w_encode").click().run()
+    job = state.encode_job(at.session_state["current"], at.session_state["lab_settings"])
+    assert job is not None and job.running
+    at.button(key="lab_cancel_0").click().run()
+    deadline = time.monotonic() + 240
+    while not job.done:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    at.run()
+    assert job.cancelled and job.result() is None
+    assert any("was cancelled" in i.value for i in at.info)
+    assert not at.button(key="w_encode").disabled
+    at.button(key="w_encode").click().run()
+    again = state.encode_job(at.session_state["current"], at.session_state["lab_settings"])
+    assert again is not job and again.running or again.ok
+    state.cancel(again)
