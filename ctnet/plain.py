@@ -14,17 +14,15 @@ header, ONNX ``metadata_props``): architecture, classes, label map, image size a
 normalisation ``ctnet.data`` applies. The header deliberately has no ``ctnet`` key, which
 would mark it as a CTNet checkpoint; ``ctnet eval`` reads it as the plain model it is.
 
-``python -m ctnet.plain FILE --data DIR`` evaluates such a file the way a user would load it
+``ctnet eval FILE --data DIR`` (:func:`evaluate_exported`) evaluates such a file the way a user would load it
 (torchvision for safetensors, onnxruntime for ONNX).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import io
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -338,33 +336,32 @@ def load_exported(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     return OnnxModule(session), info
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import _guarded, add_eval_args
-    p = argparse.ArgumentParser(prog="python -m ctnet.plain",
-                                description="Top-1/top-5 on ImageNette val of a model written by `ctnet decode --out` "
-                                            "(safetensors in torchvision, .onnx in onnxruntime).")
-    p.add_argument("file")
-    p.add_argument("--data", required=True, help="ImageNette root (its val/ is used)")
-    add_eval_args(p, workers=min(2, os.cpu_count() or 1))
-    args = p.parse_args(argv)
-
-    def run():
-        from .data import load_split
-        from .evaluate import evaluate, resolve_device
-        net, info = load_exported(args.file)
-        device = torch.device("cpu") if isinstance(net, OnnxModule) else resolve_device(args.device)
-        split = load_split(args.data, "val", num_classes=int(info["num_classes"]), size=int(info["image_size"]),
-                           limit=args.limit)
-        result = evaluate(net.to(device), split, device=device, batch_size=args.batch_size, workers=args.workers)
-        result["runtime"] = "onnxruntime" if isinstance(net, OnnxModule) else f"torchvision {torchvision.__version__}"
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(f"{args.file}: top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} "
-                  f"images  ({result['runtime']}, {result['device']})")
-        return 0
-    return _guarded(p.prog, run)
+def is_exported(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file written by ``ctnet decode --out`` in the safetensors (plain
+    torchvision) or ONNX format, rather than a ctnet checkpoint."""
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        return True
+    if p.suffix.lower() != ".safetensors" or not p.is_file():
+        return False
+    try:
+        from safetensors import safe_open
+        with safe_open(str(p), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == PLAIN_FORMAT
+    except Exception:  # not readable here: the checkpoint reader will say why
+        return False
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def evaluate_exported(path: str | os.PathLike, data, *, limit=None, device="auto", batch_size=256, workers=2) -> dict:
+    """Top-1/top-5 of an exported file the way a user runs it: a safetensors file in
+    ``torchvision.models.get_model(arch)`` (no CTNet layer anywhere), an ``.onnx`` file in
+    onnxruntime's CPU provider; the images read exactly as ``ctnet eval`` reads them."""
+    from .data import load_split
+    from .evaluate import evaluate, resolve_device
+    net, info = load_exported(path)
+    onnx = isinstance(net, OnnxModule)
+    dev = torch.device("cpu") if onnx else resolve_device(device)
+    split = load_split(data, "val", num_classes=int(info["num_classes"]), size=int(info["image_size"]), limit=limit)
+    result = evaluate(net.to(dev), split, device=dev, batch_size=batch_size, workers=workers)
+    result["runtime"] = "onnxruntime" if onnx else f"torchvision {torchvision.__version__}"
+    return result

@@ -7,7 +7,7 @@ from codec_fixtures import sparse_ctnet18
 from ctnet import cli
 from ctnet.checkpoint import save_checkpoint
 from ctnet.codec import bundle as B
-from ctnet.codec.cli import add_codec_args, settings_from_args
+from ctnet.cli.codec import add_codec_args, settings_from_args
 
 
 @pytest.fixture(scope="module")

@@ -201,14 +201,15 @@ def test_evaluating_exported_files(tmp_path, shared_data, capsys):
     for name in ("m.safetensors", "m.onnx"):
         assert cli.main(["decode", str(DEMO), "--out", str(tmp_path / name)]) == 0
         capsys.readouterr()
-        assert plain.main([str(tmp_path / name), "--data", str(shared_data), "--limit", "20", "--workers", "0",
-                           "--json"]) == 0
+        assert cli.main(["eval", str(tmp_path / name), "--data", str(shared_data), "--limit", "20", "--workers", "0",
+                         "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["images"] == 20 and result["acc1"] >= 60
+        assert result["runtime"].startswith("onnxruntime" if name.endswith(".onnx") else "torchvision")
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
-    assert plain.main([str(tmp_path / "junk.safetensors"), "--data", str(shared_data)]) == 2
+    assert cli.main(["eval", str(tmp_path / "junk.safetensors"), "--data", str(shared_data)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m ctnet.plain: error: ") and "not a readable safetensors file" in err
+    assert err.startswith("ctnet eval: error: ") and "\n" not in err.strip()
 
 
 # --- bad input: one line, exit 2, nothing written --------------------------------------------

@@ -294,7 +294,7 @@ def test_best_at_floor_picks_the_smallest_point_per_codec_with_ratios_to_hevc():
 
 
 def test_default_codec_comes_from_the_environment(monkeypatch, source, tmp_path):
-    from ctnet.codec.cli import encode_main
+    from ctnet.cli.codec import encode_main
     monkeypatch.delenv("CTNET_CODEC", raising=False)
     assert V.default_codec() == "hevc"
     monkeypatch.setenv("CTNET_CODEC", "xz")

@@ -1,22 +1,12 @@
-"""The H.265 codec: tensors → frames (``frames``), frames → HEVC streams (``video``, the only
-module that imports PyAV), streams + manifest → a bundle directory (``bundle``), and the
-``ctnet encode/decode/profile/export`` commands (``cli``).
+"""The H.265 codec: the export grid as frames (``plan``, ``frames``), the side tables
+(``tables``), the typed manifest (``manifest``), the codec registry (``registry``), frames →
+streams (``video``, the only module that imports PyAV; ``planes`` for xz/zstd), and bundles
+(``bundle``; format v1 is read by ``v1``). Its commands live in :mod:`ctnet.cli.codec`.
 
 Importing this package does not import PyAV: training machines without it can still import
 ``ctnet`` and its CLI.
 """
 from __future__ import annotations
-
-from typing import Callable
-
-
-def command(name: str) -> Callable[[list[str] | None], int]:
-    """A ``main(argv)`` that imports ``ctnet.codec.cli`` (and so PyAV) only when run."""
-    def main(argv: list[str] | None = None) -> int:
-        from . import cli
-        return getattr(cli, name)(argv)
-    main.__name__ = name
-    return main
 
 
 def __getattr__(name: str):
@@ -26,4 +16,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["BundleError", "EncodeSettings", "command", "decode_files", "encode_model", "read_bundle", "write_bundle"]
+__all__ = ["BundleError", "EncodeSettings", "decode_files", "encode_model", "read_bundle", "write_bundle"]

@@ -1,4 +1,4 @@
-"""``ctnet encode | decode | profile | export``: each a ``main(argv)`` (see ``ctnet.cli``).
+"""``ctnet encode | decode | verify | profile | export``: each a ``main(argv)`` (see ``ctnet.cli``).
 
 ``ctnet export encode|decode|profile ...`` is the seed's spelling of the same commands
 (``export encode --arch resnet18 --crf 0 --bit-depth 8 --bn-bit-depth 12 --bn-crf 0
@@ -10,10 +10,10 @@ import argparse
 import json
 import time
 
-from ..cli import _guarded, add_eval_args
-from .manifest import BN_MODES, EncodeSettings
-from .plan import FRAME_SIZES, ORDERS
-from .registry import CODECS, PIX_FMTS, PRESETS, default_codec
+from ..codec.manifest import BN_MODES, EncodeSettings
+from ..codec.plan import FRAME_SIZES, ORDERS
+from ..codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
+from .common import _guarded, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
@@ -127,7 +127,7 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
             return _profile(args, settings, list(PRESETS))
         if not args.out:
             raise ValueError("--out DIR is required")
-        from .bundle import encode_model, write_bundle
+        from ..codec.bundle import encode_model, write_bundle
         model, meta = _load(args)
         encoded = encode_model(model, meta, settings)
         write_bundle(encoded, args.out, overwrite=args.force)
@@ -180,7 +180,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     args = p.parse_args(argv)
 
     def run():
-        from .bundle import read_bundle
+        from ..codec.bundle import read_bundle
         path = args.bundle or args.bundle_flag
         if not path:
             raise ValueError("no bundle directory given (DIR or --h265-dir)")
@@ -226,7 +226,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
 
 def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
     from dataclasses import replace
-    from .bundle import encode_model
+    from ..codec.bundle import encode_model
     if not CODECS[settings.codec].uses_preset:
         raise ValueError(f"{settings.codec} has no presets: it codes the same way whatever --preset says")
     model, meta = _load(args)
@@ -281,7 +281,7 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
     args = p.parse_args(argv)
 
     def run():
-        from .bundle import verify
+        from ..codec.bundle import verify
         r = verify(args.bundle)
         if args.json:
             print(json.dumps(r))
@@ -295,13 +295,6 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
                 print(f"note: {name} is not part of the bundle (counted in its size, never read)")
         return 0
     return _guarded(prog, run)
-
-
-# --- rd (ctnet/rd.py: rate–distortion sweeps over every codec) -------------------------------------
-
-def rd_main(argv: list[str] | None = None) -> int:
-    from ..rd import rd_main as main
-    return main(argv)
 
 
 # --- export (the seed's spelling) --------------------------------------------------------------
@@ -318,6 +311,6 @@ def export_main(argv: list[str] | None = None) -> int:
     return EXPORT_COMMANDS[argv[0]](argv[1:], prog=f"ctnet export {argv[0]}")
 
 
-__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "print_layers", "profile_main", "rd_main",
+__all__ = ["add_codec_args", "decode_main", "encode_main", "export_main", "print_layers", "profile_main",
            "verify_main",
            "settings_from_args"]

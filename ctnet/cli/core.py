@@ -1,94 +1,10 @@
-"""``ctnet <subcommand>``: each subcommand is a ``main(argv)`` so tests call it in-process.
-
-Errors the user can fix (bad flags, bad files, bad data) print one line naming the problem
-and exit with status 2; nothing is overwritten.
-"""
+"""``ctnet summary | train | eval | download``."""
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-import traceback
-from pathlib import Path
-from typing import Callable
 
-from .codec import command as codec_command
-from .errors import CtnetError
-
-# what a user can fix: ctnet's own errors (ctnet.errors.CtnetError), files that are missing
-# or cannot be written (OSError: no such file, permission, disk full), and the ValueErrors
-# ctnet's own code raises for bad flags. Anything else is a bug (exit status 1).
-USER_ERRORS: tuple[type[BaseException], ...] = (CtnetError, OSError, ValueError)
-BUG_EXIT = 1
-
-
-def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
-    """The flags of every command that evaluates on ImageNette val: --limit, --device,
-    --batch-size, --workers (default: up to 4, no more than the cores), --json."""
-    p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1) if workers is None else workers,
-                   help=workers_help or "data loader workers")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-_PACKAGE = str(Path(__file__).resolve().parent)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The message on one line (a worker's traceback or torch's advice must not flood the
-    terminal); long messages are cut."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = " ".join(lines) if len(lines) <= 3 else lines[0]
-    return (text[:500] + "…") if len(text) > 500 else (text or type(exc).__name__)
-
-
-def _fail(prog: str, exc: BaseException) -> int:
-    print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-    return 2
-
-
-def _raised_by_ctnet(exc: BaseException) -> bool:
-    """Whether the innermost Python frame that raised ``exc`` is ctnet's own code."""
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    return last is not None and os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE + os.sep)
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """A CtnetError, an OSError (missing file, permission, disk full) or a ValueError that
-    ctnet raised itself about its input; not a ValueError from deep inside torch or PIL."""
-    if isinstance(exc, (CtnetError, OSError)):
-        return True
-    return isinstance(exc, ValueError) and _raised_by_ctnet(exc)
-
-
-def _bug(prog: str, exc: BaseException) -> int:
-    if os.environ.get("CTNET_DEBUG"):
-        traceback.print_exception(exc)
-    what = "out of memory" if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() else "internal error"
-    hint = " (a smaller --batch-size or --device cpu may fit)" if what == "out of memory" else ""
-    print(f"{prog}: {what}: {type(exc).__name__}: {_one_line(exc)}{hint} — this is a bug or a limit ctnet does "
-          f"not check; please report it with the command line (CTNET_DEBUG=1 prints the traceback)", file=sys.stderr)
-    return BUG_EXIT
-
-
-def _guarded(prog: str, fn: Callable[[], int]) -> int:
-    """Run a command: a user error prints one line and exits 2, a bug one line and exits 1."""
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - every exception ends here: a one-line error or a bug report
-        if is_user_error(exc):
-            return _fail(prog, exc)
-        return _bug(prog, exc)
+from .common import _guarded, add_eval_args
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -103,7 +19,7 @@ def summary_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run():
-        from .models import ModelSpec, build_model, parameter_summary
+        from ..models import ModelSpec, build_model, parameter_summary
         rows = parameter_summary(build_model(ModelSpec(args.arch, args.num_classes, True, args.dct_block_size, args.plain_1x1)))
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -119,7 +35,7 @@ def summary_main(argv: list[str] | None = None) -> int:
 # --- train -----------------------------------------------------------------------------------
 
 def train_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from ..train import TrainConfig
     d = TrainConfig(data="")
     p = argparse.ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
     p.add_argument("data", help="ImageNette root holding train/ and val/ WNID folders")
@@ -170,7 +86,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
 
     def run():
-        from .train import TrainConfig, fit
+        from ..train import TrainConfig, fit
         config = TrainConfig(**vars(args))
         result = fit(config)
         if config.evaluate_only:
@@ -182,21 +98,26 @@ def train_main(argv: list[str] | None = None) -> int:
 # --- eval ------------------------------------------------------------------------------------
 
 def eval_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 of a checkpoint on ImageNette val.")
-    p.add_argument("checkpoint")
+    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on ImageNette val of a checkpoint, a bundle, "
+                                "or a file written by `ctnet decode --out` (plain safetensors in torchvision, "
+                                ".onnx in onnxruntime).")
+    p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
     p.add_argument("--data", required=True, help="ImageNette root (its val/ is used) or a folder of WNID folders")
     add_eval_args(p)
     args = p.parse_args(argv)
 
     def run():
-        from .api import evaluate_path
-        result = evaluate_path(args.checkpoint, args.data, limit=args.limit, device=args.device,
-                               batch_size=args.batch_size, workers=args.workers)
+        from ..api import evaluate_path
+        from ..plain import evaluate_exported, is_exported
+        evaluate_any = evaluate_exported if is_exported(args.checkpoint) else evaluate_path
+        result = evaluate_any(args.checkpoint, args.data, limit=args.limit, device=args.device,
+                              batch_size=args.batch_size, workers=args.workers)
         if args.json:
             print(json.dumps(result))
         else:
+            runtime = f", {result['runtime']}" if "runtime" in result else ""
             print(f"top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} images  "
-                  f"({result['device']})")
+                  f"({result['device']}{runtime})")
         return 0
     return _guarded("ctnet eval", run)
 
@@ -213,7 +134,7 @@ def download_main(argv: list[str] | None = None) -> int:
 
     def run():
         from tqdm import tqdm
-        from .data import download_imagenette
+        from ..data import download_imagenette
         bar = tqdm(unit="B", unit_scale=True, desc="download")
 
         def progress(done, total):
@@ -227,28 +148,3 @@ def download_main(argv: list[str] | None = None) -> int:
         print(path)
         return 0
     return _guarded("ctnet download", run)
-
-
-COMMANDS: dict[str, Callable[[list[str] | None], int]] = {
-    "summary": summary_main,
-    "train": train_main,
-    "eval": eval_main,
-    "download": download_main,
-    # the codec's commands (ctnet/codec/cli.py) import PyAV only when run
-    "encode": codec_command("encode_main"),
-    "decode": codec_command("decode_main"),
-    "profile": codec_command("profile_main"),
-    "export": codec_command("export_main"),
-    "rd": codec_command("rd_main"),  # ctnet/rd.py: rate–distortion curves of every codec
-    "verify": codec_command("verify_main"),  # a bundle's digest and members, without decoding
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        names = ", ".join(COMMANDS)
-        print(f"usage: ctnet <command> [options]\ncommands: {names}\n'ctnet <command> --help' for details",
-              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])

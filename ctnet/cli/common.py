@@ -1,0 +1,86 @@
+"""What every ``ctnet`` command shares: one-line errors (exit 2 for what the user can fix,
+1 for a bug) and the evaluation flags."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from ..errors import CtnetError
+
+# what a user can fix: ctnet's own errors (ctnet.errors.CtnetError), files that are missing
+# or cannot be written (OSError: no such file, permission, disk full), and the ValueErrors
+# ctnet's own code raises for bad flags. Anything else is a bug (exit status 1).
+USER_ERRORS: tuple[type[BaseException], ...] = (CtnetError, OSError, ValueError)
+BUG_EXIT = 1
+
+
+def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
+    """The flags of every command that evaluates on ImageNette val: --limit, --device,
+    --batch-size, --workers (default: up to 4, no more than the cores), --json."""
+    p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1) if workers is None else workers,
+                   help=workers_help or "data loader workers")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])  # ctnet/
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (a worker's traceback or torch's advice must not flood the
+    terminal); long messages are cut."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " ".join(lines) if len(lines) <= 3 else lines[0]
+    return (text[:500] + "…") if len(text) > 500 else (text or type(exc).__name__)
+
+
+def _fail(prog: str, exc: BaseException) -> int:
+    print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+    return 2
+
+
+def _raised_by_ctnet(exc: BaseException) -> bool:
+    """Whether the innermost Python frame that raised ``exc`` is ctnet's own code."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE + os.sep)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """A CtnetError, an OSError (missing file, permission, disk full) or a ValueError that
+    ctnet raised itself about its input; not a ValueError from deep inside torch or PIL."""
+    if isinstance(exc, (CtnetError, OSError)):
+        return True
+    return isinstance(exc, ValueError) and _raised_by_ctnet(exc)
+
+
+def _bug(prog: str, exc: BaseException) -> int:
+    if os.environ.get("CTNET_DEBUG"):
+        traceback.print_exception(exc)
+    what = "out of memory" if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() else "internal error"
+    hint = " (a smaller --batch-size or --device cpu may fit)" if what == "out of memory" else ""
+    print(f"{prog}: {what}: {type(exc).__name__}: {_one_line(exc)}{hint} — this is a bug or a limit ctnet does "
+          f"not check; please report it with the command line (CTNET_DEBUG=1 prints the traceback)", file=sys.stderr)
+    return BUG_EXIT
+
+
+def _guarded(prog: str, fn: Callable[[], int]) -> int:
+    """Run a command: a user error prints one line and exits 2, a bug one line and exits 1."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every exception ends here: a one-line error or a bug report
+        if is_user_error(exc):
+            return _fail(prog, exc)
+        return _bug(prog, exc)
