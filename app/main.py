@@ -1,7 +1,9 @@
 """CTNet explorer: ``streamlit run app/main.py`` (``make app``).
 
-Six pages (``pages/``), one current checkpoint shared by all of them, the embedded demo in
-``assets/demo`` (or ``$CTNET_DEMO_DIR``) opened by default.
+Seven pages (``pages/``), one current checkpoint shared by all of them, the embedded demo in
+``assets/demo`` (or ``$CTNET_DEMO_DIR``) opened by default. The current checkpoint and the
+codec settings live in the URL, so a reload, back/forward, a bookmark or a shared link
+restores them; background jobs live on the server (``app/jobs.py``), so a reload re-attaches.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import streamlit as st  # noqa: E402
 
 from app import state, ui  # noqa: E402
 
-st.set_page_config(page_title="CTNet explorer", page_icon=":material/movie:", layout="wide")
+# a local image: a Material or emoji page_icon makes the browser fetch the favicon from the internet
+st.set_page_config(page_title="CTNet explorer", page_icon=str(REPO / "app" / "favicon.png"), layout="wide")
 state.init_session()
-state.collect_job()
+state.read_url()
 ui.choose_default()
 
 PAGES = REPO / "pages"
@@ -29,8 +32,10 @@ nav = st.navigation([
     st.Page(PAGES / "frames.py", title="Frames", icon=":material/movie:", url_path="frames"),
     st.Page(PAGES / "codec_lab.py", title="Codec lab", icon=":material/science:", url_path="codec-lab"),
     st.Page(PAGES / "accuracy.py", title="Accuracy", icon=":material/target:", url_path="accuracy"),
+    st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page(PAGES / "rate_distortion.py", title="Rate–distortion", icon=":material/show_chart:",
             url_path="rate-distortion"),
 ])
 ui.sidebar()
+state.write_url()  # pages that change it in their body (Codec lab, uploads) write it again
 nav.run()

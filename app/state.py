@@ -1,49 +1,55 @@
-"""The app's one place for session keys, and the cached wrappers around ctnet.
+"""The app's one place for session keys, the URL, and the cached wrappers around ctnet.
 
-Loaded models are cached with ``st.cache_resource`` (shared by every session) and treated
-as read-only: nothing in the app trains, moves or edits them; evaluation on another device
-works on a copy. Derived arrays are cached with ``st.cache_data``, keyed by the model's
-path and file stamp. Re-encoding runs in a worker thread (one at a time for the whole
-server, so two encodes never fight over the two cores) and lands in the session when done,
-so the other pages stay usable meanwhile.
+Loaded models are cached with ``st.cache_resource`` (shared by every session, at most
+``MAX_MODELS`` of them: an LRU bounds the server's memory) and treated as read-only: nothing
+in the app trains, moves or edits them; evaluation on another device works on a copy.
+Derived arrays are cached with ``st.cache_data``, keyed by the model's path and file stamp.
+
+Background work (encodes, accuracy runs, RD sweeps) goes through one runner, ``app.jobs``,
+whose jobs are keyed by what decides their result — the checkpoint's *content* hash, the
+codec settings, the data — in a server-wide store: a reload, a second tab or a shared link
+finds a running or finished job again. What a reload must restore (current checkpoint,
+codec settings; the page is the URL's path) is kept in the URL's query parameters.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
+import re
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 import torch
 
+from app import forms
+from app.jobs import Job, Runner
 from ctnet import api, runs
 from ctnet import inspect as ci
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_ENV = "CTNET_DEMO_DIR"
+MAX_MODELS = 6  # decoded models kept by the server (CTNet-18: ~45 MB each)
 
 # --- session keys (all of them) ----------------------------------------------------------------
 RUN_ROOT = "run_root"  # folder the Checkpoints page browses
 CURRENT = "current"  # path of the current checkpoint file or bundle folder, for every page
 UPLOADS = "uploads"  # [(label, path)] of this session's uploaded checkpoints and bundles
-UPLOAD_DIR = "upload_dir"  # this session's folder for uploads
 UPLOAD_SEEN = "upload_seen"  # file id of the last upload handled, so a rerun does not redo it
 NOTICE = "notice"  # (level, text) to show once on the next run (e.g. after a failed selection)
-LAB_SETTINGS = "lab_settings"  # EncodeSettings fields the Codec lab encodes with
-LAB_JOB = "lab_job"  # the running EncodeJob, if any
-LAB_RESULT = "lab_result"  # the latest finished encode (dict, see _encode_job)
-LAB_PREVIOUS = "lab_previous"  # the one before it, same source: layers and totals only
-LAB_ERROR = "lab_error"  # why the last encode failed
+LAB_SETTINGS = "lab_settings"  # EncodeSettings fields (dict) the Codec lab encodes with
+LAB_ENCODES = "lab_encodes"  # job keys of this session's encodes, oldest first
+URL_READ = "url_read"  # the URL's state was read into this session
 ACC_SOURCE = "acc_source"  # "sample" or "path"
 ACC_PATH = "acc_path"  # full ImageNette path typed by the user
 ACC_LIMIT = "acc_limit"  # images to evaluate (0 = all)
 ACC_DEVICE = "acc_device"
+ACC_PICK = "acc_pick"  # which decoded model the Accuracy page measures (an encode job key, or "loaded")
+COMPARE = "compare"  # the two models of the Compare page
 
 # widget keys: widgets own their values only while rendered, so values that must survive a
 # page change are copied into the keys above
@@ -51,17 +57,20 @@ W_ROOT = "w_root"
 W_PICK = "w_pick"
 W_PARETO = "w_pareto"
 W_PARETO_Y = "w_pareto_y"
+W_PARETO_X = "w_pareto_x"
 W_UPLOAD = "w_upload"
+W_GRID = "w_grid"
 W_Q = "w_q"
 W_LAYER = "w_layer"
-W_STREAM = "w_stream"
-W_SCRUB_ORDER = "w_scrub_order"
-W_SCRUB = "w_scrub"
+W_FRAME = "w_frame"
+W_THUMBS = "w_thumbs"
+W_PLAY = "w_play"
 W_FPS = "w_fps"
 W_VIEW = "w_view"
-W_LAB = {name: f"w_lab_{name}" for name in ("codec", "lossless", "crf", "bit_depth", "pix_fmt", "preset", "dither", "seed",
-                                            "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")}
 W_ENCODE = "w_encode"
+W_CANCEL = "w_cancel"
+W_ACC_PICK = "w_acc_pick"
+W_CMP = {"a": "w_cmp_a", "b": "w_cmp_b"}
 # the data choice (shared ACC_* values) as each page's widgets hold it
 W_ACC_DATA = {"source": "w_acc_source", "path": "w_acc_path", "limit": "w_acc_limit", "device": "w_acc_device"}
 W_RD_DATA = {"source": "w_rd_source", "path": "w_rd_path", "limit": "w_rd_limit", "device": "w_rd_device"}
@@ -69,15 +78,10 @@ W_RD = {name: f"w_rd_{name}" for name in ("codecs", "bits", "lossy", "baselines"
 RD_FLOOR_DEFAULT = "rd_floor_default"  # the floor the Rate–distortion page last proposed
 W_ACC_RUN = "w_acc_run"
 
-LAB_DEFAULTS = {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium", "dither": 0.0, "seed": 0,
-                "bn_mode": "raw", "bn_crf": 0, "bn_bit_depth": 12, "order": "similarity", "tile": 128}
-
 
 def lab_defaults() -> dict:
-    """The Codec lab's first settings: HEVC, or the codec ``$CTNET_CODEC`` names."""
-    from ctnet.codec.video import CODECS, default_codec
-    codec = default_codec()
-    return {**LAB_DEFAULTS, "codec": codec, "pix_fmt": CODECS[codec].pix_fmts[0]}
+    """The Codec lab's first settings: EncodeSettings' defaults (codec: ``$CTNET_CODEC``)."""
+    return forms.defaults()
 
 
 def demo_dir() -> Path:
@@ -100,17 +104,84 @@ def init_session() -> None:
         try:
             ss[LAB_SETTINGS] = lab_defaults()
         except ValueError as exc:  # a bad $CTNET_CODEC: say so, start from HEVC
-            ss[LAB_SETTINGS] = dict(LAB_DEFAULTS)
+            from ctnet.codec.manifest import EncodeSettings
+            ss[LAB_SETTINGS] = EncodeSettings().to_dict()
             ss[NOTICE] = ("error", str(exc))
-    ss.setdefault(LAB_JOB, None)
-    ss.setdefault(LAB_RESULT, None)
-    ss.setdefault(LAB_PREVIOUS, None)
-    ss.setdefault(LAB_ERROR, None)
+    ss.setdefault(LAB_ENCODES, [])
     ss.setdefault(ACC_SOURCE, "sample")
     ss.setdefault(ACC_PATH, "")
     ss.setdefault(ACC_LIMIT, 0)
     ss.setdefault(ACC_DEVICE, "auto")
-    ss.setdefault(UPLOAD_DIR, None)  # made on the first upload
+    ss.setdefault(ACC_PICK, None)
+    ss.setdefault(COMPARE, {"a": None, "b": None})
+
+
+# --- the URL: current checkpoint and codec settings ------------------------------------------------
+
+def url_name(path: str | None) -> str | None:
+    """How the URL names a checkpoint: relative to the demo, ``upload:<hash>``, or its path."""
+    if path is None:
+        return None
+    for h, (_, p) in _uploads().items():
+        if p == path:
+            return f"upload:{h}"
+    try:
+        return str(Path(path).relative_to(demo_dir()))
+    except ValueError:
+        return path
+
+
+def from_url_name(name: str) -> str | None:
+    if name.startswith("upload:"):
+        hit = _uploads().get(name[len("upload:"):])
+        return hit[1] if hit else None
+    p = Path(name)
+    return str(p if p.is_absolute() else demo_dir() / p)
+
+
+def read_url() -> None:
+    """Once per session (first run, a reload, a shared link): the URL's checkpoint and codec
+    settings become the session's."""
+    ss = st.session_state
+    if ss.get(URL_READ):
+        return
+    ss[URL_READ] = True
+    params = st.query_params.to_dict()
+    problems = []
+    settings, reason = forms.from_query(params)
+    if reason is None:
+        ss[LAB_SETTINGS] = settings
+    else:
+        problems.append(reason[0].upper() + reason[1:])
+    root = params.get("root")
+    if root and Path(root).is_dir():
+        ss[RUN_ROOT] = root
+    name = params.get("ckpt")
+    if name:
+        path = from_url_name(name)
+        why = "it is no longer on this server" if path is None else select(path)
+        if why is not None:
+            problems.append(f"The link's checkpoint ({name}) could not be opened: {why}. The default checkpoint "
+                            "is shown.")
+        elif name.startswith("upload:"):
+            label, p = _uploads()[name[len("upload:"):]]
+            remember_upload(label, p)
+    if problems:
+        ss[NOTICE] = ("warning", " ".join(problems))
+
+
+def write_url() -> None:
+    """The session's checkpoint and codec settings into the URL (every run; the page is the
+    URL's path)."""
+    ss = st.session_state
+    want = {**forms.to_query(ss.get(LAB_SETTINGS) or lab_defaults())}
+    name = url_name(current())
+    if name:
+        want["ckpt"] = name
+    if ss.get(RUN_ROOT) and ss[RUN_ROOT] != str(demo_dir()):
+        want["root"] = ss[RUN_ROOT]
+    if st.query_params.to_dict() != want:
+        st.query_params.from_dict(want)
 
 
 # --- runs and models ---------------------------------------------------------------------------
@@ -128,7 +199,7 @@ def catalog(root: str | os.PathLike) -> list[runs.Run]:
     return _catalog(str(root), runs.catalog_stamp(root))
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
+@st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
 def _load(path: str, stamp: tuple):
     model, meta = api.load_any(path)
     model.requires_grad_(False)  # nothing here trains it
@@ -156,6 +227,8 @@ def current_key() -> tuple | None:
 def select(path: str) -> str | None:
     """Make ``path`` the current checkpoint if it loads; else keep the previous one and
     return the reason."""
+    if not os.path.exists(path):
+        return f"{describe(path)} does not exist"
     try:
         load(path)
     except Exception as exc:  # the loaders' errors name the problem; the app stays up
@@ -166,7 +239,9 @@ def select(path: str) -> str | None:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if len(text) > 600 else text
+    text = text.splitlines()[0] if len(text) > 600 else text
+    root = str(_upload_root())  # the server's upload folder: not the user's business
+    return re.sub(re.escape(root) + r"(/[0-9a-f]{16})?/?", "", text)
 
 
 def describe(path: str | None) -> str:
@@ -176,16 +251,42 @@ def describe(path: str | None) -> str:
     for label, p in st.session_state.get(UPLOADS, []):
         if p == path:
             return f"uploaded: {label}"
+    for label, p in _uploads().values():
+        if p == path:
+            return f"uploaded: {label}"
     p = Path(path)
     if p.parent.name in (runs.CHECKPOINT_DIR, runs.BUNDLE_DIR):
         return f"{p.parent.parent.name} · {p.stem if p.is_file() else p.name}" + (" (bundle)" if p.is_dir() else "")
     return p.name
 
 
+# --- uploads: kept for the server's lifetime under their content hash ----------------------------------
+
+@st.cache_resource
+def _upload_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="ctnet-uploads-"))
+
+
+@st.cache_resource
+def _uploads() -> dict[str, tuple[str, str]]:
+    """content hash (16 hex) → (file name, path of the imported checkpoint or bundle)."""
+    return {}
+
+
 def import_upload(name: str, data: bytes) -> str:
-    if st.session_state[UPLOAD_DIR] is None:
-        st.session_state[UPLOAD_DIR] = tempfile.mkdtemp(prefix="ctnet-uploads-")
-    return str(runs.import_upload(name, data, st.session_state[UPLOAD_DIR]))
+    """Import an uploaded file once per content (raises ``runs.RunError`` naming the
+    problem, without the server's folder in it)."""
+    h = hashlib.sha256(data).hexdigest()[:16]
+    known = _uploads().get(h)
+    if known is not None and os.path.exists(known[1]):
+        return known[1]
+    folder = _upload_root() / h
+    try:
+        path = str(runs.import_upload(name, data, folder))
+    except runs.RunError as exc:
+        raise runs.RunError(_reason(exc)) from None
+    _uploads()[h] = (name, path)
+    return path
 
 
 def remember_upload(label: str, path: str) -> None:
@@ -203,11 +304,38 @@ def default_entry(entries: list[runs.Entry]) -> runs.Entry | None:
     return entries[0] if entries else None
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def source_digest(path: str, stamp: tuple) -> str:
+    from ctnet import rd
+    return rd.source_hash(path)
+
+
+def digest(path: str) -> str:
+    """Content hash of a checkpoint file or bundle folder (what job keys name it by)."""
+    return source_digest(path, runs.stamp(path))
+
+
 # --- derived arrays (st.cache_data: keyed by the checkpoint's stamp) -----------------------------
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def layer_stats(key: tuple, q: float, _model) -> list[dict]:
     return ci.layer_stats(_model, q)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def grid_stats(key: tuple, _model, _meta) -> list[dict]:
+    return ci.grid_stats(_model, _meta)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layer_summary(key: tuple, _model, _meta) -> dict[str, dict]:
+    return ci.layer_summary(_model, _meta)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def level_frequency_map(key: tuple, name: str, _model, _meta, _settings):
+    """``key``: what names the model (its file stamp, or an encode's job key)."""
+    return ci.level_frequency_map(_model, _meta, name, _settings)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -225,191 +353,141 @@ def histogram(key: tuple, name: str, q: float, _model):
     return ci.magnitude_histogram(ci.coefficient_tensors(_model)[name], q)
 
 
-def layout_of(settings: dict) -> dict:
-    """The settings that decide how tensors become frames (not how frames are coded)."""
-    return {"codec": settings["codec"], "bit_depth": settings["bit_depth"], "tile": settings["tile"],
-            "pix_fmt": settings["pix_fmt"],
-            "dither": settings["dither"], "seed": settings["seed"],
-            "bn_bit_depth": settings["bn_bit_depth"] if settings["bn_mode"] == "video" else None}
+def layout_of(settings: dict) -> tuple:
+    """The settings that decide how levels become frames (not how frames are coded)."""
+    return tuple((k, settings[k]) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile"))
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def streams(key: tuple, layout: tuple, _model) -> list[ci.Stream]:
-    return ci.model_streams(_model, **dict(layout))
+@st.cache_resource(max_entries=3, show_spinner=False)
+def coded_frames(key: tuple, layout: tuple, _model, _meta, _settings: dict) -> ci.CodedFrames:
+    """The frames the codec sees under these settings (shared, read-only)."""
+    return ci.coded_frames(_model, _meta, _settings)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def similarity_order(key: tuple, layout: tuple, stream: str, _frames: np.ndarray) -> list[int]:
-    return ci.similarity_order(_frames)
+VIEWS = {"levels": "|level|, stretched", "pixels": "pixels as coded (top 8 bits)"}
 
 
-VIEWS = {"magnitude": "|pixel − zero level|, stretched", "coded": "pixels as coded (top 8 bits)"}
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def frame_view(key: tuple, layout: tuple, stream: str, view: str, bit_depth: int, _frames: np.ndarray) -> np.ndarray:
-    """8-bit frames to show: the coded pixels, or their distance from the frame's zero level."""
-    return ci.magnitude_view(_frames) if view == "magnitude" else ci.to_uint8(_frames, bit_depth)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def thumbnails(key: tuple, layout: tuple, stream: str, view: str, order_name: str, _frames8: np.ndarray,
-               _order) -> np.ndarray:
-    return ci.thumbnail_grid(_frames8, _order, thumb=20, columns=26, pool="max" if view == "magnitude" else "mean")
+@st.cache_data(max_entries=6, show_spinner=False)
+def frame_view(key: tuple, layout: tuple, view: str, _frames: ci.CodedFrames) -> np.ndarray:
+    """8-bit frames to show: |level| stretched, or the coded pixels' top 8 bits."""
+    if view == "levels":
+        return ci.level_view(_frames.pixels, _frames.container_bits)
+    return ci.to_uint8(_frames.pixels, _frames.container_bits)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def preview_video(key: tuple, layout: tuple, stream: str, view: str, order_name: str, fps: int, _frames8,
-                  _order) -> bytes:
+def thumbnails(key: tuple, layout: tuple, view: str, thumb: int, columns: int, _frames8: np.ndarray) -> np.ndarray:
+    return ci.thumbnail_grid(_frames8, thumb=thumb, columns=columns, gap=2, pool="max")
+
+
+PREVIEW_SIDE = 256  # the preview video's frames: at most this many pixels a side (it is shown ≤ 512 px wide)
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def preview_video(key: tuple, layout: tuple, view: str, fps: int, _frames8) -> bytes:
     from ctnet.codec import video
-    frames = _frames8[_order]
-    factor = max(1, min(4, 384 // max(frames.shape[1:])))
-    return video.preview_mp4(list(ci.upscale(frames, factor)), fps)
+    frames = _frames8
+    side = max(frames.shape[1:])
+    if side > PREVIEW_SIDE:  # shrink by max-pooling, so sparse levels stay visible
+        frames = np.stack([ci.max_pool(f.astype(np.float32), PREVIEW_SIDE)[0] for f in frames]).astype(np.uint8)
+    else:
+        frames = ci.upscale(frames, max(1, PREVIEW_SIDE // side))
+    return video.preview_mp4(list(frames), fps)
 
 
-def frame_bytes(path: str, meta: dict, layout: dict, stream: str) -> tuple[dict | None, list | None, str | None]:
-    """Bytes of each frame of ``stream`` (global frame number → bytes), the stream's coded
-    order and where they come from: the Codec lab's latest encode of this checkpoint when
-    it laid frames out the same way, else the bundle's own manifest; (None, None, None)
-    when neither applies."""
-    lab = lab_result_for(path)
-    if lab is not None and layout_of(lab["settings"]) == layout:
-        s = next((s for s in lab["result"]["streams"] if s["file"].startswith(stream + ".")), None)
-        if s is not None:
-            return ci.frame_bytes_from_streams([s]), s["order"], \
-                f"the Codec lab's encode ({lab['settings']['preset']}, CRF {lab['settings']['crf']})"
-    if "bundle" in meta and layout_of({**LAB_DEFAULTS, **meta["settings"]}) == layout:
-        s = next((s for s in meta["streams"] if s["file"].startswith(stream + ".")), None)
-        if s is not None:
-            return ci.frame_bytes_from_manifest(meta), s["order"], "this bundle's manifest"
-    return None, None, None
+def frame_bytes(path: str, meta: dict, settings: dict) -> tuple[list | None, str | None]:
+    """Bytes of each plan frame (None for frames not coded) and where they come from: this
+    session's encode of this checkpoint at these settings when there is one, else the
+    bundle's own manifest when the bundle was made with these settings; (None, None) else."""
+    job = encode_job(path, settings)
+    if job is not None and job.ok:
+        info = job.result()["result"]["frame_info"]
+        return [f["bytes"] if f["coded"] else None for f in info], \
+            f"the Codec lab's encode ({forms.label(settings)})"
+    b = meta.get("bundle") or {}
+    if b.get("frame_bytes") is not None and meta.get("settings") == settings:
+        fb = b["frame_bytes"]
+        return [int(x) if x else None for x in fb], "this bundle's manifest"
+    return None, None
 
 
-# --- re-encoding in the background ---------------------------------------------------------------
-
-@st.cache_resource
-def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctnet-encode")
-
+# --- background jobs: encode, accuracy, sweeps (one runner, app/jobs.py) --------------------------------
 
 @st.cache_resource
-def _timings() -> dict:
-    """Seconds per frame of the last encode at each preset: the progress estimate."""
-    return {}
+def runner() -> Runner:
+    """The server's one job runner and store (shared by every session and tab)."""
+    return Runner()
 
 
-@dataclass
-class EncodeJob:
-    source: str
-    settings: dict
-    future: Future
-    frames: int
-    started: float = field(default_factory=time.perf_counter)
-    done_frames: list = field(default_factory=lambda: [0])  # written by the worker's progress callback
-
-    def estimate(self) -> float | None:
-        per_frame = _timings().get(self.settings["preset"])
-        return per_frame * self.frames if per_frame else None
-
-    def fraction(self) -> tuple[float, str]:
-        """(fraction done, what it is based on) for the progress bar."""
-        elapsed = time.perf_counter() - self.started
-        if self.done_frames[0]:
-            return min(self.done_frames[0] / self.frames, 1.0), f"{self.done_frames[0]}/{self.frames} frames coded"
-        est = self.estimate()
-        if est:
-            return min(elapsed / est, 0.99), \
-                f"{elapsed:.1f} s of ≈{est:.0f} s (time of the last {self.settings['preset']} encode)"
-        return 0.0, f"{elapsed:.1f} s (first encode at {self.settings['preset']}: no estimate yet)"
+# seconds per encode at each preset before one was timed here (CTNet-18, 2 cores)
+ENCODE_PRIOR = {"ultrafast": 6.0, "superfast": 6.0, "veryfast": 6.5, "faster": 7.0, "fast": 7.0, "medium": 8.0,
+                "slow": 15.0, "slower": 40.0, "veryslow": 80.0, "placebo": 160.0}
+EVAL_PRIOR = 0.012  # seconds per image on 2 CPU cores (CTNet-18 at 128 px)
 
 
-def _encode_job(source: str, model, meta, settings: dict, done_frames: list) -> dict:
-    """Worker thread: encode, decode, measure. Touches no Streamlit state."""
-    t0 = time.perf_counter()
-    result = api.encode(model, meta, dict(settings), progress=lambda done, total: done_frames.__setitem__(0, done))
-    seconds = time.perf_counter() - t0
-    frames = sum(s["frames"] for s in result["streams"])
-    _timings()[settings["preset"]] = seconds / max(frames, 1)
-    errors = ci.reconstruction_errors(model, result["model"])
-    return {"source": source, "settings": dict(settings), "seconds": seconds, "result": result, "errors": errors,
-            "finished": time.time()}
+def encode_key(path: str, settings: dict) -> tuple:
+    return ("encode", digest(path), forms.canonical(settings))
 
 
-def start_encode(source: str, settings: dict) -> EncodeJob | None:
-    """Queue an encode of ``source`` with ``settings`` unless one is already running."""
-    job = st.session_state.get(LAB_JOB)
-    if job is not None and not job.future.done():
-        return job
+def encode_job(path: str | None, settings: dict) -> Job | None:
+    """The encode of ``path`` at ``settings``, running or finished, whoever started it."""
+    if path is None or not os.path.exists(path):
+        return None
+    return runner().get(encode_key(path, settings))
+
+
+def _encode_work(source: str, model, meta, settings: dict):
+    def work(job: Job) -> dict:
+        """Worker thread: encode, decode, measure. Touches no Streamlit state."""
+        t0 = time.perf_counter()
+        job.report(0, 0, "quantising and coding")
+        result = api.encode(model, meta, dict(settings), progress=lambda done, total: job.report(
+            done, total, f"{done}/{total} frames coded"))
+        job.report(1, 1, "measuring the reconstruction error")
+        seconds = time.perf_counter() - t0
+        errors = ci.reconstruction_errors(model, result["model"])
+        return {"source": source, "settings": dict(settings), "seconds": seconds, "result": result, "errors": errors,
+                "finished": time.time()}
+    return work
+
+
+def encode_estimate(settings: dict) -> float | None:
+    return runner().estimate(f"encode:{settings['preset']}", 1, ENCODE_PRIOR.get(settings["preset"]))
+
+
+def start_encode(source: str, settings: dict) -> Job:
+    """The encode of ``source`` at ``settings``: the existing job (running or done), else a
+    new one (queued behind any other). A bad combination raises BundleError, in the page."""
+    forms.valid(settings)
     model, meta = load(source)
-    from ctnet.codec.bundle import EncodeSettings
-    EncodeSettings(**settings).validate()  # a bad combination fails here, in the page, with its reason
-    frames = frame_count(model, settings)
-    done = [0]
-    future = _executor().submit(_encode_job, source, model, meta, dict(settings), done)
-    job = EncodeJob(source, dict(settings), future, frames, done_frames=done)
-    st.session_state[LAB_JOB] = job
-    st.session_state[LAB_ERROR] = None
+    key = encode_key(source, settings)
+    job = runner().submit(key, "encode", f"Encoding {describe(source)} at {settings['preset']}",
+                          _encode_work(source, model, meta, dict(settings)), units=1,
+                          prior=ENCODE_PRIOR.get(settings["preset"]), rate_key=f"encode:{settings['preset']}",
+                          meta={"source": source, "settings": dict(settings)})
+    encodes = [k for k in st.session_state[LAB_ENCODES] if k != key]
+    st.session_state[LAB_ENCODES] = encodes + [key]
     return job
 
 
-def frame_count(model, settings: dict) -> int:
-    from ctnet import export, quant
-    n = export.frame_count(model, settings["tile"])
-    if settings["bn_mode"] == "video":
-        n += sum(len(quant.tile_boxes(4, m.num_features, settings["tile"])) for m in export.bn_layers(model).values())
-    return n
+def running_jobs(kind: str | None = None) -> list[Job]:
+    return runner().jobs(kind, where=lambda j: j.running)
 
 
-def running_job() -> EncodeJob | None:
-    job = st.session_state.get(LAB_JOB)
-    return job if job is not None and not job.future.done() else None
+def encodes_of(path: str | None) -> list[Job]:
+    """Finished encodes of ``path`` (by content) the server holds, oldest first: this session's
+    and any other tab's."""
+    if path is None or not os.path.exists(path):
+        return []
+    d = digest(path)
+    return runner().jobs("encode", where=lambda j: j.ok and j.key[1] == d)
 
 
-def collect_job() -> None:
-    """Move a finished encode into the session (every run, whichever page is open)."""
-    job = st.session_state.get(LAB_JOB)
-    if job is None or not job.future.done():
-        return
-    st.session_state[LAB_JOB] = None
-    try:
-        outcome = job.future.result()
-    except Exception as exc:  # BundleError, VideoError …: their messages name the problem
-        st.session_state[LAB_ERROR] = _reason(exc)
-        return
-    prev = st.session_state.get(LAB_RESULT)
-    if prev is not None and prev["source"] == outcome["source"]:
-        st.session_state[LAB_PREVIOUS] = {"settings": prev["settings"], "layers": prev["result"]["layers"],
-                                          "total_bytes": prev["result"]["total_bytes"],
-                                          "ratio": prev["result"]["ratio"]}
-    else:
-        st.session_state[LAB_PREVIOUS] = None
-    st.session_state[LAB_RESULT] = outcome
-
-
-def lab_result_for(path: str | None) -> dict | None:
-    res = st.session_state.get(LAB_RESULT)
-    return res if res is not None and path is not None and res["source"] == path else None
+def cancel(job: Job) -> None:
+    runner().cancel(job.key)
 
 
 # --- accuracy ---------------------------------------------------------------------------------
-
-@st.cache_resource
-def _accuracy_store() -> tuple[dict, threading.Lock]:
-    """Results per (model, codec settings, data, subset, device), shared by sessions."""
-    return {}, threading.Lock()
-
-
-def accuracy_cached(key: tuple) -> dict | None:
-    store, lock = _accuracy_store()
-    with lock:
-        return store.get(key)
-
-
-def accuracy_store(key: tuple, result: dict) -> None:
-    store, lock = _accuracy_store()
-    with lock:
-        store[key] = result
-
 
 def dataset_stamp(path: str) -> tuple:
     p = Path(path).expanduser()
@@ -459,34 +537,95 @@ def devices() -> list[str]:
     return out
 
 
+def data_id(data_path: str, limit: int | None, device: str) -> tuple:
+    return (str(Path(data_path).expanduser()), dataset_stamp(data_path), limit, device)
+
+
+def accuracy_key(model_id: tuple, data_path: str, limit: int | None, device: str) -> tuple:
+    """``model_id``: ("loaded", content hash) for the checkpoint or bundle as loaded,
+    ("encode", content hash, settings) for a re-encode's decoded model."""
+    return ("accuracy", model_id, data_id(data_path, limit, device))
+
+
+def accuracy_job(model_id: tuple, data_path: str, limit: int | None, device: str) -> Job | None:
+    return runner().get(accuracy_key(model_id, data_path, limit, device))
+
+
+def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: str, limit: int | None,
+                   device: str) -> Job:
+    """Top-1/top-5 of ``model`` on ``data_path`` in the background (cached by the key). A
+    missing or malformed data folder raises DatasetError here, in the page."""
+    from ctnet.data import label_map, list_images, split_dir
+    num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
+    list_images(split_dir(data_path, "val"), meta.get("label_map") or label_map(num_classes))  # fails here, not later
+
+    def work(job: Job) -> dict:
+        job.report(0, 1, "reading images")
+        data = split(data_path, num_classes, size, limit,
+                     progress=lambda done, total: job.report(done, total, f"reading images {done}/{total}"))
+        t0 = time.perf_counter()
+        res = evaluate(model, data, device, progress=lambda done, total: job.report(
+            done, total, f"{done}/{total} images"))
+        res["seconds"] = time.perf_counter() - t0
+        res["data"] = data_path
+        return res
+    units = limit or 500
+    return runner().submit(accuracy_key(model_id, data_path, limit, device), "accuracy", f"Top-1 of {label}", work,
+                           units=units, prior=EVAL_PRIOR, meta={"label": label, "model_id": model_id})
+
+
+def lab_accuracy(path: str, settings: dict) -> tuple[Job | None, Job | None]:
+    """The Codec lab's accuracy on the embedded sample: (the checkpoint as loaded, the
+    decoded re-encode at ``settings``), started in the background once the encode is done."""
+    sample = sample_dir()
+    if not (sample / "val").is_dir():
+        return None, None
+    enc = encode_job(path, settings)
+    if enc is None or not enc.ok:
+        return None, None
+    model, meta = load(path)
+    d = digest(path)
+    src = start_accuracy(("loaded", d), describe(path), model, meta, str(sample), None, "auto")
+    dec = start_accuracy(("encode", d, forms.canonical(settings)), f"{describe(path)} at {forms.label(settings)}",
+                         enc.result()["result"]["model"], meta, str(sample), None, "auto")
+    return src, dec
+
+
+
+def model_summary(path: str, job: Job | None = None, entry: runs.Entry | None = None) -> dict:
+    """What the Compare page shows of one model — the checkpoint or bundle at ``path``, or
+    the lab's encode ``job`` of it: per-layer {bytes, non-zero, values}, total bytes, ratio,
+    the model and its id for accuracy jobs, and the accuracies known (stored in results.json,
+    at training, measured here on the embedded sample)."""
+    model, meta = load(path)
+    d = digest(path)
+    if job is not None:
+        res = job.result()["result"]
+        layers = {x["name"]: {"bytes": x["bytes"], "non-zero": x["nonzero"], "values": None}
+                  for x in res["layers"] if x["kind"] == "weight"}
+        out = {"layers": layers, "total": res["total_bytes"], "ratio": res["ratio"], "model": res["model"],
+               "model_id": ("encode", d, forms.canonical(job.meta["settings"])), "meta": meta, "acc": {},
+               "settings": job.meta["settings"], "key": job.key}
+    else:
+        b = meta.get("bundle") or {}
+        out = {"layers": layer_summary(runs.stamp(path), model, meta), "total": b.get("total_bytes"),
+               "ratio": b.get("ratio"), "model": model, "model_id": ("loaded", d), "meta": meta, "acc": {},
+               "settings": meta["settings"] if b.get("version") == 2 else None, "key": runs.stamp(path)}
+        if entry is not None and entry.decoded:
+            out["acc"]["stored (results.json)"] = entry.decoded.get("acc1")
+        m = meta.get("metrics") or (meta.get("source") or {}).get("metrics") or {}
+        if m.get("acc1") is not None:
+            out["acc"]["at training"] = m["acc1"]
+    acc = accuracy_job(out["model_id"], str(sample_dir()), None, "auto")
+    if acc is not None and acc.ok:
+        out["acc"]["sample (measured here)"] = acc.result()["acc1"]
+    out["acc_job"] = acc
+    return out
+
+
 # --- rate–distortion sweeps (pages/rate_distortion.py) ----------------------------------------------
 
-RD_JOB = "rd_job"  # the running SweepJob, if any
-RD_ERROR = "rd_error"  # why the last sweep failed
 RD_DIR = "rd"  # beside the demo's runs: cache files of the sweeps shipped with it (read-only)
-
-
-@st.cache_resource
-def _rd_executor() -> ThreadPoolExecutor:
-    """Sweeps get their own worker, so a long one never queues the Codec lab's encodes."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctnet-rd")
-
-
-@dataclass
-class SweepJob:
-    source: str
-    data: str
-    limit: int | None
-    future: Future
-    total: int
-    status: list = field(default_factory=lambda: [0, ""])  # [points done, what runs now]: written by the worker
-    started: float = field(default_factory=time.perf_counter)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def source_digest(path: str, stamp: tuple) -> str:
-    from ctnet import rd
-    return rd.source_hash(path)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -499,50 +638,37 @@ def rd_points(path: str, data: str, limit: int | None) -> list[dict]:
     """Every measured point of ``path`` on ``data``: the demo's shipped sweeps, then this
     machine's cache (``ctnet rd``'s, shared with the CLI), which wins where both have a point."""
     from ctnet import rd
-    digest, dkey = source_digest(path, runs.stamp(path)), data_key(data, dataset_stamp(data))
+    d, dkey = digest(path), data_key(data, dataset_stamp(data))
     found: dict[str, dict] = {}
-    for cache in (demo_dir() / RD_DIR / f"{digest[:32]}.json", rd.default_cache(digest)):
-        found.update(rd.matching_points(cache, digest, dkey, limit))
+    for cache in (demo_dir() / RD_DIR / f"{d[:32]}.json", rd.default_cache(d)):
+        found.update(rd.matching_points(cache, d, dkey, limit))
     return list(found.values())
 
 
-def start_sweep(source: str, data: str, limit: int | None, jobs: list, device: str = "auto") -> SweepJob | None:
-    """Measure ``jobs`` (``ctnet.rd.Job``, those not measured yet) in the background."""
+def sweep_key(source: str, data: str, limit: int | None) -> tuple:
+    return ("sweep", digest(source), data_id(data, limit, ""))
+
+
+def sweep_job(source: str, data: str, limit: int | None) -> Job | None:
+    return runner().get(sweep_key(source, data, limit))
+
+
+def start_sweep(source: str, data: str, limit: int | None, todo: list, device: str = "auto") -> Job:
+    """Measure ``todo`` (``ctnet.rd.Job``, those not measured yet) in the background."""
     from ctnet import rd
-    job = st.session_state.get(RD_JOB)
-    if job is not None and not job.future.done():
-        return job
     model, meta = load(source)
     # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
     images = split(data, int(meta["model"]["num_classes"]), int(meta.get("image_size", 128)), limit)
-    status = [0, ""]
+    key = sweep_key(source, data, limit)
+    old = runner().get(key)
+    if old is not None and old.ok:
+        runner().forget(key)  # a finished sweep: measure what is missing now
 
-    def progress(done, total, job, point):
-        status[0], status[1] = done, job.label()
-
-    def work():
-        return rd.sweep(source, data, jobs, limit=limit, loaded=(model, meta), progress=progress,
-                        device=device, split=images)
-    job = SweepJob(source, data, limit, _rd_executor().submit(work), len(jobs), status)
-    st.session_state[RD_JOB] = job
-    st.session_state[RD_ERROR] = None
-    return job
-
-
-def running_sweep() -> SweepJob | None:
-    job = st.session_state.get(RD_JOB)
-    return job if job is not None and not job.future.done() else None
-
-
-def collect_sweep() -> dict | None:
-    """A finished sweep's outcome (its failed points) once; its points are in the cache."""
-    job = st.session_state.get(RD_JOB)
-    if job is None or not job.future.done():
-        return None
-    st.session_state[RD_JOB] = None
-    try:
-        result = job.future.result()
-    except Exception as exc:  # RDError, DatasetError …: their messages name the problem
-        st.session_state[RD_ERROR] = _reason(exc)
-        return None
-    return {"errors": result.errors, "nncodec": result.nncodec, "points": len(result.points)}
+    def work(job: Job):
+        def progress(done, total, point_job, point):
+            job.report(done, total, f"{point_job.label()}")
+        result = rd.sweep(source, data, todo, limit=limit, loaded=(model, meta), progress=progress, device=device,
+                          split=images)
+        return {"errors": result.errors, "nncodec": result.nncodec, "points": len(result.points)}
+    return runner().submit(key, "sweep", f"Measuring {len(todo)} points", work, units=len(todo), prior=30.0,
+                           meta={"source": source})

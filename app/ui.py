@@ -1,23 +1,23 @@
-"""Pieces every page shows: the sidebar, the current-checkpoint header, the encode progress."""
+"""Pieces every page shows: the sidebar, the current-checkpoint header, job progress."""
 from __future__ import annotations
 
 import streamlit as st
 
-from app import state
+from app import forms, state
+from app.jobs import Job
 from ctnet import runs
-from ctnet.codec.video import CODECS
 
 # page files as st.page_link resolves them: relative to app/main.py
-PAGE_LINKS = {"checkpoints": "../pages/checkpoints.py", "codec_lab": "../pages/codec_lab.py"}
+PAGE_LINKS = {name: f"../pages/{name}.py" for name in ("checkpoints", "coefficients", "frames", "codec_lab",
+                                                       "accuracy", "compare", "rate_distortion")}
 
 
 def sidebar() -> None:
     with st.sidebar:
         st.caption("Current checkpoint")
         st.markdown(f"**{state.describe(state.current())}**")
-        job = state.running_job()
-        if job is not None:
-            st.caption(f"Encoding {state.describe(job.source)} at {job.settings['preset']} in the background…")
+        for job in state.running_jobs():
+            st.caption(f"{job.label}{' (queued)' if job.queued else ''}…")
         if state.demo_dir().is_dir() and str(state.demo_dir()) == st.session_state[state.RUN_ROOT]:
             st.caption(f"Browsing the embedded demo ({state.demo_dir().name}/): real runs, see its notes "
                        "on the Checkpoints page.")
@@ -76,34 +76,41 @@ def current_model(title: str):
     return path, state.current_key(), model, meta
 
 
-def encode_progress() -> None:
-    """Progress of the background encode, refreshed every second until it finishes; then
-    the whole app reruns so every page sees the result. (Polling twice a second made the
-    encode itself 2-3× slower on 2 cores: every fragment rerun costs the server CPU time.)"""
-    @st.fragment(run_every=1.0)
+def job_progress(jobs: list[Job], key: str, every: float = 1.0) -> None:
+    """Progress bars of ``jobs`` (with an estimate and a Cancel button), refreshed every
+    ``every`` seconds until they finish; then the whole app reruns so every page sees the
+    result. (Polling faster made an encode 2-3× slower on 2 cores: every fragment rerun
+    costs the server CPU time.)"""
+    keys = [j.key for j in jobs if j is not None]
+    if not keys:
+        return
+
+    @st.fragment(run_every=every)
     def _poll():
-        job = st.session_state.get(state.LAB_JOB)
-        if job is None:
-            return
-        if job.future.done():
+        live = [state.runner().get(k) for k in keys]
+        if all(j is None or j.done for j in live):
             st.rerun()
-        fraction, text = job.fraction()
-        st.progress(fraction, text=f"Encoding {state.describe(job.source)}: {text}")
+        for i, job in enumerate(live):
+            if job is None or job.done:
+                continue
+            fraction, text = job.fraction()
+            a, b = st.columns([6, 1], vertical_alignment="bottom")
+            a.progress(fraction, text=text)
+            if b.button("Cancel", key=f"{key}_cancel_{i}", help="A queued job never starts; a running one stops "
+                                                               "at its next progress report."):
+                state.cancel(job)
+                st.rerun()
     _poll()
 
 
+def estimate_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "no estimate yet"
+    return f"≈{seconds:.0f} s" if seconds < 120 else f"≈{seconds / 60:.0f} min"
+
+
 def settings_label(s: dict) -> str:
-    """One line naming codec settings: codec, preset, rate, pixels, BN, order."""
-    parts = [s["codec"]] + ([s["preset"]] if CODECS[s["codec"]].uses_preset else []) + [
-        "lossless" if s["crf"] == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s['pix_fmt']}"]
-    if s.get("dither"):
-        parts.append(f"dither {s['dither']:g} (seed {s['seed']})")
-    parts.append("BN raw" if s["bn_mode"] == "raw" else
-                 f"BN video {s['bn_bit_depth']}-bit " + ("lossless" if s["bn_crf"] == 0 else f"CRF {s['bn_crf']}"))
-    parts.append(f"{s['order']} order")
-    if s.get("tile", 128) != 128:
-        parts.append(f"tile {s['tile']}")
-    return " · ".join(parts)
+    return forms.label(s)
 
 
 def data_controls(keys: dict[str, str]) -> tuple[str, int, str]:

@@ -1,75 +1,93 @@
 """Accuracy: decoded against original top-1/top-5 on ImageNette (the embedded sample or a
-full copy), with a confusion matrix; results cached per (checkpoint, codec settings, data)."""
+full copy), with a confusion matrix. It says exactly which decoded model it measures — the
+bundle as stored, or one of the encodes of this checkpoint made in the Codec lab (picked
+here) — and measures in the background (with an estimate, progress and cancel); results are
+kept per (model content, codec settings, data, subset, device)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
+from app import figures, forms, state, ui
 from ctnet.data import DatasetError, class_names, label_map
 
 ss = st.session_state
 path, key, model, meta = ui.current_model("Accuracy")
-num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
+num_classes = int(meta["model"]["num_classes"])
+d = state.digest(path)
+is_bundle = "bundle" in meta
 
 # --- which data, how much, where ------------------------------------------------------------------
 data_path, limit, device = ui.data_controls(state.W_ACC_DATA)
 limit = limit or None  # 0 = all
 
-# --- which models: the original and the decoded one ----------------------------------------------
-lab = state.lab_result_for(path)
-loaded_label = ("bundle as stored (decoded from its H.265 streams)" if "bundle" in meta
-                else "checkpoint (fp32 coefficients)")
-candidates = []  # (role, label, model, cache key part)
-if lab is not None:
-    candidates.append(("original", loaded_label, model, ("loaded",)))
-    candidates.append(("decoded", f"re-encoded and decoded at {ui.settings_label(lab['settings'])}",
-                       lab["result"]["model"], ("lab", tuple(sorted(lab["settings"].items())), lab["finished"])))
-elif "bundle" in meta:
-    candidates.append(("decoded", loaded_label, model, ("loaded",)))
+# --- which decoded model: the bundle as stored, or one of the lab's encodes of this checkpoint ------
+encodes = {forms.label(j.meta["settings"]): j for j in state.encodes_of(path)}
+LOADED = "as loaded"
+options = ([LOADED] if is_bundle else []) + list(encodes)
+lab_label = forms.label(ss[state.LAB_SETTINGS])
+if options:
+    if ss.get(state.ACC_PICK) not in options:  # default: what the lab shows now, else the latest
+        ss[state.ACC_PICK] = lab_label if lab_label in encodes else options[-1]
+    if ss.get(state.W_ACC_PICK) not in options:
+        ss[state.W_ACC_PICK] = ss[state.ACC_PICK]
+    pick = st.selectbox("Decoded model to measure", options, key=state.W_ACC_PICK,
+                        format_func=lambda o: "the bundle as stored (decoded from its streams)" if o == LOADED
+                        else f"re-encoded in the Codec lab at {o}",
+                        help="Encodes of this checkpoint made in the Codec lab (by this or another tab) that the "
+                             "server still holds.")
+    ss[state.ACC_PICK] = pick
 else:
-    candidates.append(("original", loaded_label, model, ("loaded",)))
-    st.info("There is no decoded model of this checkpoint yet: encode it with the Codec lab's settings "
-            f"({ui.settings_label(ss[state.LAB_SETTINGS])}) to compare.")
-    if state.running_job() is None and st.button("Encode with the Codec lab's settings"):
+    pick = None
+
+loaded_label = "bundle as stored" if is_bundle else "checkpoint (fp32 coefficients)"
+candidates = []  # (role, what, model, model id)
+if pick is not None and pick != LOADED:
+    job = encodes[pick]
+    candidates.append(("original", loaded_label, model, ("loaded", d)))
+    candidates.append(("decoded", f"re-encoded and decoded at {pick}", job.result()["result"]["model"],
+                       ("encode", d, forms.canonical(job.meta["settings"]))))
+elif is_bundle:
+    candidates.append(("decoded", loaded_label, model, ("loaded", d)))
+else:
+    candidates.append(("original", loaded_label, model, ("loaded", d)))
+    st.info("There is no decoded model of this checkpoint yet: encode it in the Codec lab (its settings now: "
+            f"{forms.label(ss[state.LAB_SETTINGS])}) to compare.")
+    if st.button("Encode with the Codec lab's settings"):
         state.start_encode(path, ss[state.LAB_SETTINGS])
-    if state.running_job() is not None:
-        ui.encode_progress()
+        st.rerun()
+    ui.job_progress(state.running_jobs("encode"), "acc_enc")
+measured = candidates[-1]
+st.markdown(f"**Measuring:** {measured[1]} — {state.describe(path)}"
+            + (f", against the {loaded_label}" if len(candidates) > 1 else ""))
 
-source_metrics = (meta.get("source") or {}).get("metrics") if "bundle" in meta else None
-
-
-def _key(part: tuple) -> tuple:
-    return (key, part, data_path, state.dataset_stamp(data_path) if data_path else None, limit, device)
-
-
-run = st.button("Run", type="primary", key=state.W_ACC_RUN)
-results = {role: state.accuracy_cached(_key(part)) for role, _, _, part in candidates}
+source_metrics = (meta.get("source") or {}).get("metrics") if is_bundle else None
+jobs = {role: (state.accuracy_job(mid, data_path, limit, device) if data_path else None)
+        for role, _, _, mid in candidates}
+results = {role: (j.result() if j is not None and j.ok else None) for role, j in jobs.items()}
+missing = [c for c in candidates if results[c[0]] is None and (jobs[c[0]] is None or jobs[c[0]].done)]
+images = limit or (500 if ss[state.ACC_SOURCE] == "sample" else 3925)  # the sample; ImageNette's val split
+est = state.runner().estimate("accuracy", images * len(missing), state.EVAL_PRIOR)
+run = st.button("Run", type="primary", key=state.W_ACC_RUN, disabled=not missing,
+                help=f"Measures what is missing ({ui.estimate_text(est)}, in the background).")
+if missing:
+    st.caption(f"Run measures {len(missing)} model{'s' * (len(missing) != 1)}: {ui.estimate_text(est)} "
+               f"on this server ({'all' if not limit else limit} images).")
 if run:
     if not data_path:
         st.error("No dataset folder given: type the path of an ImageNette copy (with val/<WNID>/ folders).")
     else:
         try:
-            bar = st.progress(0.0, text="Reading images…")
-            data = state.split(data_path, num_classes, size, limit, progress=lambda done, total:
-                               bar.progress(done / total, text=f"Reading images {done}/{total}"))
-            for n, (role, label, m, part) in enumerate(candidates):
-                if results[role] is not None:
-                    continue
-                t0 = time.perf_counter()
-                res = state.evaluate(m, data, device, progress=lambda done, total, n=n, label=label: bar.progress(
-                    (n + done / total) / len(candidates), text=f"Evaluating {label}: {done}/{total} images"))
-                res["seconds"] = time.perf_counter() - t0
-                state.accuracy_store(_key(part), res)
-                results[role] = res
-            bar.progress(1.0, text="Done")
+            for role, label, m, mid in missing:
+                jobs[role] = state.start_accuracy(mid, label, m, meta, data_path, limit, device)
         except DatasetError as exc:
             st.error(f"Dataset problem: {exc}")
-        except RuntimeError as exc:  # e.g. CUDA asked for but absent
-            st.error(f"Evaluation failed: {exc}")
+for role, j in jobs.items():
+    if j is not None and j.done and not j.ok:
+        st.error(f"Evaluation of the {role} model failed: {j.error()}")
+ui.job_progress([j for j in jobs.values() if j is not None and j.running], "acc")
 
 rows = []
 for role, label, _, _ in candidates:
@@ -100,7 +118,7 @@ if done:
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})
     where = "the embedded sample" if ss[state.ACC_SOURCE] == "sample" else Path(data_path).name
-    st.caption(f"Data: {where} ({data_path}). Results are cached per checkpoint, codec settings, data, subset "
-               "and device; press Run to measure what is missing.")
-elif not run:
-    st.caption("Press Run to measure top-1/top-5 (results are cached per checkpoint, codec settings and data).")
+    st.caption(f"Data: {where} ({data_path}). Results are kept per model content, codec settings, data, subset "
+               "and device; Run measures what is missing.")
+elif not any(j is not None and j.running for j in jobs.values()):
+    st.caption("Press Run to measure top-1/top-5 (results are kept per model, codec settings and data).")

@@ -56,8 +56,12 @@ if upload is not None:
             reason = state.select(path)
         except runs.RunError as exc:
             reason = str(exc)
+            path = None
         if reason is None:
             state.remember_upload(upload.name, path)
+            state.write_url()
+        else:
+            reason = reason.replace(path, upload.name) if path else reason
         seen = ss[state.UPLOAD_SEEN] = (upload.file_id, reason)
     if seen[1] is not None:
         st.error(f"Upload refused: {seen[1]}. The previous checkpoint "
@@ -82,7 +86,8 @@ if folder == demo and demo.is_dir():
     notes = (demo / "DEMO.md").read_text(encoding="utf-8") if (demo / "DEMO.md").is_file() else ""
     first = next((line.strip("# ").strip() for line in notes.splitlines() if line.strip()),
                  "real training runs encoded as bundles (its DEMO.md, which says how they were made, is missing)")
-    st.info(f"**Embedded demo** — {first}")
+    title, _, rest = first.partition(":")
+    st.info(f"**{title.strip()}:** {rest.strip()}" if rest else f"**Embedded demo** — {first}")
     if notes:
         with st.expander("What the demo holds (DEMO.md)"):
             st.markdown(notes)
@@ -113,13 +118,36 @@ if options:
 if entries:
     has_decoded = any(e.decoded for e in entries)
     which = "acc1"
+    c1, c2 = st.columns(2)
     if has_decoded:
-        choice = st.radio("Accuracy axis", ["decoded top-1 (bundle, results.json)", "top-1 at training"],
+        choice = c1.radio("Accuracy axis", ["decoded top-1 (bundle, results.json)", "top-1 at training"],
                           horizontal=True, key=state.W_PARETO_Y)
         which = "decoded" if choice.startswith("decoded") else "acc1"
-    fig = figures.pareto(entries, current, which)
+    axis = c2.radio("Size axis", ["ratio", "bytes"], horizontal=True, key=state.W_PARETO_X,
+                    format_func=lambda a: "compression ratio" if a == "ratio" else "bytes")
+    notes = runs.notes_baselines((demo / "DEMO.md").read_text(encoding="utf-8")) \
+        if folder == demo and (demo / "DEMO.md").is_file() else {}
+    baselines = {r.name: runs.baseline(r, notes) for r in catalog}
+    cur_run = next((e.run for e in entries if e.path == current), None)
+    base = baselines.get(cur_run) or next((b for b in baselines.values() if b), None)
+    fig = figures.pareto(entries, current, which, axis, base)
     st.plotly_chart(fig, key=state.W_PARETO, on_select=_on_pareto, selection_mode="points",
                     config={"displaylogo": False})
+    known = {b for b in baselines.values() if b}
+    if base is not None:
+        st.caption(f"Dotted line: the baseline of the current run ({cur_run or 'none'}) the CTNet was fine-tuned "
+                   f"from, {base[0]:.2f} % ({base[1]}); shaded: within 1 pt of it."
+                   + (f" Other runs' baselines: {', '.join(f'{b[0]:.2f} %' for b in sorted(known) if b != base)}."
+                      if len(known) > 1 else "") + " Click a point to make it current; larger points: its run.")
+    if current is not None:
+        with st.container(horizontal=True):
+            st.caption(f"Open {state.describe(current)} in:")
+            for page, label, icon in (("coefficients", "Coefficients", ":material/grid_on:"),
+                                      ("frames", "Frames", ":material/movie:"),
+                                      ("codec_lab", "Codec lab", ":material/science:"),
+                                      ("accuracy", "Accuracy", ":material/target:"),
+                                      ("compare", "Compare", ":material/compare:")):
+                st.page_link(ui.PAGE_LINKS[page], label=label, icon=icon)
     front = {e.path for e in runs.frontier(entries, which)}
     table = pd.DataFrame([{"current": "★" if e.path == current else "", "frontier": "✓" if e.path in front else "",
                            **e.row()} for e in entries])
@@ -136,6 +164,6 @@ if entries:
     logged = [r for r in catalog if r.log]
     if logged:
         st.subheader("Training curves")
-        st.plotly_chart(figures.training_curves(logged), config={"displaylogo": False})
+        st.plotly_chart(figures.training_curves(logged, cur_run), config={"displaylogo": False})
 elif catalog:
     st.warning(f"No checkpoints or bundles found under {folder}.")

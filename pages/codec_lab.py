@@ -1,161 +1,171 @@
 """Codec lab: re-encode the current checkpoint with any codec settings (in the background),
-then sizes, bits per coefficient and reconstruction error per layer, the change against
-the previous encode, and the bundle as a zip."""
+then bytes, ratio and decoded top-1 on the embedded sample (also in the background), bits
+per non-zero level next to the zero-order entropy per layer, reconstruction error, the
+change against the previous encode, and the bundle as a zip. Results that no longer match
+the widgets are marked stale."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
+from app import figures, forms, state, ui
 from ctnet import inspect as ci
 from ctnet import runs
-from ctnet.codec.bundle import BN_MODES, BundleError
-from ctnet.codec.frames import MAX_DITHER, ORDERS
-from ctnet.codec.video import CODECS, PRESETS
+from ctnet.codec.manifest import BundleError
 
 ss = st.session_state
-W = state.W_LAB
 path, key, model, meta = ui.current_model("Codec lab")
-settings = ss[state.LAB_SETTINGS]
-
-# settings whose widget holds the value as is (CRF is split into a lossless box and a slider)
-AS_IS = ("codec", "bit_depth", "pix_fmt", "preset", "dither", "seed", "bn_mode", "bn_crf", "bn_bit_depth", "order", "tile")
+forms.seed(ss[state.LAB_SETTINGS])
 
 
-def _widget_values(s: dict) -> dict:
-    return {"lossless": s["crf"] == 0, "crf": s["crf"] or 20, **{k: s[k] for k in AS_IS}}
+def _use(settings: dict) -> None:
+    forms.seed(forms.fit(settings), force=True)
 
 
-# widgets own their values only while this page is shown: seed them from the saved settings
-for name, value in _widget_values(settings).items():
-    ss.setdefault(W[name], value)
+with st.expander("Codec settings", expanded=True):
+    settings = forms.render()
+ss[state.LAB_SETTINGS] = settings
+state.write_url()  # now: the page may stop early below
+bundle_settings = meta.get("settings") if (meta.get("bundle") or {}).get("version") == 2 else None
 
+try:
+    forms.valid(settings)
+    invalid = None
+except BundleError as exc:
+    invalid = str(exc)
+job = state.encode_job(path, settings) if invalid is None else None
 
-def _use_bundle_settings() -> None:
-    for name, value in _widget_values(meta["settings"]).items():
-        ss[W[name]] = value
-
-
-def _fit_codec() -> None:
-    """Keep bit depth and pixel format within what the newly chosen codec takes."""
-    c = CODECS[ss[W["codec"]]]
-    if ss[W["bit_depth"]] not in c.bit_depths:
-        ss[W["bit_depth"]] = c.bit_depths[0]
-    if ss[W["bn_bit_depth"]] not in c.bit_depths:
-        ss[W["bn_bit_depth"]] = c.bit_depths[-1]
-    if ss[W["pix_fmt"]] not in c.pix_fmts:
-        ss[W["pix_fmt"]] = c.pix_fmts[0]
-    if c.lossy:
-        ss[W["crf"]] = min(ss[W["crf"]], c.max_crf)
-
-
-codec = CODECS[ss[W["codec"]]]
-c1, c2, c3, c4 = st.columns(4)
-with c1:
-    st.selectbox("Codec", list(CODECS), key=W["codec"], on_change=_fit_codec, format_func=lambda n: CODECS[n].label,
-                 help="HEVC is the default; the others are compared on the Rate–distortion page. xz/zstd code "
-                      "the same pixels without video.")
-    st.checkbox("Lossless (CRF 0)", key=W["lossless"], disabled=not codec.lossy)
-    st.slider("CRF (when not lossless)", 1, codec.max_crf if codec.lossy else 51, key=W["crf"],
-              disabled=ss[W["lossless"]] or not codec.lossy)
-    st.selectbox("Preset", PRESETS, key=W["preset"], disabled=not codec.uses_preset)
-with c2:
-    st.selectbox("Bit depth", codec.bit_depths, key=W["bit_depth"])
-    st.radio("Pixel format", codec.pix_fmts, key=W["pix_fmt"], horizontal=True,
-             help="gray: 4:0:0, HEVC RExt. yuv420: data in luma, neutral chroma; Main/Main10, hardware-decodable.")
-    st.selectbox("Tile size", [64, 128, 256], key=W["tile"], help="Largest frame side; bigger images are cut.")
-with c3:
-    st.slider("Dither amplitude (pixel steps, 0 = off)", 0.0, float(MAX_DITHER), step=0.25, key=W["dither"])
-    st.number_input("Dither seed", 0, 2**31 - 1, key=W["seed"])
-    st.radio("Frame order", ORDERS, key=W["order"], horizontal=True)
-with c4:
-    st.radio("BatchNorm", BN_MODES, key=W["bn_mode"], horizontal=True,
-             help="raw: float32 tensors (~82 KB for CTNet-18). video: its own stream.")
-    st.slider("BN CRF (0 = lossless)", 0, 51, key=W["bn_crf"], disabled=ss[W["bn_mode"]] != "video")
-    st.selectbox("BN bit depth", codec.bit_depths, key=W["bn_bit_depth"], disabled=ss[W["bn_mode"]] != "video")
-
-
-
-def _from_widgets() -> dict:
-    lossless = ss[W["lossless"]] or not CODECS[ss[W["codec"]]].lossy
-    return {"codec": ss[W["codec"]], "crf": 0 if lossless else int(ss[W["crf"]]), "bit_depth": int(ss[W["bit_depth"]]),
-            "pix_fmt": ss[W["pix_fmt"]], "preset": ss[W["preset"]], "dither": float(ss[W["dither"]]),
-            "seed": int(ss[W["seed"]]), "bn_mode": ss[W["bn_mode"]], "bn_crf": int(ss[W["bn_crf"]]),
-            "bn_bit_depth": int(ss[W["bn_bit_depth"]]), "order": ss[W["order"]], "tile": int(ss[W["tile"]])}
-
-
-ss[state.LAB_SETTINGS] = settings = _from_widgets()
 
 def _encode() -> None:
     """Button callback: runs before the page, so the page already shows the job."""
     try:
-        state.start_encode(path, _from_widgets())
+        state.start_encode(path, forms.from_widgets())
     except (BundleError, ValueError) as exc:
         ss[state.NOTICE] = ("error", f"Cannot encode with these settings: {exc}")
 
 
-b1, b2, _ = st.columns([1, 2, 3])
-b1.button("Encode", type="primary", key=state.W_ENCODE, disabled=state.running_job() is not None, on_click=_encode)
-if "bundle" in meta:
-    b2.button("Use this bundle's own settings", on_click=_use_bundle_settings)
+with st.container(horizontal=True):
+    st.button("Encode", type="primary", key=state.W_ENCODE, on_click=_encode,
+              disabled=invalid is not None or (job is not None and (job.running or job.ok)))
+    if bundle_settings:
+        st.button("Use this bundle's own settings", on_click=_use, args=(bundle_settings,))
+    st.button("Defaults", on_click=_use, args=(state.lab_defaults(),))
+if invalid:
+    st.error(f"These settings cannot be encoded: {invalid}")
+elif job is None:
+    st.caption(f"Encode + decode of this checkpoint at {settings['preset']}: "
+               f"{ui.estimate_text(state.encode_estimate(settings))} on this server; then its top-1 on the "
+               "embedded sample is measured in the background.")
 ui.show_notice()
-if state.running_job() is not None:
-    ui.encode_progress()
-    st.caption("The encode runs in the background: other pages stay usable, and its result appears here.")
-if ss[state.LAB_ERROR]:
-    st.error(f"The last encode failed: {ss[state.LAB_ERROR]}")
+if job is not None and job.cancelled:
+    st.info("The encode of these settings was cancelled: press Encode to start it again.")
+elif job is not None and job.done and not job.ok:
+    st.error(f"The encode failed: {job.error()}")
 
-lab = state.lab_result_for(path)
-if lab is None:
-    if state.running_job() is None:
+# --- which result to show: the widgets' own, else the latest one (stale) ---------------------------
+shown = job if job is not None and job.ok else None
+stale = False
+done_here = state.encodes_of(path)  # finished encodes of this checkpoint (any tab), oldest first
+if shown is None:
+    mine = [j for j in done_here if j.key in ss[state.LAB_ENCODES]]
+    if mine or done_here:  # this session's latest, else any tab's
+        shown, stale = (mine or done_here)[-1], True
+progress = [j for j in ([job] if job is not None else []) if j.running]
+if shown is not None:
+    src_acc, dec_acc = state.lab_accuracy(path, shown.result()["settings"])
+    progress += [j for j in (src_acc, dec_acc) if j is not None and j.running]
+else:
+    src_acc = dec_acc = None
+ui.job_progress(progress, "lab")
+if job is not None and job.running:
+    st.caption("The encode runs in the background: other pages stay usable, a reload finds it again, and its "
+               "result appears here.")
+
+if shown is None:
+    if job is None or not job.running:
         st.info("No encode of this checkpoint yet: choose settings and press Encode.")
     st.stop()
 
-res, prev = lab["result"], ss[state.LAB_PREVIOUS]
-s = lab["settings"]
-st.subheader(f"Encoded at {ui.settings_label(s)}")
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("bundle bytes", f"{res['total_bytes']:,}",
-          delta=f"{res['total_bytes'] - prev['total_bytes']:+,} B vs previous" if prev else None, delta_color="inverse")
-m2.metric("ratio vs fp32", f"{res['ratio']:.2f}×", delta=f"{res['ratio'] - prev['ratio']:+.2f}×" if prev else None)
-m3.metric("encode + decode", f"{lab['seconds']:.1f} s")
-m4.metric(f"frames in {len(res['streams'])} streams", f"{sum(x['frames'] for x in res['streams']):,}")
+lab = shown.result()
+res, s = lab["result"], lab["settings"]
+if stale:
+    st.warning("**Stale:** the results below are those of an earlier encode; the widgets now differ ("
+               + "; ".join(forms.diff(s, settings)) + "). Press Encode to see these settings.")
+st.subheader(f"Encoded at {forms.label(s)}")
+
+# the previous encode of this checkpoint in this session (for the change)
+before = [j for j in done_here if j.key != shown.key and (j.finished or 0) <= (shown.finished or 0)]
+prev_job = before[-1] if before else None
+prev = prev_job.result() if prev_job is not None else None
+
+metrics = st.container(horizontal=True, wrap=True)  # wraps rather than cutting numbers off at 800 px
+m1, m2, m3, m4 = (metrics.container(width=220) for _ in range(4))
+m1.metric("bundle bytes", f"{res['total_bytes']:,}", delta_color="inverse",
+          delta=f"{res['total_bytes'] - prev['result']['total_bytes']:+,} B vs previous" if prev else None)
+m2.metric("ratio vs fp32", f"{res['ratio']:.2f}×",
+          delta=f"{res['ratio'] - prev['result']['ratio']:+.2f}× vs previous" if prev else None)
+src_r = src_acc.result() if src_acc is not None else None
+dec_r = dec_acc.result() if dec_acc is not None else None
+if dec_r is not None:
+    m3.metric(f"decoded top-1 (sample, {dec_r['images']} img)", f"{dec_r['acc1']:.2f} %",
+              delta=f"{dec_r['acc1'] - src_r['acc1']:+.2f} pt vs source" if src_r is not None else None)
+elif dec_acc is not None and not dec_acc.done:
+    m3.metric("decoded top-1 (sample)", "measuring…")
+else:
+    m3.metric("decoded top-1 (sample)", "–", help=dec_acc.error() if dec_acc is not None else
+              "No embedded sample to measure on.")
+bpnz, h0 = res.get("bits_per_nonzero"), res.get("entropy_bits_per_nonzero")
+m4.metric("bits per non-zero level", f"{bpnz:.2f}" if bpnz else "–",
+          help="Weight stream bytes × 8 / non-zero levels; H0 = the levels' zero-order entropy per non-zero.",
+          delta=f"H0 {h0:.2f}" if h0 else None, delta_color="off")
+src_line = (f"Source (as loaded): top-1 {src_r['acc1']:.2f} % on the same {src_r['images']} sample images. "
+            if src_r is not None else "")
+st.caption(src_line + f"{res['nonzero']:,} non-zero levels; weights {res['weights_bytes']:,} B, tables and "
+           f"manifest {res['metadata_bytes']:,} B; encode + decode {lab['seconds']:.1f} s; "
+           f"{sum(x['frames'] for x in res['streams'])} coded frames of {len(res['frame_info'])} in the plan.")
 if "bundle" in meta:
     st.caption(f"The bundle this checkpoint was loaded from holds {meta['bundle']['total_bytes']:,} B "
-               f"({meta['bundle']['ratio']:.2f}×) at {ui.settings_label(meta['settings'])}.")
+               f"({meta['bundle']['ratio']:.2f}×) at {forms.label(meta['settings'])}.")
 
 rows = ci.encode_layer_table(res["layers"], lab["errors"])
-video_rows = [r for r in rows if r["frames"]]
-prev_bytes = {layer["name"]: layer["bytes"] for layer in prev["layers"]} if prev else None
+video_rows = [r for r in rows if r["kind"] == "weight"]
+prev_bytes = {layer["name"]: layer["bytes"] for layer in prev["result"]["layers"]} if prev else None
 st.markdown("**Bytes per layer**" + (" (grey: previous encode)" if prev else ""))
 st.plotly_chart(figures.layer_bars(video_rows, "bytes", "bytes", log=True, previous=prev_bytes),
                 config={"displaylogo": False})
 a, b = st.columns(2)
 with a:
-    st.markdown("**Bits per coefficient**")
-    st.plotly_chart(figures.layer_bars(video_rows, "bits/coeff", "bits per stored value", log=True),
-                    config={"displaylogo": False})
-    st.caption("Small tensors pay for a whole padded frame (16×16 at least) and its headers.")
+    st.markdown("**Bits per non-zero level** against the zero-order entropy H0")
+    st.plotly_chart(figures.bits_per_nonzero(video_rows), config={"displaylogo": False})
+    st.caption("Above H0: what the codec's context modelling does not win back (frame headers, zero runs); "
+               "below: it exploits structure between levels.")
 with b:
     st.markdown("**Reconstruction error** (decoded − source)")
     st.plotly_chart(figures.error_chart(video_rows), config={"displaylogo": False})
     st.caption("No bar: decoded exactly (a lossless encode of values already on the export grid).")
+total = {"layer": "total (weights)", "kind": "", "bytes": res["weights_bytes"], "non-zero": res["nonzero"],
+         "bits/nz": bpnz, "H0 bits/nz": h0}
 with st.expander("Per-layer table", expanded=False):
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    st.dataframe(pd.DataFrame(rows + [total]), hide_index=True, width="stretch", column_config={
         "bits/coeff": st.column_config.NumberColumn(format="%.3f"),
+        "bits/nz": st.column_config.NumberColumn(format="%.2f"),
+        "H0 bits/nz": st.column_config.NumberColumn(format="%.2f"),
         "max |err|": st.column_config.NumberColumn(format="%.3g"),
         "half step": st.column_config.NumberColumn(format="%.3g"),
         "rms err": st.column_config.NumberColumn(format="%.3g"),
         "rel. rms err": st.column_config.NumberColumn(format="%.3g")})
 if prev:
-    st.markdown(f"**Change against the previous encode** ({ui.settings_label(prev['settings'])})")
-    st.dataframe(pd.DataFrame(ci.encode_changes(prev["layers"], res["layers"])), hide_index=True, width="stretch",
-                 column_config={"Δ %": st.column_config.NumberColumn(format="%+.2f"),
-                                "max |err| before": st.column_config.NumberColumn(format="%.3g"),
-                                "max |err| now": st.column_config.NumberColumn(format="%.3g")})
-with st.expander("Streams"):
-    st.dataframe(pd.DataFrame([{k: x[k] for k in ("file", "kind", "height", "width", "frames", "bytes", "workaround")}
-                               for x in res["streams"]]), hide_index=True, width="stretch")
+    st.markdown(f"**Change against the previous encode** ({forms.label(prev['settings'])})")
+    st.dataframe(pd.DataFrame(ci.encode_changes(prev["result"]["layers"], res["layers"])), hide_index=True,
+                 width="stretch", column_config={"Δ %": st.column_config.NumberColumn(format="%+.2f"),
+                                                 "max |err| before": st.column_config.NumberColumn(format="%.3g"),
+                                                 "max |err| now": st.column_config.NumberColumn(format="%.3g")})
+with st.expander("Streams and files"):
+    st.dataframe(pd.DataFrame([{k: x.get(k) for k in ("file", "kind", "height", "width", "frames", "bytes",
+                                                        "workaround")} for x in res["streams"]]),
+                 hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame([{"file": n, "bytes": len(b)} for n, b in sorted(res["files"].items())]),
+                 hide_index=True, width="stretch")
 
 stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
         f"{s['preset']}-crf{s['crf']}")

@@ -1,5 +1,7 @@
-"""Coefficients: per-layer sparsity, one layer's DCT coefficients as the exported image,
-per-frequency energy and non-zero maps, and the magnitude histogram against q/2."""
+"""Coefficients: per-layer sparsity — by default the non-zero levels on the checkpoint's own
+export grid, the count the results table and the bundle use — one layer's DCT coefficients
+as the exported image (axes in coefficient rows/columns), per-frequency energy and non-zero
+maps, and the magnitude histogram against q/2."""
 from __future__ import annotations
 
 import math
@@ -16,24 +18,37 @@ FLOOR = 1e-6
 ss = st.session_state
 path, key, model, meta = ui.current_model("Coefficients")
 
-default_q = float(((meta.get("train_config") or {}).get("qstep")) or 0.1)
-if state.W_Q not in ss:
-    ss[state.W_Q] = default_q
-q = st.number_input("Quantisation step q (a coefficient counts as non-zero when |c| ≥ q/2)", min_value=1e-5,
-                    max_value=10.0, step=0.01, format="%.4f", key=state.W_Q)
-
-rows = state.layer_stats(key, q, model)
+GRID, UNIFORM = "export grid", "uniform q"
+grid_rows = state.grid_stats(key, model, meta)
+mode = st.radio("Count non-zero coefficients", [GRID, UNIFORM], horizontal=True, key=state.W_GRID,
+                format_func=lambda m: "levels ≠ 0 on the checkpoint's export grid (what a bundle codes)" if m == GRID
+                else "|c| ≥ q/2 at one uniform step q (the paper's rate proxy)")
+if mode == GRID:
+    rows = grid_rows
+    q = None
+else:
+    default_q = float(((meta.get("train_config") or {}).get("qstep")) or 0.1)
+    if state.W_Q not in ss:
+        ss[state.W_Q] = default_q
+    q = st.number_input("Quantisation step q (a coefficient counts as non-zero when |c| ≥ q/2)", min_value=1e-5,
+                        max_value=10.0, step=0.01, format="%.4f", key=state.W_Q)
+    rows = state.layer_stats(key, q, model)
 total = sum(r["values"] for r in rows)
 nz = sum(r["non-zero"] for r in rows)
 c1, c2, c3 = st.columns(3)
 c1.metric("stored coefficients", f"{total:,}")
-c2.metric(f"non-zero at q/2 = {q / 2:g}", f"{nz:,}")
+c2.metric("non-zero levels on the export grid" if q is None else f"non-zero at q/2 = {q / 2:g}", f"{nz:,}")
 c3.metric("sparsity", f"{100.0 * (total - nz) / total:.2f} %")
+if q is None:
+    st.caption(f"The grid of {'this bundle' if 'bundle' in meta else 'an 8-bit export (EncodeSettings defaults)'}: "
+               "per-tile scales, levels rounded as the encoder rounds them; the results table and the Codec lab "
+               "count the same levels.")
 
 st.subheader("Sparsity per layer")
 st.plotly_chart(figures.sparsity_bars(rows), config={"displaylogo": False})
 with st.expander("Per-layer table"):
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "q (largest step)": st.column_config.NumberColumn(format="%.4g"),
         "non-zero %": st.column_config.NumberColumn(format="%.3f"),
         "sparsity %": st.column_config.NumberColumn(format="%.3f"),
         "max |c|": st.column_config.NumberColumn(format="%.4g"),
@@ -46,12 +61,16 @@ layer = st.selectbox("Layer", names, key=state.W_LAYER,
                      format_func=lambda n: f"{n}  ({next(r for r in rows if r['layer'] == n)['kind']}, "
                                            f"{next(r for r in rows if r['layer'] == n)['shape']})")
 row = next(r for r in rows if r["layer"] == layer)
+# the step this layer is judged at: q, or on the export grid its largest tile step
+lq = q if q is not None else max(float(row.get("q (largest step)") or 0.0), 1e-6)
 
 st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
 img = state.coefficient_image(key, layer, model)
 shown, factor = ci.max_pool(ci.log_magnitude(img, FLOOR), MAX_HEATMAP_SIDE)
 tile = int(ss[state.LAB_SETTINGS]["tile"])
-st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR)),
+axes = (("output channel × k_h", "input channel × k_w") if row["kind"] == ci.KIND_SPATIAL
+        else ("output channel", "input channel"))
+st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR), axes),
                 config={"displaylogo": False, "scrollZoom": True})
 note = f"Dotted lines: the {tile}×{tile} tiles that become video frames. Drag to zoom, double-click to reset."
 if factor > 1:
@@ -61,7 +80,7 @@ if row["kind"] == ci.KIND_SPATIAL:
 st.caption(note)
 
 st.subheader("Per-frequency maps")
-maps = state.frequency_maps(key, layer, q, model)
+maps = state.frequency_maps(key, layer, lq, model)
 if maps is None:
     st.info(f"{layer} is not stored in a transform domain made of repeated blocks "
             f"({row['kind']}), so there is no per-frequency aggregate to show.")
@@ -69,13 +88,15 @@ else:
     a, b = st.columns(2)
     a.plotly_chart(figures.frequency_heatmap(maps.energy, "mean energy c²", maps.axes, log=True),
                    config={"displaylogo": False})
-    b.plotly_chart(figures.frequency_heatmap(maps.nonzero, f"fraction non-zero (|c| ≥ {q / 2:g})", maps.axes,
+    b.plotly_chart(figures.frequency_heatmap(maps.nonzero, f"fraction non-zero (|c| ≥ {lq / 2:.3g})", maps.axes,
                                              log=False), config={"displaylogo": False})
     st.caption("Aggregated over every filter of the layer (spatial DCT) or every B×B block of the channel "
                "matrix (channel DCT); (0, 0) is the DC coefficient.")
 
 st.subheader("Magnitude histogram")
-h = state.histogram(key, layer, q, model)
-st.plotly_chart(figures.magnitude_histogram(h, q), config={"displaylogo": False})
+h = state.histogram(key, layer, lq, model)
+st.plotly_chart(figures.magnitude_histogram(h, lq), config={"displaylogo": False})
 st.caption(f"{h.above:,} coefficients at or above q/2 survive rounding at step q; {h.below:,} below it would "
-           f"round to zero; {h.zeros:,} are exactly zero.")
+           f"round to zero; {h.zeros:,} are exactly zero."
+           + (f" On the export grid q is per tile: the line is at half this layer's largest step ({lq:.3g})."
+              if q is None else ""))

@@ -1,105 +1,126 @@
-"""Frames: the coefficient tiles as the video frames the codec sees, in natural and in
-similarity order; adjacent-frame MSE, a scrubber, bytes per frame and a playable preview."""
+"""Frames: the coefficient levels as the video frames the codec really sees (format v2: one
+stream of S×S frames, each layer's frequency planes with rows/columns ordered by non-zero
+class; all-zero frames are not coded). Clickable thumbnails, a frame viewer with step and
+play, what each frame holds (layer, frequencies, rows, columns), bytes per frame and a
+small H.264 preview."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
+from app import figures, forms, state, ui
 from ctnet import inspect as ci
+
+MAX_SHOWN = 512  # the frame viewer and the preview are never wider than this (px)
+THUMB = 32  # thumbnail side (px, max-pooled: isolated levels stay visible)
+COLUMNS = 16
 
 ss = st.session_state
 path, key, model, meta = ui.current_model("Frames")
-
 settings = ss[state.LAB_SETTINGS]
 layout = state.layout_of(settings)
-layout_key = tuple(layout.items())
-st.caption(f"Laid out as the Codec lab's settings say: {settings['codec']}, "
-           f"{settings['bit_depth']}-bit pixels, tiles of "
-           f"{settings['tile']}×{settings['tile']}, {settings['pix_fmt']}"
-           + (f", dither {settings['dither']:g}" if settings["dither"] else "")
-           + (", BN as video" if settings["bn_mode"] == "video" else "") + ". Change them in the Codec lab.")
+st.html("<style>[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img "
+        "{image-rendering: pixelated;}</style>")
 
-with st.spinner("Quantising tiles…"):
-    streams = state.streams(key, layout_key, model)
-by_name = {s.name: s for s in streams}
-if ss.get(state.W_STREAM) not in by_name:
-    ss[state.W_STREAM] = streams[0].name
-name = st.selectbox("Stream (tiles of one size share a video stream)", list(by_name), key=state.W_STREAM,
-                    format_func=lambda n: f"{n}: {len(by_name[n].ids)} frames of "
-                                          f"{by_name[n].height}×{by_name[n].width}")
-stream = by_name[name]
+with st.spinner("Laying the levels out as frames…"):
+    cf = state.coded_frames(key, layout, model, meta, settings)
+n = len(cf.ids)
+st.caption(f"Laid out as the Codec lab's settings say ({forms.label(settings)}): {cf.plan_frames} frames of "
+           f"{cf.frame}×{cf.frame} in the plan, {n} coded ({cf.plan_frames - n} hold only level 0 and are not "
+           f"coded), {cf.container_bits}-bit pixels with level 0 at {1 << (cf.container_bits - 1)}. "
+           "Change the settings in the Codec lab.")
+if n == 0:
+    st.info("Every level is 0 at these settings: no frame is coded.")
+    st.stop()
+
 view = st.radio("Show", list(state.VIEWS), format_func=state.VIEWS.get, horizontal=True, key=state.W_VIEW,
-                help="The coded frames are nearly uniform grey around each tile's zero level; the stretched "
-                     "magnitude makes the sparse coefficients visible.")
-bits = settings["bit_depth"] if stream.kind == "weight" else settings["bn_bit_depth"]
-frames8 = state.frame_view(key, layout_key, name, view, bits, stream.frames)
-natural = list(range(len(stream.ids)))
-with st.spinner("Ordering frames by similarity…"):
-    similar = state.similarity_order(key, layout_key, name, stream.frames)
-orders = {"natural": natural, "similarity": similar}
+                help="The coded pixels are nearly uniform grey around level 0; |level| stretched makes the "
+                     "sparse levels visible.")
+frames8 = state.frame_view(key, layout, view, cf)
+fbytes, bytes_from = state.frame_bytes(path, meta, settings)
 
-st.subheader("Thumbnails")
-left, right = st.columns(2)
-for col, order_name in ((left, "natural"), (right, "similarity")):
-    col.markdown(f"**{order_name} order**" + (" (model order: layer by layer, tiles row-major)"
-                                              if order_name == "natural" else " (greedy nearest neighbour on MSE, "
-                                                                              "as the encoder orders them)"))
-    col.image(state.thumbnails(key, layout_key, name, view, order_name, frames8, orders[order_name]), width="stretch")
+if not isinstance(ss.get(state.W_FRAME), int) or not 0 <= ss[state.W_FRAME] < n:
+    ss[state.W_FRAME] = 0
 
-st.subheader("Adjacent-frame MSE")
-curves = {o: ci.adjacent_mse(stream.frames.astype(np.float64), orders[o]) for o in orders}
-if len(stream.ids) > 1:
-    st.plotly_chart(figures.mse_curves(curves), config={"displaylogo": False})
-    st.caption("Lower is easier for inter prediction; the similarity order is what the bundle stores "
-               "(with the permutation) when the order setting is 'similarity'.")
-else:
-    st.info("This stream has a single frame.")
 
-fbytes, coded, bytes_from = state.frame_bytes(path, meta, layout, name)
+def _on_thumb() -> None:
+    points = (ss.get(state.W_THUMBS) or {}).get("selection", {}).get("points", [])
+    picked = [p["customdata"][0] for p in points if p.get("customdata")]
+    if picked:
+        ss[state.W_FRAME] = int(picked[0])
 
-st.subheader("Frame scrubber")
-order_name = st.radio("Order", list(orders), horizontal=True, key=state.W_SCRUB_ORDER)
-order = orders[order_name]
-if len(order) > 1:
-    if not 0 <= ss.get(state.W_SCRUB, 0) < len(order):
-        ss[state.W_SCRUB] = 0
-    pos = st.slider("Position in stream", 0, len(order) - 1, key=state.W_SCRUB)
-else:
-    pos = 0
-i = order[min(pos, len(order) - 1)]
-fid = stream.ids[i]
-title = f"frame {fid}" + (f" — {fbytes[fid]:,} B" if fbytes and fid in fbytes else "")
-left, right = st.columns([3, 2])
-left.plotly_chart(figures.frame_image(frames8[i], title), config={"displaylogo": False})
-raw = stream.frames[i]
-zero = int(ci.zero_levels(raw[None])[0])
-right.markdown(f"**{stream.labels[i]}**  \nframe {fid} of the bundle, position {pos} in {order_name} order")
-right.dataframe(pd.DataFrame([
-    {"": "zero level (most common pixel)", "value": str(zero)},
-    {"": "pixels off the zero level", "value": f"{int((raw != zero).sum()):,} of {raw.size:,}"},
-    {"": "pixel range", "value": f"{int(raw.min())} … {int(raw.max())}"},
-    {"": "bytes in the encode", "value": f"{fbytes[fid]:,}" if fbytes and fid in fbytes else "–"}]),
-    hide_index=True, width="stretch")
+
+def _step(d: int) -> None:
+    ss[state.W_FRAME] = (ss.get(state.W_FRAME, 0) + d) % n
+
+
+st.subheader("Coded frames")
+cols = min(COLUMNS, n)
+grid = state.thumbnails(key, layout, view, THUMB, cols, frames8)
+st.plotly_chart(figures.thumbnail_picker(grid, n, cols, THUMB, 2, cf.labels, ss[state.W_FRAME]), key=state.W_THUMBS,
+                on_select=_on_thumb, selection_mode="points", config={"displaylogo": False, "displayModeBar": False},
+                width=min(MAX_SHOWN * 2, cols * (THUMB + 2) * 2))
+st.caption("Each thumbnail is one coded frame in stream order (max-pooled to 32 px). Click one to open it below.")
+
+st.subheader("Frame viewer")
+playing = st.toggle("Play", key=state.W_PLAY)
+fps = st.select_slider("Frames per second", [1, 2, 4, 8, 12], value=4, key=state.W_FPS)
+
+
+@st.fragment(run_every=1.0 / fps if playing else None)
+def viewer() -> None:
+    if playing and st.session_state.get("_frames_tick"):
+        _step(1)
+    st.session_state["_frames_tick"] = True
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.button("◀", key="w_frame_prev", on_click=_step, args=(-1,), help="Previous frame")
+        st.button("▶", key="w_frame_next", on_click=_step, args=(1,), help="Next frame")
+    pos = st.slider("Coded frame (stream order)", 0, n - 1, key=state.W_FRAME) if n > 1 else 0
+    fid = cf.ids[pos]
+    info = cf.info[fid]
+    # side by side when there is room, the table below the frame when not (800 px wide)
+    row = st.container(horizontal=True, wrap=True, gap="medium")
+    left, right = row.container(width=MAX_SHOWN), row.container(width=420)
+    img = frames8[pos]
+    k = max(1, MAX_SHOWN // max(img.shape))
+    left.image(ci.upscale(img[None], k)[0], width="content",  # its own pixels, never wider than the page
+               caption=f"coded frame {pos} = plan frame {fid}, {cf.frame}×{cf.frame}")
+    levels = np.asarray(cf.pixels[pos], np.int64) - (1 << (cf.container_bits - 1))
+    b = fbytes[fid] if fbytes is not None else None
+    right.markdown(f"**{cf.labels[pos]}**")
+    right.dataframe(pd.DataFrame([
+        {"": "layer", "value": info["layer"]},
+        {"": "non-zero levels", "value": f"{int(np.count_nonzero(levels)):,} of {levels.size:,}"},
+        {"": "largest |level|", "value": str(int(np.abs(levels).max()))},
+        {"": "bytes in the encode", "value": f"{b:,}" if b is not None else "–"}]), hide_index=True, width="stretch")
+    parts = info.get("parts") or []
+    right.dataframe(pd.DataFrame([{"plane": p["plane"], "frequency (k_h, k_w)": str(tuple(p["frequency"]))
+                                   if p["frequency"] is not None else "–",
+                                   "rows": f"{p['rows'][0]}–{p['rows'][1] - 1}",
+                                   "cols": f"{p['cols'][0]}–{p['cols'][1] - 1}"} for p in parts]),
+                    hide_index=True, width="stretch", height=min(300, 35 * (len(parts) + 1) + 3))
+    right.caption("Rows and columns are the layer's, in the coded (non-zero class) order when the order "
+                  "setting is 'count'.")
+
+
+viewer()
 
 st.subheader("Bytes per frame")
 if fbytes is None:
     st.info("Bytes per frame come from an encode: run one in the Codec lab with these settings.")
     st.page_link(ui.PAGE_LINKS["codec_lab"], label="Go to Codec lab", icon=":material/science:")
 else:
-    label_of = dict(zip(stream.ids, stream.labels))
-    st.plotly_chart(figures.frame_bytes([fbytes.get(f) for f in coded], [label_of.get(f, str(f)) for f in coded]),
-                    config={"displaylogo": False})
-    sizes = [fbytes[f] for f in coded if f in fbytes]
-    st.caption(f"From {bytes_from}: {sum(sizes):,} B in {len(sizes)} frames; the first (I) frame "
-               f"{sizes[0]:,} B, the others {np.mean(sizes[1:]) if len(sizes) > 1 else 0:,.0f} B on average.")
+    sizes = [fbytes[f] for f in cf.ids]
+    st.plotly_chart(figures.frame_bytes(sizes, cf.labels), config={"displaylogo": False})
+    known = [x for x in sizes if x is not None]
+    st.caption(f"From {bytes_from}: {sum(known):,} B in {len(known)} coded frames; the first (I) frame "
+               f"{known[0]:,} B, the others {np.mean(known[1:]) if len(known) > 1 else 0:,.0f} B on average.")
 
 st.subheader("Preview video")
-fps = st.select_slider("Frames per second", [2, 6, 12, 24, 48], value=12, key=state.W_FPS)
 with st.spinner("Making an H.264 preview…"):
-    mp4 = state.preview_video(key, layout_key, name, view, order_name, fps, frames8, order)
-st.video(mp4, format="video/mp4", loop=True)
-st.caption(f"The {len(order)} frames of {name} in {order_name} order as H.264 (browsers rarely play HEVC), "
-           f"shown as {state.VIEWS[view]}, enlarged without smoothing. A lossy preview: {len(mp4):,} B, "
+    mp4 = state.preview_video(key, layout, view, 12, frames8)
+st.video(mp4, format="video/mp4", loop=True, width=MAX_SHOWN)
+st.caption(f"The {n} coded frames in stream order at 12 fps as H.264 (browsers rarely play HEVC), shown as "
+           f"{state.VIEWS[view]}, at most {state.PREVIEW_SIDE} px a side. A lossy preview: {len(mp4):,} B, "
            "not the bundle's stream.")

@@ -3,15 +3,13 @@ ctnet knows (each codec at each bit depth and CRF, NNCodec, INT8/INT4 + zstd), m
 ``ctnet.rd`` on the same weights and images; the best method at an accuracy floor."""
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from app import figures, state, ui
 from ctnet import rd
 from ctnet.baselines import nncodec_status
-from ctnet.codec.video import CODECS
+from ctnet.codec.registry import CODECS
 from ctnet.data import DatasetError
 
 ss = st.session_state
@@ -24,11 +22,11 @@ if not data:
     st.info("Type the path of an ImageNette copy (with val/<WNID>/ folders), or use the embedded sample.")
     st.stop()
 
-finished = state.collect_sweep()
-if finished and finished["errors"]:
-    st.warning("Some points failed: " + "; ".join(f"{e['label']}: {e['error']}" for e in finished["errors"]))
-if ss.get(state.RD_ERROR):
-    st.error(f"The last sweep failed: {ss[state.RD_ERROR]}")
+sweep = state.sweep_job(path, data, limit)
+if sweep is not None and sweep.ok and sweep.result()["errors"]:
+    st.warning("Some points failed: " + "; ".join(f"{e['label']}: {e['error']}" for e in sweep.result()["errors"]))
+elif sweep is not None and sweep.done and not sweep.ok:
+    st.error(f"The last sweep failed: {sweep.error()}")
 
 try:
     points = state.rd_points(path, data, limit)
@@ -40,9 +38,11 @@ except (DatasetError, rd.RDError, OSError) as exc:
 nnc_ok, nnc_why = nncodec_status()
 with st.expander("Measure points", expanded=not points):
     m1, m2, m3 = st.columns([3, 1, 2])
-    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=state.W_RD["codecs"], format_func=lambda n: CODECS[n].label)
+    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=state.W_RD["codecs"],
+                            format_func=lambda n: CODECS[n].label)
     bits = m2.multiselect("Bit depths", [8, 10, 12], default=[8, 10], key=state.W_RD["bits"])
-    lossy = m3.checkbox("Lossy CRFs too", value=True, key=state.W_RD["lossy"], help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
+    lossy = m3.checkbox("Lossy CRFs too", value=True, key=state.W_RD["lossy"],
+                        help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
                         f"AV1 CRF {', '.join(map(str, rd.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
     baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key=state.W_RD["baselines"],
                             help=None if nnc_ok else f"NNCodec: {nnc_why}")
@@ -53,27 +53,22 @@ with st.expander("Measure points", expanded=not points):
         st.error(str(exc))
         jobs = []
     new = rd.missing_jobs(jobs, points)
+    n_img = limit or (500 if data == str(state.sample_dir()) else 3925)  # the sample; ImageNette's val split
+    est = state.runner().estimate("sweep", len(new), 15.0 * n_img / 500)
     st.caption(f"{len(jobs)} points asked for, {len(jobs) - len(new)} already measured, {len(new)} to measure "
-               "(each: encode, decode, evaluate; minutes in all on a CPU). Points are cached, here and for `ctnet rd`.")
+               f"(each: encode, decode, evaluate; {ui.estimate_text(est) if new else 'nothing'} on this server). "
+               "Points are cached, here and for `ctnet rd`.")
     if not nnc_ok:
         st.caption(f"NNCodec points are skipped: {nnc_why}.")
-    if st.button("Measure", type="primary", key=state.W_RD["measure"], disabled=not new or state.running_sweep() is not None):
+    running = sweep is not None and sweep.running
+    if st.button("Measure", type="primary", key=state.W_RD["measure"], disabled=not new or running):
         try:
-            state.start_sweep(path, data, limit, new, device)
+            sweep = state.start_sweep(path, data, limit, new, device)
         except (DatasetError, rd.RDError, OSError) as exc:
             st.error(f"Cannot start: {exc}")
 
-if state.running_sweep() is not None:
-    @st.fragment(run_every=2.0)
-    def _poll():
-        job = state.running_sweep()
-        if job is None:
-            st.rerun()
-            return
-        done, now = job.status
-        st.progress(done / max(job.total, 1), text=f"Measuring {done + 1}/{job.total}: {now} "
-                    f"({time.perf_counter() - job.started:.0f} s so far)")
-    _poll()
+if sweep is not None and sweep.running:
+    ui.job_progress([sweep], "rd", every=2.0)
 
 if not points:
     st.info("No measurements of this checkpoint on these images yet: choose what to measure and press Measure.")

@@ -1,0 +1,195 @@
+"""The Codec lab's settings form, built from ``ctnet.codec.manifest.EncodeSettings`` (where
+every default lives) and the codec registry (what each codec accepts): one widget per field,
+its choices from the registry, so a field added to the dataclass shows up here without a
+hand-made mapping. Also the settings' round trip through the URL and their one-line label."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import streamlit as st
+
+from ctnet.codec.manifest import BIT_DEPTHS, BN_MODES, MAX_DITHER, BundleError, EncodeSettings
+from ctnet.codec.plan import FRAME_SIZES, ORDERS
+from ctnet.codec.registry import CODECS, PRESETS, default_codec
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings))
+TYPES = {f.name: type(getattr(EncodeSettings(), f.name)) for f in fields(EncodeSettings)}
+TILES = (64, 128, 256)
+PREFIX = "w_lab_"
+LOSSLESS = PREFIX + "lossless"  # CRF is one field, two widgets: a lossless box and a slider
+
+LABELS = {"codec": "Codec", "crf": "CRF (when not lossless)", "bit_depth": "Grid bit depth", "pix_fmt": "Pixel format",
+          "preset": "Preset", "frame": "Frame size", "order": "Row/column order", "bn_mode": "BatchNorm",
+          "dither": "Dither (pixel steps, 0 = off)", "seed": "Dither seed", "tile": "Grid tile"}
+HELP = {
+    "codec": "HEVC is the default; the others are compared on the Rate–distortion page. xz/zstd code the same "
+             "levels without video.",
+    "bit_depth": "Bits of the export grid (what export-aware training simulates); the frames are coded one "
+                 "container depth deeper so signed levels fit.",
+    "pix_fmt": "gray: 4:0:0 (HEVC RExt). yuv420: data in luma, neutral chroma (Main/Main10, hardware-decodable).",
+    "frame": "Side of the coded frames: every layer's frequency planes are packed into S×S frames.",
+    "order": "count: each layer's rows and columns sorted by their non-zero count (zeros gather, whole frames "
+             "drop out); natural: model order.",
+    "bn_mode": "affine: BN as its eval-mode scale and shift in float16; raw: the four float32 vectors (exact).",
+    "tile": "The quantisation grid's tile (each tile has its own scale); training used 128.",
+    "preset": "Encoder speed/size trade-off (video codecs).",
+}
+
+
+def key(name: str) -> str:
+    return PREFIX + name
+
+
+def defaults() -> dict:
+    """EncodeSettings' defaults, with the codec ``$CTNET_CODEC`` names (raises ValueError on a bad one)."""
+    codec = default_codec()
+    d = EncodeSettings().to_dict()
+    if codec != d["codec"]:
+        d.update(codec=codec, pix_fmt=CODECS[codec].pix_fmts[0])
+    return d
+
+
+def choices(name: str, s: dict) -> tuple | None:
+    """What a field may take under the current codec (None: a free number)."""
+    c = CODECS[s["codec"]]
+    return {"codec": tuple(CODECS), "bit_depth": BIT_DEPTHS, "pix_fmt": c.pix_fmts, "preset": PRESETS,
+            "frame": FRAME_SIZES, "order": ORDERS, "bn_mode": BN_MODES, "tile": TILES}.get(name)
+
+
+def disabled(name: str, s: dict) -> bool:
+    c = CODECS[s["codec"]]
+    if name == "preset":
+        return not c.uses_preset
+    if name == "crf":
+        return not c.lossy or s["crf"] == 0
+    if name == "seed":
+        return not s["dither"]
+    return False
+
+
+def fit(s: dict) -> dict:
+    """``s`` with every field within what its codec takes (after the codec changed)."""
+    out = dict(s)
+    c = CODECS[out["codec"]]
+    if out["pix_fmt"] not in c.pix_fmts:
+        out["pix_fmt"] = c.pix_fmts[0]
+    out["crf"] = min(out["crf"], c.max_crf) if c.lossy else 0
+    return out
+
+
+# --- widgets ------------------------------------------------------------------------------------
+
+def widget_values(s: dict) -> dict:
+    out = {key(n): s[n] for n in FIELDS}
+    out[LOSSLESS] = s["crf"] == 0
+    out[key("crf")] = s["crf"] or 20
+    return out
+
+
+def seed(s: dict, force: bool = False) -> None:
+    """Give the widgets ``s`` (widgets own their values only while shown)."""
+    for k, v in widget_values(s).items():
+        if force or k not in st.session_state:
+            st.session_state[k] = v
+
+
+def from_widgets() -> dict:
+    ss = st.session_state
+    s = {n: TYPES[n](ss[key(n)]) for n in FIELDS}
+    c = CODECS[s["codec"]]
+    s["crf"] = 0 if (ss[LOSSLESS] or not c.lossy) else int(ss[key("crf")])
+    return s
+
+
+def _on_codec() -> None:
+    ss = st.session_state
+    c = CODECS[ss[key("codec")]]
+    if ss[key("pix_fmt")] not in c.pix_fmts:
+        ss[key("pix_fmt")] = c.pix_fmts[0]
+    if c.lossy:
+        ss[key("crf")] = min(ss[key("crf")], c.max_crf)
+
+
+def _widget(name: str, s: dict) -> None:
+    c = CODECS[s["codec"]]
+    opts = choices(name, s)
+    common = dict(key=key(name), help=HELP.get(name), disabled=disabled(name, s))
+    if name == "codec":
+        st.selectbox(LABELS[name], opts, format_func=lambda n: CODECS[n].label, on_change=_on_codec, **common)
+    elif name == "crf":
+        st.checkbox("Lossless (CRF 0)", key=LOSSLESS, disabled=not c.lossy)
+        st.slider(LABELS[name], 1, c.max_crf if c.lossy else 51, **{**common, "disabled": not c.lossy
+                                                                      or st.session_state[LOSSLESS]})
+    elif opts is not None and len(opts) <= 3 and TYPES[name] is str:
+        st.radio(LABELS[name], opts, horizontal=True, **common)
+    elif opts is not None:
+        st.selectbox(LABELS[name], opts, **common)
+    elif TYPES[name] is float:
+        st.slider(LABELS.get(name, name), 0.0, float(MAX_DITHER) if name == "dither" else 10.0, step=0.25, **common)
+    else:
+        st.number_input(LABELS.get(name, name), 0, 2**31 - 1, **common)
+
+
+def render(width: int = 230) -> dict:
+    """Every field of EncodeSettings as a widget, each in a box ``width`` px wide that wraps
+    to the next line (usable from 800 px wide up); the settings they hold."""
+    s = from_widgets()
+    with st.container(horizontal=True, wrap=True, gap="medium"):
+        for name in FIELDS:
+            with st.container(width=width):
+                _widget(name, s)
+    return from_widgets()
+
+
+# --- labels, differences, URL ----------------------------------------------------------------------
+
+def label(s: dict) -> str:
+    """One line naming codec settings: codec, preset, rate, grid, frames, order, BN."""
+    c = CODECS.get(s.get("codec"))
+    parts = [s["codec"]] + ([s["preset"]] if c is not None and c.uses_preset else []) + [
+        "lossless" if s.get("crf", 0) == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s.get('pix_fmt', 'gray')}"]
+    if "frame" in s:
+        parts.append(f"{s['frame']}² frames")
+    if s.get("dither"):
+        parts.append(f"dither {s['dither']:g} (seed {s['seed']})")
+    parts.append(f"BN {s.get('bn_mode', '?')}")
+    parts.append(f"{s.get('order', '?')} order")
+    if s.get("tile", 128) != 128:
+        parts.append(f"tile {s['tile']}")
+    return " · ".join(parts)
+
+
+def diff(a: dict, b: dict) -> list[str]:
+    """``field: a → b`` for every field that differs."""
+    return [f"{n} {a.get(n)!s} → {b.get(n)!s}" for n in FIELDS if a.get(n) != b.get(n)]
+
+
+def to_query(s: dict) -> dict[str, str]:
+    """The fields that differ from the defaults, as URL parameters."""
+    base = defaults()
+    return {n: str(s[n]) for n in FIELDS if s.get(n) != base[n]}
+
+
+def from_query(params: dict) -> tuple[dict, str | None]:
+    """Settings from URL parameters (missing fields: defaults); (defaults, reason) when they
+    do not make valid settings."""
+    base = defaults()
+    s = dict(base)
+    try:
+        for n in FIELDS:
+            if n in params:
+                s[n] = TYPES[n](params[n])
+        EncodeSettings(**s).validate()
+    except (ValueError, TypeError, BundleError) as exc:
+        return base, f"the link's codec settings were ignored: {exc}"
+    return s, None
+
+
+def valid(s: dict) -> EncodeSettings:
+    """Raises BundleError naming the problem."""
+    return EncodeSettings(**s).validate()
+
+
+def canonical(s: dict) -> tuple:
+    """Hashable settings (a job key part)."""
+    return tuple((n, s[n]) for n in FIELDS)
