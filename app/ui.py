@@ -139,3 +139,31 @@ def data_controls(keys: dict[str, str]) -> tuple[str, int, str]:
     for name, value in (("source", source), ("path", typed), ("limit", limit), ("device", device)):
         ss[shared[name]] = value
     return (str(sample) if source == "sample" else typed), int(limit), device
+
+
+DOWNLOAD_FORMATS = {"safetensors": "plain torchvision (safetensors)", "onnx": "ONNX (opset 17)",
+                    "ctnet": "CTNet checkpoint (DCT coefficients)"}
+
+
+@st.cache_data(max_entries=3, show_spinner=False)
+def _model_file(key, fmt: str, _model, _meta) -> tuple[bytes, str]:
+    from ctnet.plain import model_file
+    return model_file(_model, _meta, fmt)
+
+
+def model_downloads(key, model, meta, stem: str, where: str) -> None:
+    """The decoded model as a file (``ctnet decode --out``): pick a format, prepare, download."""
+    c1, c2 = st.columns([3, 2])
+    fmt = c1.selectbox("Decoded model as", list(DOWNLOAD_FORMATS), format_func=DOWNLOAD_FORMATS.get,
+                       key=f"w_dl_fmt_{where}")
+    if c2.button("Prepare file", key=f"w_dl_prepare_{where}"):
+        try:
+            with st.spinner(f"Writing {DOWNLOAD_FORMATS[fmt]}…"):
+                st.session_state[f"dl_ready_{where}"] = (key, fmt, *_model_file(key, fmt, model, meta))
+        except Exception as exc:  # the exporter's errors name the problem
+            st.error(f"Cannot export: {exc}")
+    ready = st.session_state.get(f"dl_ready_{where}")
+    if ready and ready[0] == key and ready[1] == fmt:
+        data, suffix = ready[2], ready[3]
+        st.download_button(f"Download {DOWNLOAD_FORMATS[fmt]} ({len(data):,} B)", data, file_name=f"{stem}{suffix}",
+                           mime="application/octet-stream", key=f"w_dl_{where}")

@@ -365,3 +365,15 @@ def evaluate_exported(path: str | os.PathLike, data, *, limit=None, device="auto
     result = evaluate(net.to(dev), split, device=dev, batch_size=batch_size, workers=workers)
     result["runtime"] = "onnxruntime" if onnx else f"torchvision {torchvision.__version__}"
     return result
+
+
+def model_file(model: nn.Module, meta: dict, fmt: str) -> tuple[bytes, str]:
+    """(bytes, file name suffix) of ``model`` written as ``fmt`` — what ``ctnet decode --out``
+    writes, for a download (the app): written to a temporary folder and read back."""
+    import tempfile
+    suffix = {"safetensors": ".safetensors", "onnx": ".onnx", "ctnet": ".ctnet.safetensors"}.get(fmt)
+    if suffix is None:
+        raise PlainExportError(f"unknown format {fmt!r}; choose one of safetensors, ctnet, onnx")
+    with tempfile.TemporaryDirectory(prefix="ctnet-export-") as tmp:
+        out = write_model(model, meta, Path(tmp) / f"model{suffix}", fmt)
+        return out.read_bytes(), suffix

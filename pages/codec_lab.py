@@ -171,3 +171,4 @@ stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace('
         f"{s['preset']}-crf{s['crf']}")
 st.download_button("Download this bundle (zip)", runs.zip_bundle(res["files"], stem), file_name=f"{stem}.zip",
                    mime="application/zip", type="secondary")
+ui.model_downloads(("lab", res["digest"]), res["model"], res["manifest"], stem, "lab")

@@ -426,3 +426,17 @@ def test_codec_lab_takes_a_bundles_own_settings(demo_env):
     at.switch_page(PAGES["frames"]).run()
     ok(at)
     assert any("From this bundle's manifest" in c.value for c in at.caption)
+
+
+def test_checkpoints_page_offers_the_decoded_model_as_a_torchvision_file(demo_env):
+    """`ctnet decode --out` from the page: the plain safetensors loads into torchvision."""
+    import torchvision
+    from safetensors.torch import load as st_load
+    at = ok(app("checkpoints"))
+    at.selectbox(key="w_dl_fmt_checkpoints").set_value("safetensors").run()
+    at.button(key="w_dl_prepare_checkpoints").click().run()
+    ok(at)
+    key, fmt, data, suffix = at.session_state["dl_ready_checkpoints"]
+    assert fmt == "safetensors" and suffix == ".safetensors"
+    net = torchvision.models.resnet18(num_classes=10)
+    net.load_state_dict(st_load(data))  # strict: a plain torchvision state dict
