@@ -1,6 +1,8 @@
 """Shared helpers of the codec tests (imported by tests/test_codec_*.py)."""
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from ctnet.export import bn_layers, video_tensors
@@ -27,3 +29,12 @@ def sparse_ctnet18(seed: int = 0, keep: float = 0.003) -> tuple[torch.nn.Module,
     meta = {"model": SPEC.to_dict(), "image_size": 128, "pixel_bit_depth": 0,
             "metrics": {"epoch": 1, "acc1": 10.0}, "epoch": 1}
     return model, meta
+
+
+def state_hash(model) -> str:
+    """SHA-256 of a model's state dict (names and bytes): equal hashes, bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()

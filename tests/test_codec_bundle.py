@@ -2,7 +2,6 @@
 codec, BN as affine or raw, transcoding v1 → v2, determinism (a golden digest), size
 accounting, the per-layer report, and v1 bundles still decoding bit-exactly."""
 import copy
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec_fixtures import sparse_ctnet18
+from codec_fixtures import sparse_ctnet18, state_hash
 from ctnet import api, quant
 from ctnet.codec import bundle as B
 from ctnet.codec import plan as PL
@@ -25,14 +24,6 @@ V1 = {  # real v1 demo bundles and the SHA-256 of their decoded state dict (ctne
     "lam1e-6-smallest": "16c66cee9384d0cbaf4c788142ee10ce0a71bcc8f657522a1d3a18de8b4857da",
     "lam5e-7-best": "430df53d8f6723103768958cd98020df586d7a15a74da4dc6aaf586afe02e3f7",
 }
-
-
-def state_hash(model) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codec_fixtures import state_hash
 from ctnet import cli
 from ctnet.codec import bundle as B
 from ctnet.codec import tables as T
 from ctnet.codec.manifest import Manifest, digest_of
 
 GOOD = Path(__file__).parent / "assets" / "v2" / "lam1e-6-smallest"
-
-
-def state_hash(model) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
