@@ -17,6 +17,8 @@ import pytest
 from demo_fixture import REPO  # first: it puts the checkout on sys.path, for bench
 from bench._browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_healthy, wait_idle
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 DOCS = REPO / "docs" / "screenshots"
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
