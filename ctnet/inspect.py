@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from . import export, quant
-from .codec import frames as F
 from .layers import ChannelDCTConv1x1, DCTConv2d
 
 KIND_SPATIAL = "spatial DCT"
@@ -176,12 +175,7 @@ def coded_frames(model: nn.Module, meta: dict, settings=None) -> CodedFrames:
     ``ctnet.codec.manifest.EncodeSettings`` or a dict of its fields), without coding it."""
     from .codec import bundle as B
     from .codec import plan as PL
-    from .codec.manifest import EncodeSettings
-    if settings is None:
-        settings = EncodeSettings()
-    elif isinstance(settings, dict):
-        settings = EncodeSettings(**settings)
-    settings = settings.validate()
+    settings = _settings(settings).validate()
     lay = B.layout(model, meta, settings)
     ids = [int(i) for i in np.nonzero(lay.coded)[0]]
     pixels, _ = PL.to_pixels(lay.levels[ids], settings.container_bits)
@@ -196,11 +190,6 @@ def level_view(pixels: np.ndarray, container_bits: int) -> np.ndarray:
     nz = dev[dev > 0]
     top = float(np.percentile(nz, 99.9)) if nz.size else 1.0
     return np.round(255 * np.sqrt(np.clip(dev / max(top, 1.0), 0, 1))).astype(np.uint8)
-
-
-def similarity_order(frames: np.ndarray) -> list[int]:
-    """The codec's greedy nearest-neighbour order (``ctnet.codec.frames.similarity_order``)."""
-    return F.similarity_order(frames)
 
 
 def adjacent_mse(frames: np.ndarray, order: list[int] | None = None) -> np.ndarray:
@@ -263,26 +252,6 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
         return frames
     return frames.repeat(factor, axis=1).repeat(factor, axis=2)
 
-
-def frame_bytes_from_manifest(manifest: dict) -> dict[int, int]:
-    """Global frame number → bytes of its packet, from a bundle manifest's layers."""
-    out = {}
-    for layer in manifest.get("layers", []):
-        for k, b in enumerate(layer.get("frame_bytes", [])):
-            out[int(layer["first_frame"]) + k] = int(b)
-    return out
-
-
-def frame_bytes_from_streams(streams: list[dict]) -> dict[int, int]:
-    """Global frame number → bytes, from an encode result's ``streams`` (stream order)."""
-    out = {}
-    for s in streams:
-        for fid, b in zip(s["order"], s["frame_bytes"]):
-            out[int(fid)] = int(b)
-    return out
-
-
-# --- encodes ----------------------------------------------------------------------------------
 
 def reconstruction_errors(reference: nn.Module, decoded: nn.Module) -> dict[str, dict]:
     """Per stored tensor: max |error|, RMS error and RMS error relative to the tensor's RMS."""
@@ -349,8 +318,10 @@ def grid_stats(model: nn.Module, meta: dict, settings=None) -> list[dict]:
     quantisation step. A decoded bundle's meta carries its grid, so its counts are exactly
     the bundle's."""
     from .codec import bundle as B
-    s = _settings(settings).validate()
-    lay = B.layout(model, meta, s)
+    return _grid_rows(model, B.layout(model, meta, _settings(settings).validate()))
+
+
+def _grid_rows(model: nn.Module, lay) -> list[dict]:
     owners = _owners(model)
     rows = []
     for g in lay.grids:
@@ -402,11 +373,10 @@ def layer_summary(model: nn.Module, meta: dict) -> dict[str, dict]:
     settings = None
     if b.get("version") == 2 and isinstance(meta.get("settings"), dict):
         settings = EncodeSettings.from_dict(meta["settings"])
-    rows = grid_stats(model, meta, settings)
-    out = {r["layer"]: {"values": r["values"], "non-zero": r["non-zero"], "bytes": None} for r in rows}
+    lay = B.layout(model, meta, _settings(settings).validate())
+    out = {r["layer"]: {"values": r["values"], "non-zero": r["non-zero"], "bytes": None} for r in _grid_rows(model, lay)}
     if settings is not None and b.get("frame_bytes") is not None:
-        info = B.layout(model, meta, settings).info()
-        for name, nbytes in layer_bytes(info, b["frame_bytes"]).items():
+        for name, nbytes in layer_bytes(lay.info(), b["frame_bytes"]).items():
             if name in out:
                 out[name]["bytes"] = nbytes
     elif b and isinstance(meta.get("layers"), list):  # v1: bytes per layer in the manifest
@@ -432,8 +402,8 @@ def level_frequency_map(model: nn.Module, meta: dict, name: str, settings=None) 
 
 __all__ = ["CodedFrames", "FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL",
            "adjacent_mse", "coded_frames", "coefficient_image", "coefficient_tensors", "compare_layers",
-           "encode_changes", "encode_layer_table", "frame_bytes_from_manifest", "frame_bytes_from_streams",
+           "encode_changes", "encode_layer_table",
            "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "level_frequency_map", "layer_kind", "layer_stats",
            "layer_summary", "level_view", "log_magnitude", "magnitude_histogram", "max_pool", "nonzero",
-           "reconstruction_errors", "similarity_order", "thumbnail_grid", "to_uint8", "upscale",
+           "reconstruction_errors", "thumbnail_grid", "to_uint8", "upscale",
            "zero_levels"]

@@ -46,7 +46,7 @@ from . import frames as F
 from . import plan as PL
 from . import tables as T
 from .manifest import (BN_MODES, FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, TABLES, VERSION,
-                       BundleError, EncodeSettings, Manifest, canonical, check_name, digest_of, sha256)
+                       BundleError, EncodeSettings, Manifest, check_name, digest_of, sha256)
 from .registry import CODECS, VideoError
 
 SOURCE_METRICS = ("acc1", "acc5", "est_bytes_export", "nonzero", "ratio", "fp32_bytes")
@@ -510,8 +510,8 @@ def _decode_weights(m: Manifest, files: dict[str, bytes], plan: PL.FramePlan, co
             vs = replace(vs, workaround=m.workaround)
         try:
             vs.validate()
-            pixels = V.decode_frames(data, vs, height=s.frame, width=s.frame, count=m.coded_frames)
-            sizes = V.packet_sizes(data, m.coded_frames)
+            sizes: list[int] = []
+            pixels = V.decode_frames(data, vs, height=s.frame, width=s.frame, count=m.coded_frames, packet_sizes=sizes)
         except VideoError as exc:
             raise BundleError(f"{member.file}: {exc}") from exc
     levels[np.nonzero(coded)[0]] = PL.from_pixels(pixels, s.container_bits)
@@ -703,5 +703,5 @@ def verify(path: str | os.PathLike) -> dict:
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "Encoded", "Layout", "layout", "FORMAT", "MANIFEST", "TABLES", "VERSION",
-           "bn_table", "canonical", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
+           "bn_table", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
            "read_bundle", "read_manifest", "verify", "weights_file", "write_bundle"]

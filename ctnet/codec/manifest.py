@@ -108,13 +108,6 @@ def get_str(d, key: str, where: str, choices=None, pattern=None) -> str:
     return v
 
 
-def get_bool(d, key: str, where: str) -> bool:
-    v = _get(d, key, where)
-    if not isinstance(v, bool):
-        raise BundleError(f"manifest field '{where}{key}' must be true or false")
-    return v
-
-
 def get_obj(d, key: str, where: str) -> dict:
     v = _get(d, key, where)
     if not isinstance(v, dict):
@@ -363,5 +356,5 @@ def _no_constants(name):
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "FORMAT", "MANIFEST", "Manifest", "Member", "TABLES",
-           "VERSION", "canonical", "check_name", "container_bits", "digest_of", "get_bool", "get_float", "get_int",
+           "VERSION", "canonical", "check_name", "container_bits", "digest_of", "get_float", "get_int",
            "get_obj", "get_str", "sha256"]

@@ -10,8 +10,7 @@ BatchNorm is raw float32 (``bn.safetensors``) or its own stream. Plane-codec v1 
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from ..models import ModelSpec, build_model
 from . import frames as F
 from . import planes as P
 from . import video as V
-from .manifest import BundleError, MAX_FILE_BYTES, MANIFEST
+from .manifest import MANIFEST, MAX_FILE_BYTES, BundleError, sha256
 from .manifest import check_name as _check_name
 
 VERSION = 1
@@ -83,21 +82,9 @@ class EncodeSettings:  # the v1 settings, as v1 manifests record them
     def family(self) -> str:
         return V.CODECS[self.codec].family if self.codec in V.CODECS else ""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- reading -----------------------------------------------------------------------------------
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _bn_image(m: nn.Module) -> torch.Tensor:
-    if m.weight is None or m.bias is None or m.running_mean is None or m.running_var is None:
-        raise BundleError("BatchNorm layers without affine parameters or running statistics are not supported")
-    return torch.stack([m.weight.detach(), m.bias.detach(), m.running_mean.detach(), m.running_var.detach()]).float().cpu()
-
 
 def _layout(settings: EncodeSettings) -> dict:
     """How tiles become frames: what a reader must agree with to crop them back."""
@@ -403,7 +390,7 @@ def decode_files(manifest: dict, files: dict[str, bytes]) -> tuple[nn.Module, di
             raise BundleError(f"{name}: missing from the bundle")
         if len(files[name]) != size:
             raise BundleError(f"{name}: {len(files[name])} bytes, the manifest says {size} (truncated or replaced)")
-        if _sha256(files[name]) != digest:
+        if sha256(files[name]) != digest:
             raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
     checked = _checked(manifest)
     settings, _, plan = checked

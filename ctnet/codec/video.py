@@ -204,23 +204,6 @@ def probe(data: bytes) -> dict:
         raise VideoError(f"not a readable video stream ({type(exc).__name__}: {exc})") from exc
 
 
-def packet_sizes(data: bytes, count: int) -> list[int]:
-    """Bytes of each frame's packet, in display (input) order, read from the container."""
-    sizes: dict[int, int] = {}
-    try:
-        with av.open(io.BytesIO(data), "r") as c:
-            st = c.streams.video[0]
-            for p in c.demux(st):
-                if p.size and p.pts is not None:
-                    sizes[int(p.pts)] = p.size
-    except (av.FFmpegError, IndexError) as exc:
-        raise VideoError(f"not a readable video stream ({exc})") from exc
-    ranked = [sizes[k] for k in sorted(sizes)]
-    if len(ranked) != count:
-        raise VideoError(f"stream holds {len(ranked)} packets, expected {count}")
-    return ranked
-
-
 def _bitstream_name(cc) -> str:
     """FFmpeg's codec id name (AV1 streams report the decoder libdav1d otherwise)."""
     try:
@@ -229,7 +212,8 @@ def _bitstream_name(cc) -> str:
         return {"libdav1d": "av1"}.get(cc.name, cc.name) if isinstance(getattr(cc, "name", None), str) else "?"
 
 
-def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int) -> np.ndarray:
+def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int,
+                  packet_sizes: list | None = None) -> np.ndarray:
     """Decode a stream made by :func:`encode_frames` → (count, height, width) uint16 luma in
     display (input) order. Anything that disagrees with the expected codec, size, pixel
     format or frame count is an error, checked before and while decoding."""
@@ -256,7 +240,7 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
         with av.open(io.BytesIO(data), "r") as c:
             st = c.streams.video[0]
             st.codec_context.thread_type = "AUTO"
-            for frame in c.decode(st):
+            for frame in _frames(c, st, packet_sizes):
                 if n >= count:
                     raise VideoError(f"stream decodes to more than the {count} frames expected")
                 if frame.format.name not in expected_fmts:
@@ -269,12 +253,28 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
         raise VideoError(f"stream does not decode ({exc})") from exc
     if n != count:
         raise VideoError(f"stream decodes to {n} frames, expected {count} (truncated or damaged)")
+    if packet_sizes is not None and len(packet_sizes) != count:
+        raise VideoError(f"stream holds {len(packet_sizes)} packets, expected {count}")
     return out
+
+
+def _frames(container, stream, packet_sizes: list | None):
+    """The stream's decoded frames; with ``packet_sizes``, also fill it with each frame's
+    packet bytes in display (input) order — read in the same demux pass."""
+    if packet_sizes is None:
+        yield from container.decode(stream)
+        return
+    sizes: dict[int, int] = {}
+    for packet in container.demux(stream):
+        if packet.size and packet.pts is not None:
+            sizes[int(packet.pts)] = packet.size
+        yield from packet.decode()
+    packet_sizes[:] = [sizes[k] for k in sorted(sizes)]
 
 
 __all__ = ["BIT_DEPTHS", "CODECS", "Codec", "EncodedStream", "INTRA", "PIX_FMTS",
            "PLANE_CODECS", "PRESETS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
-           "decode_frames", "encode_frames", "geometry_workaround", "packet_sizes", "probe"]
+           "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 
 # --- preview for browsers (the app's Frames page) ------------------------------------------------
