@@ -184,10 +184,10 @@ class EncodeSettings:
 def container_bits(codec: str, bit_depth: int) -> int:
     """Pixel depth the levels are coded at. A level is ``pixel − zero_point`` with both in
     [0, 2^b − 1], so it needs b + 1 bits: video codecs take the smallest depth they have
-    above b (8-bit grid → 10-bit frames; measured on the demo's λ = 5e-7 CTNet-18: 345,993
-    against 345,685 B for 8-bit frames with 1,428 clipped levels — the deeper container
-    costs nothing); plane codecs store bytes, int8 for an 8-bit grid (escapes for the rest,
-    266 KB against 317 KB as int16) and int16 above. Levels that still do not fit (12-bit
+    above b (8-bit grid → 10-bit frames: on the demo's λ = 5e-7 CTNet-18 the bundle is
+    371,455 B against 371,224 B for 8-bit frames plus 1,428 escapes — even, with no escape
+    list to grow on other weights; ``python bench/layout_study.py``); plane codecs store
+    bytes, int8 for an 8-bit grid (escapes for the rest) and int16 above. Levels that still do not fit (12-bit
     grids in 12-bit frames, H.264/AV1 above 8 bits) are listed exactly in the tables."""
     c = CODECS[codec]
     if c.family == "planes":

@@ -3,21 +3,21 @@
 The quantisation grid is the one export-aware training simulates (``ctnet.quant``: each
 tensor laid out as its (O·Kh, I·Kw) image, per-tile scale and zero point). Format v2 keeps
 that grid and changes only where the *signed levels* ``pixel − zero_point`` are placed,
-because on rate-trained weights the arrangement decides the bytes (measured on the demo's
-λ = 5e-7 CTNet-18, x265 lossless medium: the tensor image 496 KB, frequency-major planes
-369 KB, plus rows/columns ordered by non-zero count 346 KB; encoder flags moved < 2 %):
+because on rate-trained weights the arrangement decides the bytes (the demo's λ = 5e-7
+CTNet-18, x265 lossless medium, weight stream: the v1 tensor images 529,638 B; frequency
+planes in 128-px frames 368,381 B, with rows/columns by non-zero class 347,874 B, in 256-px
+frames 341,453 B; x265 presets and CTU size moved it < 1 % — ``python bench/layout_study.py``):
 
 * a spatial DCT convolution (O, I, Kh, Kw) becomes Kh·Kw *frequency planes* of O×I levels
   (plane (kh, kw) holds that DCT frequency of every filter);
-* channel-DCT 1×1 matrices and the classifier stay one R×C plane (their block-frequency
-  planes measured the same, 346,757 against 345,993 B);
+* channel-DCT 1×1 matrices and the classifier stay one R×C plane;
 * vectors are one 1×N plane.
 
 Each layer's rows and columns may be reordered (``order="count"``): every row (and column)
 gets a *class*, its rank among 8 quantiles of the per-row non-zero count over all the
 layer's planes, and rows are stably sorted by class, densest first. The classes, not a full
-permutation, are stored: they cost ~3 bits a row instead of log2(n!)/n and keep 85 % of
-the full sort's gain (350,487 against 353,763 B including the orders).
+permutation, are stored (~3 bits a row instead of log2(n!)/n); 8 classes gave the smallest
+bundle (2/4/8/16 classes: 376,232 / 372,627 / 371,455 / 371,582 B; natural order 386,431 B).
 
 A layer's planes are laid side by side (as many as fit the frame width) and stacked, and the
 result is cut into ``frame``×``frame`` frames padded with level 0. Frames wholly at level 0
