@@ -28,7 +28,9 @@ import torch
 
 from app import forms
 from app.jobs import Job, Runner
+from app.worker import Worker
 from ctnet import api, runs
+from ctnet.codec.bundle import EncodeResult
 from ctnet import inspect as ci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -401,7 +403,7 @@ def frame_bytes(path: str, meta: dict, settings: dict) -> tuple[list | None, str
     bundle's own manifest when the bundle was made with these settings; (None, None) else."""
     job = encode_job(path, settings)
     if job is not None and job.ok:
-        info = job.result()["result"]["frame_info"]
+        info = job.result()["result"].frame_info
         return [f["bytes"] if f["coded"] else None for f in info], \
             f"the Codec lab's encode ({forms.label(settings)})"
     b = meta.get("bundle") or {}
@@ -416,7 +418,16 @@ def frame_bytes(path: str, meta: dict, settings: dict) -> tuple[list | None, str
 @st.cache_resource
 def runner() -> Runner:
     """The server's one job runner and store (shared by every session and tab)."""
+    lab_worker()  # started with the runner, so it is warm by the first encode
     return Runner()
+
+
+@st.cache_resource
+def lab_worker() -> Worker:
+    """The process the Codec lab's encodes run in (app/worker.py: why, and how it cancels)."""
+    worker = Worker()
+    worker.start()
+    return worker
 
 
 # seconds per encode at each preset before one was timed here (CTNet-18, 2 cores)
@@ -436,18 +447,17 @@ def encode_job(path: str | None, settings: dict) -> Job | None:
     return runner().get(encode_key(path, settings))
 
 
-def _encode_work(source: str, model, meta, settings: dict):
+def _encode_work(source: str, settings: dict, worker: Worker):
     def work(job: Job) -> dict:
-        """Worker thread: encode, decode, measure. Touches no Streamlit state."""
-        t0 = time.perf_counter()
-        job.report(0, 0, "quantising and coding")
-        result = api.encode(model, meta, dict(settings), progress=lambda done, total: job.report(
-            done, total, f"{done}/{total} frames coded"))
-        job.report(1, 1, "measuring the reconstruction error")
-        seconds = time.perf_counter() - t0
-        errors = ci.reconstruction_errors(model, result["model"])
-        return {"source": source, "settings": dict(settings), "seconds": seconds, "result": result, "errors": errors,
-                "finished": time.time()}
+        """Lane thread: the encode runs in the lab's worker process; the decoded model is
+        rebuilt here from the bundle's bytes (what any decoder would see). Touches no
+        Streamlit state."""
+        out = worker.run("encode", {"path": source, "settings": dict(settings)}, report=job.report,
+                         cancel=job.cancel_event)
+        job.report(1, 1, "decoding the bundle")
+        result = EncodeResult.from_report(out.pop("report"))
+        result.model.requires_grad_(False)
+        return {"source": source, "settings": dict(settings), "result": result, **out, "finished": time.time()}
     return work
 
 
@@ -459,10 +469,10 @@ def start_encode(source: str, settings: dict) -> Job:
     """The encode of ``source`` at ``settings``: the existing job (running or done), else a
     new one (queued behind any other). A bad combination raises BundleError, in the page."""
     forms.valid(settings)
-    model, meta = load(source)
+    load(source)  # a checkpoint that does not load fails here, in the page
     key = encode_key(source, settings)
     job = runner().submit(key, "encode", f"Encoding {describe(source)} at {settings['preset']}",
-                          _encode_work(source, model, meta, dict(settings)), units=1,
+                          _encode_work(source, dict(settings), lab_worker()), units=1,
                           prior=ENCODE_PRIOR.get(settings["preset"]), rate_key=f"encode:{settings['preset']}",
                           meta={"source": source, "settings": dict(settings)})
     encodes = [k for k in st.session_state[LAB_ENCODES] if k != key]
@@ -587,7 +597,7 @@ def lab_accuracy(path: str, settings: dict) -> tuple[Job | None, Job | None]:
     d = digest(path)
     src = start_accuracy(("loaded", d), describe(path), model, meta, str(sample), None, "auto")
     dec = start_accuracy(("encode", d, forms.canonical(settings)), f"{describe(path)} at {forms.label(settings)}",
-                         enc.result()["result"]["model"], meta, str(sample), None, "auto")
+                         enc.result()["result"].model, meta, str(sample), None, "auto")
     return src, dec
 
 
@@ -602,8 +612,8 @@ def model_summary(path: str, job: Job | None = None, entry: runs.Entry | None = 
     if job is not None:
         res = job.result()["result"]
         layers = {x["name"]: {"bytes": x["bytes"], "non-zero": x["nonzero"], "values": None}
-                  for x in res["layers"] if x["kind"] == "weight"}
-        out = {"layers": layers, "total": res["total_bytes"], "ratio": res["ratio"], "model": res["model"],
+                  for x in res.layers if x["kind"] == "weight"}
+        out = {"layers": layers, "total": res.total_bytes, "ratio": res.ratio, "model": res.model,
                "model_id": ("encode", d, forms.canonical(job.meta["settings"])), "meta": meta, "acc": {},
                "settings": job.meta["settings"], "key": job.key}
     else:

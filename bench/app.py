@@ -107,7 +107,9 @@ def browser_figures(demo: Path, log) -> dict:
             out["accuracy_sample_app_s"] = time.perf_counter() - t0
             log(f"decoded accuracy on 400 sample images in the app (two models): {out['accuracy_sample_app_s']:.1f} s")
             out["server_peak_rss_mb"] = peak_rss_mb(server.pid)
-            log(f"server peak memory (VmHWM): {out['server_peak_rss_mb']:.0f} MB")
+            out["worker_peak_rss_mb"] = sum(peak_rss_mb(p) for p in child_pids(server.pid))
+            log(f"server peak memory (VmHWM): {out['server_peak_rss_mb']:.0f} MB; the lab's worker process: "
+                f"{out['worker_peak_rss_mb']:.0f} MB")
 
             # ten checkpoints opened one after the other: the LRU on decoded models bounds memory
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Checkpoints", exact=True).click()
@@ -120,11 +122,26 @@ def browser_figures(demo: Path, log) -> dict:
                 wait_idle(page, 600)
             out["server_rss_after_10_checkpoints_mb"] = peak_rss_mb(server.pid, "VmRSS:")
             out["server_peak_rss_after_10_checkpoints_mb"] = peak_rss_mb(server.pid)
+            out["worker_rss_after_10_checkpoints_mb"] = sum(peak_rss_mb(p, "VmRSS:") for p in child_pids(server.pid))
             log(f"server memory after opening 10 checkpoints: {out['server_rss_after_10_checkpoints_mb']:.0f} MB "
-                f"(peak {out['server_peak_rss_after_10_checkpoints_mb']:.0f} MB)")
+                f"(peak {out['server_peak_rss_after_10_checkpoints_mb']:.0f} MB); worker "
+                f"{out['worker_rss_after_10_checkpoints_mb']:.0f} MB")
         finally:
             stop(server)
             browser.close()
+    return out
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the app's worker)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
     return out
 
 
@@ -148,12 +165,12 @@ def library_figures(demo: Path, label: str, log) -> dict:
     t0 = time.perf_counter()
     enc = api.encode(model, meta)
     out["encode_s"] = time.perf_counter() - t0
-    out["encode_bytes"] = enc["total_bytes"]
-    log(f"ctnet.api.encode at the defaults, same checkpoint: {out['encode_s']:.1f} s, {enc['total_bytes']:,} B")
+    out["encode_bytes"] = enc.total_bytes
+    log(f"ctnet.api.encode at the defaults, same checkpoint: {out['encode_s']:.1f} s, {enc.total_bytes:,} B")
     t0 = time.perf_counter()
     split = load_split(demo / "sample", "val", num_classes=int(meta["model"]["num_classes"]),
                        size=int(meta.get("image_size", 128)), cache=True)
-    res = evaluate(enc["model"], split, device="cpu", batch_size=100)
+    res = evaluate(enc.model, split, device="cpu", batch_size=100)
     out["accuracy_sample_s"] = time.perf_counter() - t0
     out["accuracy_sample_images"] = res["images"]
     log(f"decode-side evaluation on the sample ({res['images']} images, read + infer): "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from torch import nn
 from .checkpoint import load_model
 from .data import load_split
 from .evaluate import evaluate, resolve_device
+
+if TYPE_CHECKING:  # the codec imports PyAV; loading and training must not need it
+    from .codec.bundle import EncodeResult
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
@@ -49,21 +53,22 @@ def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = No
 
 # --- codec: encode/decode without touching files ------------------------------------------------
 
-def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **overrides) -> dict:
+def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **overrides) -> EncodeResult:
     """Encode a loaded model as a format-v2 bundle (H.265 by default) in memory and decode it back.
 
     ``settings`` is a :class:`ctnet.codec.manifest.EncodeSettings` (or a dict of its fields);
     keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields;
     ``progress(frames done, frames in all)`` is called as frames are coded. ``meta`` of a
     decoded bundle carries its grid, so re-encoding it codes exactly the same levels.
-    Returns the summary (``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``, ``digest``,
-    ``bits_per_nonzero``, ``entropy_bits_per_nonzero``, ``metadata_bytes`` …); ``layers``
+    Returns a :class:`ctnet.codec.bundle.EncodeResult`: ``files`` (name → bytes, what
+    ``write_encoded`` puts on disk), ``manifest``, ``model`` (decoded, eval mode), ``layers``
     [{name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, bits_per_nonzero,
-    entropy_bits_per_nonzero, max_abs_error, max_half_step}]; ``streams`` [{file, kind,
-    height, width, frames, bytes, frame_bytes, params, options, workaround}]; ``files``
-    (name → bytes, what ``write_encoded`` puts on disk); ``manifest``; ``frames`` (the coded
-    frames' pixels, (n, S, S)); ``frame_info`` (per plan frame: layer, coded, bytes, parts:
-    which planes, frequencies, rows and columns it holds); ``model`` (decoded, eval mode).
+    entropy_bits_per_nonzero, max_abs_error, max_half_step}], ``streams`` [{file, kind, height,
+    width, frames, bytes, frame_bytes, params, options, workaround}], ``frames`` (the coded
+    frames' pixels, (n, S, S)), ``frame_info`` (per plan frame: layer, coded, bytes, parts:
+    which planes, frequencies, rows and columns it holds), ``seconds``; and ``total_bytes``,
+    ``ratio``, ``digest``, ``bits_per_nonzero``, ``entropy_bits_per_nonzero``,
+    ``metadata_bytes`` …; ``summary()`` is its JSON form.
     """
     from dataclasses import replace
 
@@ -74,19 +79,17 @@ def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **over
     elif isinstance(settings, dict):
         settings = EncodeSettings(**settings)
     settings = replace(settings, **overrides) if overrides else settings
-    enc = encode_model(model, meta, settings, progress=progress)
-    return {**enc.summary(), "streams": enc.streams, "layers": enc.layers, "files": enc.files,
-            "manifest": enc.manifest, "frames": enc.frames, "frame_info": enc.frame_info, "model": enc.model}
+    return encode_model(model, meta, settings, progress=progress)
 
 
-def write_encoded(result: dict, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write the ``files`` of an :func:`encode` result as a bundle directory (atomically)."""
+def write_encoded(result: EncodeResult, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write an :func:`encode` result as a bundle directory (atomically)."""
     from .codec.bundle import write_bundle
-    return write_bundle(result["files"], dest, overwrite=overwrite)
+    return write_bundle(result.files, dest, overwrite=overwrite)
 
 
 def decode(source) -> dict:
-    """Decode a bundle directory, or the ``files`` dict of an :func:`encode` result →
+    """Decode a bundle directory, or the ``files`` of an :func:`encode` result →
     ``model``, ``meta`` (the manifest), ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``."""
     import time
 

@@ -84,11 +84,11 @@ def _writer_alive(name: str) -> bool | None:
     return True
 
 
-def clean_orphans(folder: str | os.PathLike, *, max_age: float = ORPHAN_AGE_S) -> list[Path]:
+def clean_orphans(folder: str | os.PathLike[str], *, max_age: float = ORPHAN_AGE_S) -> list[Path]:
     """Remove the temporary files (``.*.tmp``) that killed writes left in ``folder``: those
     whose writer (on this host) is gone, and any untouched for ``max_age`` seconds. Files
     only; returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -209,7 +209,8 @@ def checkpoint_digest(meta: dict, tensors: dict[str, torch.Tensor]) -> str:
         t = tensors[name].detach().cpu().contiguous().reshape(-1)
         h.update(f"\0{name}\0{t.dtype!s}\0{tuple(tensors[name].shape)}\0".encode())
         if t.numel():
-            h.update(t.view(torch.uint8).numpy())
+            # numpy's stubs give ndarray __buffer__ (the Buffer protocol) only for Python >= 3.12
+            h.update(t.view(torch.uint8).numpy())  # type: ignore[arg-type]
     return "sha256:" + h.hexdigest()
 
 

@@ -111,11 +111,11 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     limit (``Image.MAX_IMAGE_PIXELS`` × 2; a 30000×30000 image is refused before it is
     decoded) is a DatasetError naming it."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             w, h = im.size
             s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
             left, top = (im.width - size) // 2, (im.height - size) // 2
             im = im.crop((left, top, left + size, top + size))
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)

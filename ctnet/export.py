@@ -5,10 +5,13 @@ running_mean, running_var) travel separately (raw float tensors by default).
 """
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from .quant import TILE, entropy_bits, tensor_to_image, tile_grid
+from .quant import TILE, entropy_bits, image_shape, tile_grid
 
 # Bytes of a tensor's levels in a format-v2 bundle (x265 lossless, default settings) ≈
 # a·H0/8 + b·N + c, with H0 the zeroth-order entropy (bits, over grid tiles) of its levels and
@@ -25,8 +28,8 @@ METADATA_PER_ROW = 0.4
 BN_BYTES_PER_CHANNEL = 4.9  # 24-bit float scale and shift, compressed
 
 
-def is_batchnorm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+def is_batchnorm(module: nn.Module) -> TypeGuard[_BatchNorm]:
+    return isinstance(module, _BatchNorm)
 
 
 def video_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -40,7 +43,7 @@ def video_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def bn_layers(model: nn.Module) -> dict[str, nn.Module]:
+def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
     return {name: m for name, m in model.named_modules() if is_batchnorm(m)}
 
 
@@ -49,10 +52,10 @@ def estimate_bytes(model: nn.Module, bits: int, tile: int = TILE) -> int:
     """Estimated size of a lossless ``bits``-bit format-v2 bundle (default settings):
     calibrated entropy of every stored tensor's levels + tables + manifest + BN."""
     a, b, c = SIZE_CALIBRATION[bits]
-    total = METADATA_FIXED
+    total: float = METADATA_FIXED
     for t in video_tensors(model).values():
         h0, nonzero = entropy_bits(t, bits, tile)
-        rows, cols = tile_grid(*tensor_to_image(t).shape, tile)
+        rows, cols = tile_grid(*image_shape(t.shape), tile)
         total += a * h0 / 8 + b * nonzero + c + METADATA_PER_TILE * rows * cols
         if t.dim() >= 2 and t.shape[0] > 1 and t.shape[1] > 1:
             total += METADATA_PER_ROW * (t.shape[0] + t.shape[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,8 +108,8 @@ def frequency_maps(model: nn.Module, name: str, q: float) -> FrequencyMaps | Non
                              ("k_h", "k_w"))
     if isinstance(module, ChannelDCTConv1x1) and name.endswith("weight_dct") and module.block_size:
         b = module.block_size
-        r, c = t.shape
-        blocks = t.reshape(r // b, b, c // b, b).permute(0, 2, 1, 3).reshape(-1, b, b)
+        rows, cols = t.shape
+        blocks = t.reshape(rows // b, b, cols // b, b).permute(0, 2, 1, 3).reshape(-1, b, b)
         return FrequencyMaps((blocks.double() ** 2).mean(0).numpy(), (blocks.abs() >= q / 2).double().mean(0).numpy(),
                              ("u (output channels)", "v (input channels)"))
     return None
@@ -351,7 +352,7 @@ def compare_layers(a: dict[str, dict], b: dict[str, dict]) -> list[dict]:
     rows = []
     for name in list(a) + [n for n in b if n not in a]:
         x, y = a.get(name, {}), b.get(name, {})
-        row = {"layer": name}
+        row: dict[str, Any] = {"layer": name}
         for tag, d in (("A", x), ("B", y)):
             row[f"bytes {tag}"] = d.get("bytes")
             row[f"non-zero {tag}"] = d.get("non-zero")

@@ -26,6 +26,7 @@ class ExportAware:
     pixel_bit_depth: int = 0
     tile: int = TILE
     coefficient_noise = False  # noise and dropout only make sense on DCT coefficients
+    training: bool  # nn.Module's, on every class that mixes this in
 
     def stored_value(self, t: torch.Tensor) -> torch.Tensor:
         if self.training and self.coefficient_noise and self.noise_q > 0:
@@ -41,7 +42,13 @@ class _CachedWeight(ExportAware):
     """Eval-mode cache of the materialised weight, so a decoded model infers like a plain
     one. Keyed on the stored tensor's version counter: any in-place update invalidates it."""
 
+    weight_dct: nn.Parameter
+    bias: nn.Parameter | None
+
     def _weight_from_stored(self, stored: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _empty_conv(self) -> nn.Conv2d:
         raise NotImplementedError
 
     def materialized_weight(self) -> torch.Tensor:
@@ -68,6 +75,7 @@ class _CachedWeight(ExportAware):
         with torch.no_grad():
             conv.weight.copy_(self._weight_from_stored(self.weight_dct))
             if self.bias is not None:
+                assert conv.bias is not None  # built with bias=self.bias is not None
                 conv.bias.copy_(self.bias)
         return conv
 
@@ -76,6 +84,8 @@ class DCTConv2d(_CachedWeight, nn.Module):
     """k×k convolution parametrised by ``weight_dct`` (C_out, C_in/groups, K_h, K_w)."""
 
     coefficient_noise = True
+    c_h: torch.Tensor  # buffers
+    c_w: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = False, init: bool = True):
@@ -106,6 +116,7 @@ class DCTConv2d(_CachedWeight, nn.Module):
             coeffs = dct.dct2(w, layer.c_h.double(), layer.c_w.double())
             layer.weight_dct.copy_(coeffs.to(conv.weight.dtype))
             if conv.bias is not None:
+                assert layer.bias is not None  # built with bias=conv.bias is not None
                 layer.bias.copy_(conv.bias)
         return layer
 
@@ -169,6 +180,7 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
             m[: conv.out_channels, : conv.in_channels] = conv.weight[:, :, 0, 0].double()
             layer.weight_dct.copy_(dct.block_dct2(m, block_size).to(conv.weight.dtype))
             if conv.bias is not None:
+                assert layer.bias is not None  # built with bias=conv.bias is not None
                 layer.bias.copy_(conv.bias)
         return layer
 
@@ -194,8 +206,9 @@ class QuantConv2d(ExportAware, nn.Conv2d):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "QuantConv2d":
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        # torch types Conv2d's kernel_size, stride, padding and dilation as _ConvNd's tuple[int, ...]; they are pairs here
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)  # type: ignore[arg-type]
         layer.load_state_dict(conv.state_dict())
         return layer.to(conv.weight.device)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torchvision
@@ -87,6 +87,7 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
         device = next(model.parameters()).device
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
         was_training = model.training
+        assert reference is not None  # copied above when verify
         with torch.no_grad():
             ref_out = reference.double().eval()(x)
             new_out = copy.deepcopy(model).double().eval()(x)
@@ -204,11 +205,12 @@ def fp32_bytes(model: nn.Module) -> int:
     statistics (padding of channel-DCT blocks not counted)."""
     total = 0
     for module in model.modules():
-        if hasattr(module, "plain_numel"):
+        if isinstance(module, (DCTConv2d, ChannelDCTConv1x1)):  # the layers with plain_numel
             total += module.plain_numel()
             continue
         total += sum(p.numel() for p in module.parameters(recurse=False))
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            assert module.running_mean is not None and module.running_var is not None  # ResNet BNs track them
             total += module.running_mean.numel() + module.running_var.numel()
     return 4 * total
 
@@ -226,13 +228,15 @@ def parameter_summary(model: nn.Module) -> list[dict]:
         else:
             n = sum(p.numel() for p in module.parameters(recurse=False))
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                assert module.running_mean is not None and module.running_var is not None  # ResNet BNs track them
                 n += module.running_mean.numel() + module.running_var.numel()
             if n == 0:
                 continue
             g = "BN+FC+other"
         groups[g][0] += 1
         groups[g][1] += n
-    rows = [{"group": g, "layers": c, "parameters": n, "fp32_bytes": 4 * n} for g, (c, n) in groups.items() if c]
+    rows: list[dict[str, Any]] = [{"group": g, "layers": c, "parameters": n, "fp32_bytes": 4 * n}
+                                  for g, (c, n) in groups.items() if c]
     rows.append({"group": "total", "layers": sum(r["layers"] for r in rows),
                  "parameters": sum(r["parameters"] for r in rows), "fp32_bytes": sum(r["fp32_bytes"] for r in rows)})
     return rows

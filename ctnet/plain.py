@@ -25,6 +25,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import cast
 
 import torch
 import torchvision
@@ -74,13 +75,16 @@ def _plain_layer(layer: nn.Module) -> nn.Module | None:
         # the export simulation in the layer's dtype (as its forward does), the inverse DCT in
         # float64 so the float32 weights are the closest to the exact ones
         stored = layer.stored_value(layer.weight_dct.detach())
-        plain = layer._empty_conv()
+        plain: nn.Conv2d | nn.Linear = layer._empty_conv()
         plain.weight.copy_(layer._weight_from_stored(stored.double()))
         if layer.bias is not None:
+            assert plain.bias is not None  # _empty_conv has a bias exactly when the layer has
             plain.bias.copy_(layer.bias)
     elif isinstance(layer, QuantConv2d):
-        plain = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                          layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
+        # torch types Conv2d's kernel_size, stride, padding and dilation as _ConvNd's tuple[int, ...]; they are pairs here
+        plain = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
+                          layer.padding, layer.dilation, layer.groups, layer.bias is not None,  # type: ignore[arg-type]
+                          layer.padding_mode)
     elif isinstance(layer, QuantLinear):
         plain = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
     else:
@@ -88,6 +92,7 @@ def _plain_layer(layer: nn.Module) -> nn.Module | None:
     if isinstance(layer, (QuantConv2d, QuantLinear)):
         plain.weight.copy_(layer.stored_value(layer.weight.detach()))
         if layer.bias is not None:
+            assert plain.bias is not None  # built with bias=layer.bias is not None
             plain.bias.copy_(layer.stored_value(layer.bias.detach()))
     return plain  # CPU float32, whatever the CTNet's device and dtype
 
@@ -137,7 +142,8 @@ def plain_metadata(meta: dict, num_classes: int, arch: str) -> dict[str, str]:
         except DatasetError:
             labels = {}
     size = int(meta.get("image_size", 128))
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else meta
+    given = meta.get("source")
+    source = given if isinstance(given, dict) else meta
     from . import __version__
     return {"format": PLAIN_FORMAT, "arch": arch, "num_classes": str(num_classes),
             "label_map": json.dumps(labels), "image_size": str(size),
@@ -156,14 +162,15 @@ def save_plain(model: nn.Module, meta: dict, path: str | os.PathLike) -> Path:
     arch = _arch(meta) or _infer_arch(model)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=plain_metadata(meta, net.fc.out_features, arch))
+        save_file(state, str(tmp), metadata=plain_metadata(meta, cast(nn.Linear, net.fc).out_features, arch))
     return Path(path)
 
 
 def save_ctnet(model: nn.Module, meta: dict, path: str | os.PathLike, *, origin: str | None = None) -> Path:
     """Write a decoded model as a CTNet checkpoint (DCT coefficients), so training can resume
     from it; the bundle's manifest is reduced to what a checkpoint carries."""
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    given = meta.get("source")
+    source = given if isinstance(given, dict) else {}
     ckpt_meta = {"model": meta["model"], "image_size": int(meta.get("image_size", 128)),
                  "pixel_bit_depth": int(meta.get("pixel_bit_depth", 0))}
     for key in ("label_map", "epoch", "metrics"):
@@ -185,7 +192,8 @@ def _export_onnx_bytes(net: nn.Module, size: int, opset: int) -> bytes:
     x = torch.zeros(1, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose
-        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=["input"],
+        # torch types f as a path, but its TorchScript exporter writes to a file-like object as well
+        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=["input"],  # type: ignore[arg-type]
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return buf.getvalue()
 
@@ -202,7 +210,7 @@ def export_onnx(model: nn.Module, meta: dict, path: str | os.PathLike, *, opset:
         raise PlainExportError(f"ONNX export needs the onnx package ({exc}); pip install -r requirements.txt") from None
     net = to_torchvision(model, _arch(meta))
     arch = _arch(meta) or _infer_arch(model)
-    info = plain_metadata(meta, net.fc.out_features, arch)
+    info = plain_metadata(meta, cast(nn.Linear, net.fc).out_features, arch)
     proto = onnx.load_from_string(_export_onnx_bytes(net, int(info["image_size"]), opset))
     for key, value in info.items():
         proto.metadata_props.add(key=key, value=value)
@@ -258,7 +266,7 @@ def write_decoded(model: nn.Module, meta: dict, path: str | os.PathLike, fmt: st
     """``ctnet decode --out``: write ``model`` as ``fmt``; an ONNX graph is first run once in
     onnxruntime (when it imports) on one val image per class of ``data`` (else seeded noise).
     → report {out, format, out_bytes[, onnx_opset, onnx_check_batch, onnx_max_abs_diff]}."""
-    report = {"format": fmt}
+    report: dict[str, object] = {"format": fmt}
     if fmt == "safetensors":
         out = save_plain(model, meta, path)
     elif fmt == "ctnet":

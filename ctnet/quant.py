@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -209,7 +210,8 @@ def export_grid(t: torch.Tensor, bits: int, tile: int = TILE) -> ExportGrid:
 def tile_params(img: torch.Tensor, bits: int, tile: int = TILE) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-tile (scale, zero_point) of a 2-D image, each (rows, cols), float32 and int64."""
     scale, zero_point, _ = _tile_params_flat(img, bits, tile)
-    grid = tile_grid(*img.shape, tile)
+    h, w = img.shape
+    grid = tile_grid(h, w, tile)
     return scale.reshape(grid), zero_point.reshape(grid)
 
 
@@ -234,7 +236,8 @@ def quantize_image(img: torch.Tensor, bits: int, tile: int = TILE,
     ``offset`` (pixel units, same shape) is added before rounding: subtractive dither.
     """
     pixels, scale, zero_point, _ = _quantize(img, bits, tile, scale, zero_point, offset)
-    grid = tile_grid(*img.shape, tile)
+    h, w = img.shape
+    grid = tile_grid(h, w, tile)
     return pixels, scale.reshape(grid), zero_point.reshape(grid)
 
 
@@ -256,7 +259,8 @@ def _decode(tiles, scale, zero, top: float):
     return ((torch.round(tiles / scale) + zero).clamp(0, top) - zero) * scale
 
 
-_DECODE_COMPILED = None  # torch.compile(_decode) on the CPU; False once it failed or is off
+# torch.compile(_decode) on the CPU; False once it failed or is off
+_DECODE_COMPILED: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor] | Literal[False] | None = None
 
 
 def _compiled_decode(tiles: torch.Tensor):

@@ -277,7 +277,7 @@ def stamp(path: str | os.PathLike) -> tuple:
     path = Path(path)
     st = path.stat()
     if path.is_dir():
-        parts = [st.st_mtime_ns]
+        parts: list[object] = [st.st_mtime_ns]
         for name in (MANIFEST, LOG_NAME, RESULTS_NAME):
             p = path / name
             if p.exists():

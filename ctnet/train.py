@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -195,7 +196,7 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
             raise TrainingError(str(exc)) from exc
     else:
         model = plain_model(config.arch, num_classes=config.num_classes or 10)
-    num_classes = model.fc.out_features
+    num_classes = cast(nn.Linear, model.fc).out_features
     if not config.plain and not any(hasattr(m, "weight_dct") for m in model.modules()):
         try:
             replace_with_dct_convs(model, block_size=config.dct_block_size, plain_1x1=config.plain_1x1, verify=True)
@@ -206,7 +207,8 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
 
 
 def _param_groups(model: nn.Module, weight_decay: float):
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (decay if p.dim() > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -386,7 +388,7 @@ class _LossDisplay:
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.buf = torch.zeros((), pin_memory=True) if self.cuda else None
-        self.event = None
+        self.event: torch.cuda.Event | None = None
 
     def update(self, loss: torch.Tensor, bar) -> None:
         if getattr(bar, "disable", False):
@@ -394,6 +396,7 @@ class _LossDisplay:
         if not self.cuda:
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             return
+        assert self.buf is not None  # pinned whenever self.cuda
         if self.event is not None:
             if not self.event.query():
                 return  # the last copy is still queued behind the step's kernels
@@ -403,9 +406,10 @@ class _LossDisplay:
         self.event.record()
 
 
-def fit(config: TrainConfig, *, log=print) -> dict:
+def fit(config: TrainConfig, *, log=print) -> dict | None:
     """Train (or, with ``evaluate_only``, evaluate) as configured. Returns the last log row
-    (or the evaluation result)."""
+    (or the evaluation result); None where there is none (a rank other than 0, or a resumed
+    run with no epoch left to train and no log)."""
     resume_ckpt = None
     if config.force and config.resume:
         config.validate()  # names the conflict before the checkpoint is read
@@ -462,7 +466,9 @@ def fit(config: TrainConfig, *, log=print) -> dict:
     start_epoch, tracker, history, last_step = 1, ParetoTracker(), [], -1
     if resume_ckpt is not None:
         try:
-            optimizer.load_state_dict(ckpt_io.optimizer_state(resume_ckpt))
+            optimizer_state = ckpt_io.optimizer_state(resume_ckpt)
+            assert optimizer_state is not None  # its metadata has 'optimizer' (checked above)
+            optimizer.load_state_dict(optimizer_state)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise TrainingError(f"{config.resume}: its optimizer state does not fit the model "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
@@ -522,7 +528,7 @@ def fit(config: TrainConfig, *, log=print) -> dict:
         acc = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world)
         if is_main:
             row = _metrics_row(model, config, epoch, acc, mean_loss, float(rate_sum) / steps_per_epoch,
-                               scheduler.get_last_lr()[0], time.time() - t0)
+                               cast(float, scheduler.get_last_lr()[0]), time.time() - t0)  # lr: a float
             history.append(row)
             ckpt_io.atomic_write_text(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in history))
             roles = tracker.update(row)

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 FORMAT = "ctnet-checkpoint"
 VERSION = 1
@@ -30,7 +30,7 @@ KNOWN_FIELDS = ("format", "version", "model", "label_map", "image_size", "pixel_
                 "epoch", "metrics", "resume_state", "optimizer", "digest")
 
 
-def _fail(where: str, msg: str):
+def _fail(where: str, msg: str) -> NoReturn:
     from .checkpoint import CheckpointError
     raise CheckpointError(f"{where}metadata {msg}")
 

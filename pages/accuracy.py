@@ -47,7 +47,7 @@ candidates = []  # (role, what, model, model id)
 if pick is not None and pick != LOADED:
     job = encodes[pick]
     candidates.append(("original", loaded_label, model, ("loaded", d)))
-    candidates.append(("decoded", f"re-encoded and decoded at {pick}", job.result()["result"]["model"],
+    candidates.append(("decoded", f"re-encoded and decoded at {pick}", job.result()["result"].model,
                        ("encode", d, forms.canonical(job.meta["settings"]))))
 elif is_bundle:
     candidates.append(("decoded", loaded_label, model, ("loaded", d)))

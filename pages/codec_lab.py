@@ -100,10 +100,10 @@ prev = prev_job.result() if prev_job is not None else None
 
 metrics = st.container(horizontal=True, wrap=True)  # wraps rather than cutting numbers off at 800 px
 m1, m2, m3, m4 = (metrics.container(width=220) for _ in range(4))
-m1.metric("bundle bytes", f"{res['total_bytes']:,}", delta_color="inverse",
-          delta=f"{res['total_bytes'] - prev['result']['total_bytes']:+,} B vs previous" if prev else None)
-m2.metric("ratio vs fp32", f"{res['ratio']:.2f}×",
-          delta=f"{res['ratio'] - prev['result']['ratio']:+.2f}× vs previous" if prev else None)
+m1.metric("bundle bytes", f"{res.total_bytes:,}", delta_color="inverse",
+          delta=f"{res.total_bytes - prev['result'].total_bytes:+,} B vs previous" if prev else None)
+m2.metric("ratio vs fp32", f"{res.ratio:.2f}×",
+          delta=f"{res.ratio - prev['result'].ratio:+.2f}× vs previous" if prev else None)
 src_r = src_acc.result() if src_acc is not None else None
 dec_r = dec_acc.result() if dec_acc is not None else None
 if dec_r is not None:
@@ -114,22 +114,22 @@ elif dec_acc is not None and not dec_acc.done:
 else:
     m3.metric("decoded top-1 (sample)", "–", help=dec_acc.error() if dec_acc is not None else
               "No embedded sample to measure on.")
-bpnz, h0 = res.get("bits_per_nonzero"), res.get("entropy_bits_per_nonzero")
+bpnz, h0 = res.bits_per_nonzero, res.entropy_bits_per_nonzero
 m4.metric("bits per non-zero level", f"{bpnz:.2f}" if bpnz else "–",
           help="Weight stream bytes × 8 / non-zero levels; H0 = the levels' zero-order entropy per non-zero.",
           delta=f"H0 {h0:.2f}" if h0 else None, delta_color="off")
 src_line = (f"Source (as loaded): top-1 {src_r['acc1']:.2f} % on the same {src_r['images']} sample images. "
             if src_r is not None else "")
-st.caption(src_line + f"{res['nonzero']:,} non-zero levels; weights {res['weights_bytes']:,} B, tables and "
-           f"manifest {res['metadata_bytes']:,} B; encode + decode {lab['seconds']:.1f} s; "
-           f"{sum(x['frames'] for x in res['streams'])} coded frames of {len(res['frame_info'])} in the plan.")
+st.caption(src_line + f"{res.nonzero:,} non-zero levels; weights {res.weights_bytes:,} B, tables and "
+           f"manifest {res.metadata_bytes:,} B; encode + decode {lab['seconds']:.1f} s; "
+           f"{sum(x['frames'] for x in res.streams)} coded frames of {len(res.frame_info)} in the plan.")
 if "bundle" in meta:
     st.caption(f"The bundle this checkpoint was loaded from holds {meta['bundle']['total_bytes']:,} B "
                f"({meta['bundle']['ratio']:.2f}×) at {forms.label(meta['settings'])}.")
 
-rows = ci.encode_layer_table(res["layers"], lab["errors"])
+rows = ci.encode_layer_table(res.layers, lab["errors"])
 video_rows = [r for r in rows if r["kind"] == "weight"]
-prev_bytes = {layer["name"]: layer["bytes"] for layer in prev["result"]["layers"]} if prev else None
+prev_bytes = {layer["name"]: layer["bytes"] for layer in prev["result"].layers} if prev else None
 st.markdown("**Bytes per layer**" + (" (grey: previous encode)" if prev else ""))
 st.plotly_chart(figures.layer_bars(video_rows, "bytes", "bytes", log=True, previous=prev_bytes),
                 config={"displaylogo": False})
@@ -143,7 +143,7 @@ with b:
     st.markdown("**Reconstruction error** (decoded − source)")
     st.plotly_chart(figures.error_chart(video_rows), config={"displaylogo": False})
     st.caption("No bar: decoded exactly (a lossless encode of values already on the export grid).")
-total = {"layer": "total (weights)", "kind": "", "bytes": res["weights_bytes"], "non-zero": res["nonzero"],
+total = {"layer": "total (weights)", "kind": "", "bytes": res.weights_bytes, "non-zero": res.nonzero,
          "bits/nz": bpnz, "H0 bits/nz": h0}
 with st.expander("Per-layer table", expanded=False):
     st.dataframe(pd.DataFrame(rows + [total]), hide_index=True, width="stretch", column_config={
@@ -156,19 +156,19 @@ with st.expander("Per-layer table", expanded=False):
         "rel. rms err": st.column_config.NumberColumn(format="%.3g")})
 if prev:
     st.markdown(f"**Change against the previous encode** ({forms.label(prev['settings'])})")
-    st.dataframe(pd.DataFrame(ci.encode_changes(prev["result"]["layers"], res["layers"])), hide_index=True,
+    st.dataframe(pd.DataFrame(ci.encode_changes(prev["result"].layers, res.layers)), hide_index=True,
                  width="stretch", column_config={"Δ %": st.column_config.NumberColumn(format="%+.2f"),
                                                  "max |err| before": st.column_config.NumberColumn(format="%.3g"),
                                                  "max |err| now": st.column_config.NumberColumn(format="%.3g")})
 with st.expander("Streams and files"):
     st.dataframe(pd.DataFrame([{k: x.get(k) for k in ("file", "kind", "height", "width", "frames", "bytes",
-                                                        "workaround")} for x in res["streams"]]),
+                                                        "workaround")} for x in res.streams]),
                  hide_index=True, width="stretch")
-    st.dataframe(pd.DataFrame([{"file": n, "bytes": len(b)} for n, b in sorted(res["files"].items())]),
+    st.dataframe(pd.DataFrame([{"file": n, "bytes": len(b)} for n, b in sorted(res.files.items())]),
                  hide_index=True, width="stretch")
 
 stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
         f"{s['preset']}-crf{s['crf']}")
-st.download_button("Download this bundle (zip)", runs.zip_bundle(res["files"], stem), file_name=f"{stem}.zip",
+st.download_button("Download this bundle (zip)", runs.zip_bundle(res.files, stem), file_name=f"{stem}.zip",
                    mime="application/zip", type="secondary")
-ui.model_downloads(("lab", res["digest"]), res["model"], res["manifest"], stem, "lab")
+ui.model_downloads(("lab", res.digest), res.model, res.manifest, stem, "lab")

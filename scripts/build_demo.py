@@ -56,21 +56,21 @@ def reencode(out: Path, data: str, settings) -> int:
             key = (meta["model"]["num_classes"], meta.get("image_size", 128))
             if key not in splits:
                 splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
-            decoded = evaluate(api.decode(enc["files"])["model"], splits[key], workers=0)
+            decoded = evaluate(api.decode(enc.files)["model"], splits[key], workers=0)
             was_v1 = "bn_crf" in r["settings"]  # v1 settings; a bundle replaced by an interrupted run is v2 already
             previous = r.get("previous") or {"version": 1 if was_v1 else meta["bundle"]["version"],
                                              "total_bytes": r["total_bytes"],
                                              "ratio": r["ratio"], "settings": r["settings"],
                                              "decoded": r["decoded"]}
             api.write_encoded(enc, bundle, overwrite=True)
-            results[role] = {**r, "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
-                             "settings": enc["settings"], "bits_per_nonzero": enc["bits_per_nonzero"],
-                             "entropy_bits_per_nonzero": enc["entropy_bits_per_nonzero"], "nonzero": enc["nonzero"],
-                             "files": {k: len(v) for k, v in sorted(enc["files"].items())}, "digest": enc["digest"],
+            results[role] = {**r, "total_bytes": enc.total_bytes, "ratio": enc.ratio,
+                             "settings": enc.settings, "bits_per_nonzero": enc.bits_per_nonzero,
+                             "entropy_bits_per_nonzero": enc.entropy_bits_per_nonzero, "nonzero": enc.nonzero,
+                             "files": {k: len(v) for k, v in sorted(enc.files.items())}, "digest": enc.digest,
                              "decoded": {**decoded, "data": f"{Path(data).name} val"}, "previous": previous}
             atomic_write_text(results_path, json.dumps(results, indent=1))
-            print(f"{results_path.parent.name}:{role}: {previous['total_bytes']:,} → {enc['total_bytes']:,} B "
-                  f"({enc['ratio']:.1f}x), decoded top-1 {previous['decoded']['acc1']:.2f} → {decoded['acc1']:.2f} %",
+            print(f"{results_path.parent.name}:{role}: {previous['total_bytes']:,} → {enc.total_bytes:,} B "
+                  f"({enc.ratio:.1f}x), decoded top-1 {previous['decoded']['acc1']:.2f} → {decoded['acc1']:.2f} %",
                   flush=True)
     return 0
 
@@ -112,12 +112,12 @@ def main(argv=None) -> int:
             if key not in splits:
                 splits[key] = load_split(args.data, "val", num_classes=key[0], size=key[1], cache=True)
             decoded = evaluate(api.decode(bundle)["model"], splits[key], workers=0)
-            results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
+            results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
                              "epoch": meta.get("epoch"), "acc1_before_export": meta.get("metrics", {}).get("acc1"),
                              "settings": settings.to_dict(),
                              "decoded": {**decoded, "data": f"{Path(args.data).name} val"}}
-            print(f"{run_name}:{role} epoch {meta.get('epoch')}: {enc['total_bytes']:,} B "
-                  f"({enc['ratio']:.1f}x), decoded top-1 {decoded['acc1']:.2f} % on {decoded['images']} images",
+            print(f"{run_name}:{role} epoch {meta.get('epoch')}: {enc.total_bytes:,} B "
+                  f"({enc.ratio:.1f}x), decoded top-1 {decoded['acc1']:.2f} % on {decoded['images']} images",
                   flush=True)
             atomic_write_text(results_path, json.dumps(results, indent=1))
     return 0

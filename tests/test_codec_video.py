@@ -73,6 +73,34 @@ def test_encoding_is_deterministic():
     assert V.encode_frames(frames, s, decode=False).data == V.encode_frames(frames, s, decode=False).data
 
 
+def test_bytes_do_not_depend_on_the_machines_core_count(monkeypatch):
+    """x265 sizes its thread pool from the core count and, unpinned, its frame threads too —
+    which change the bytes (here by ~1 KB). ``pools=N`` stands in for an N-core machine; the
+    frames are the last 27 of the densest demo bundle's stream, where the difference shows."""
+    import json
+    from pathlib import Path
+
+    from ctnet.codec.registry import X265
+    bundle = Path(__file__).resolve().parents[1] / "assets/demo/runs/ctnet18-export-lam1e-5/bundles/best"
+    coding = json.loads((bundle / "manifest.json").read_text())["coding"]
+    frames = V.decode_frames((bundle / "w.mp4").read_bytes(), V.VideoSettings(bit_depth=coding["container_bits"]),
+                             height=256, width=256, count=coding["coded_frames"])[-27:]
+    s = V.VideoSettings(bit_depth=coding["container_bits"], preset="ultrafast")
+    real = X265.params
+    out = []
+    for cores in (1, 16):
+        monkeypatch.setattr(X265, "params", lambda self, st, n=cores: real(self, st) + f":pools={n}")
+        out.append(V.encode_frames(list(frames), s, decode=False).data)
+    assert out[0] == out[1]
+
+
+def test_encode_reports_each_coded_frame():
+    frames = _frames(12, (128, 128), 8, smooth=True)
+    seen = []
+    V.encode_frames(frames, V.VideoSettings(preset="ultrafast"), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 12) for i in range(1, 13)]
+
+
 def test_lossy_crf_decodes_to_the_right_geometry():
     frames = _frames(6, (40, 40), 8, smooth=True)
     enc = V.encode_frames(frames, V.VideoSettings(crf=30, preset="ultrafast"))

@@ -97,7 +97,7 @@ def test_plain_model_matches_the_decoded_ctnet_on_real_images(real_batch):
 
 
 def test_decode_plain_takes_encoded_files_and_bundles(encoded, bundle, decoded, real_batch):
-    _close64(encoded["model"], api.decode_plain(encoded["files"]), real_batch)
+    _close64(encoded.model, api.decode_plain(encoded.files), real_batch)
     _close64(decoded["model"], api.decode_plain(bundle), real_batch)
 
 

@@ -241,6 +241,7 @@ def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
+        assert last is not None  # presets is never empty (profile_main refuses that)
         print_layers(last["layers"])
         print(f"\n{'preset':<11}{'bytes':>13}{'ratio':>8}{'seconds':>9}{'bits/nz':>9}")
         for r in rows:

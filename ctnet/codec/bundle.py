@@ -18,7 +18,7 @@ Format v2 (what ``ctnet encode`` writes):
 Version-1 bundles (one stream per tile size of the tensor images, grid in the JSON) still
 decode bit-exactly through :mod:`ctnet.codec.v1`.
 
-Everything is built in memory (:func:`encode_model` → :class:`Encoded`), so the app can look
+Everything is built in memory (:func:`encode_model` → :class:`EncodeResult`), so the app can look
 at a bundle without files; :func:`write_bundle` puts it on disk atomically and
 :func:`read_bundle` validates and decodes a directory.
 """
@@ -31,7 +31,7 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -156,13 +156,15 @@ def _load_bn(bns: dict[str, nn.Module], table: np.ndarray, mode: str, state: dic
 # --- encoding ---------------------------------------------------------------------------------
 
 @dataclass
-class Encoded:
-    """A bundle in memory: its files, its manifest, and what the app shows about it."""
+class EncodeResult:
+    """A bundle in memory — its files and manifest — with what was measured while encoding it
+    (per-layer and per-stream reports, the coded frames, the decoded model). What
+    ``ctnet.api.encode`` returns; :meth:`summary` is its JSON form (``ctnet encode --json``)."""
 
     files: dict[str, bytes]
     manifest: dict
     layers: list[dict]  # name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, errors
-    streams: list[dict]  # file, kind, height, width, frames, bytes, frame_bytes, frame_ids, params, options
+    streams: list[dict]  # file, kind, height, width, frames, bytes, frame_bytes, params, options, workaround
     frames: np.ndarray  # (coded frames, S, S) uint16 pixels as fed to the coder
     frame_info: list[dict]  # per plan frame: layer, coded, bytes, parts (see plan.LayerPlan.frame_contents)
     model: nn.Module  # decoded from the encoded bytes
@@ -173,25 +175,70 @@ class Encoded:
     def total_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 
+    @property
+    def ratio(self) -> float:
+        return self.fp32_bytes / self.total_bytes
+
+    @property
+    def digest(self) -> str:
+        return str(self.manifest["digest"])
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.manifest["settings"])
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(x["bytes"] for x in self.layers if x["kind"] == "weight")
+
+    @property
+    def nonzero(self) -> int:
+        return sum(x["nonzero"] for x in self.layers if x["kind"] == "weight")
+
+    @property
+    def bits_per_nonzero(self) -> float | None:
+        """Bits of the weight stream per non-zero level."""
+        return 8 * self.weights_bytes / self.nonzero if self.nonzero else None
+
+    @property
+    def entropy_bits_per_nonzero(self) -> float | None:
+        """The levels' zero-order entropy (per layer, summed) per non-zero level."""
+        return sum(x["entropy_bits"] for x in self.layers if x["kind"] == "weight") / self.nonzero \
+            if self.nonzero else None
+
+    @property
+    def metadata_bytes(self) -> int:
+        return len(self.files[MANIFEST]) + len(self.files[TABLES])
+
     def summary(self) -> dict:
         """JSON-ready report (``ctnet encode --json``)."""
-        total = self.total_bytes
-        w = [x for x in self.layers if x["kind"] == "weight"]
-        nz = sum(x["nonzero"] for x in w)
-        wbytes = sum(x["bytes"] for x in w)
-        return {"total_bytes": total, "fp32_bytes": self.fp32_bytes, "ratio": self.fp32_bytes / total,
-                "seconds": round(self.seconds, 3), "version": VERSION, "settings": self.manifest["settings"],
-                "digest": self.manifest["digest"],
-                "files": {k: len(v) for k, v in sorted(self.files.items())},
-                "weights_bytes": wbytes, "nonzero": nz,
-                "bits_per_nonzero": 8 * wbytes / nz if nz else None,
-                "entropy_bits_per_nonzero": sum(x["entropy_bits"] for x in w) / nz if nz else None,
-                "metadata_bytes": len(self.files[MANIFEST]) + len(self.files[TABLES]),
+        return {"total_bytes": self.total_bytes, "fp32_bytes": self.fp32_bytes, "ratio": self.ratio,
+                "seconds": round(self.seconds, 3), "version": VERSION, "settings": self.settings,
+                "digest": self.digest, "files": {k: len(v) for k, v in sorted(self.files.items())},
+                "weights_bytes": self.weights_bytes, "nonzero": self.nonzero,
+                "bits_per_nonzero": self.bits_per_nonzero, "entropy_bits_per_nonzero": self.entropy_bits_per_nonzero,
+                "metadata_bytes": self.metadata_bytes,
                 "streams": [{k: s[k] for k in ("file", "kind", "height", "width", "frames", "bytes", "workaround")}
                             for s in self.streams],
                 "layers": [{k: x[k] for k in ("name", "kind", "bytes", "frames", "coded_frames", "nonzero",
                                               "bits_per_nonzero", "entropy_bits_per_nonzero", "max_abs_error")}
                            for x in self.layers]}
+
+    def report(self) -> dict:
+        """Everything but the decoded model, for sending elsewhere (a worker process to the
+        app's server); :meth:`from_report` rebuilds the whole result."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+
+    @classmethod
+    def from_report(cls, report: dict) -> "EncodeResult":
+        """The result a :meth:`report` came from, its model decoded again from its files —
+        which must be the bundle the report describes (the same digest), else BundleError."""
+        if not isinstance(report, dict) or set(report) != {f.name for f in fields(cls)} - {"model"}:
+            raise BundleError("not an encode report")
+        model, meta = decode_files(report["files"])
+        if meta["bundle"]["digest"] != report["manifest"].get("digest"):
+            raise BundleError("an encode report whose files are another bundle than its manifest")
+        return cls(**report, model=model)
 
 
 def _check_state(model: nn.Module, video: dict, bns: dict) -> None:
@@ -278,7 +325,7 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
 
 @torch.no_grad()
 def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
-                 progress: Callable[[int, int], None] | None = None) -> Encoded:
+                 progress: Callable[[int, int], None] | None = None) -> EncodeResult:
     """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
     v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
     in all)`` is called as the frames are coded."""
@@ -341,7 +388,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     bn_packed = bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)  # bytes in the raw tables
     layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn_packed)
     streams = [stream] if stream else []
-    return Encoded(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,
+    return EncodeResult(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,
                    manifest["fp32_bytes"])
 
 
@@ -365,13 +412,13 @@ def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress):
     else:
         from . import video as V
         try:
-            enc = V.encode_frames(list(pixels), settings.video(), decode=True)
+            enc = V.encode_frames(list(pixels), settings.video(), decode=True, progress=progress)
         except VideoError as exc:
             raise BundleError(f"weight stream: {exc}") from exc
         data, per_frame, decoded = enc.data, enc.frame_bytes, enc.decoded
         options, workaround, params = enc.settings.encoder_options(), enc.settings.workaround, \
             enc.settings.encoder_params()
-    if progress:
+    if progress and settings.family == "planes":
         progress(n, n)
     s = settings.frame
     stream = {"file": weights_file(settings.codec), "kind": "weight", "height": s, "width": s, "frames": n,
@@ -565,12 +612,12 @@ def read_manifest(data: bytes) -> dict:
 
 # --- files ------------------------------------------------------------------------------------
 
-def write_bundle(files: dict[str, bytes] | Encoded, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a bundle's files into a temporary directory beside ``dest`` and rename it into
     place, so an interrupted write leaves no half-written bundle. An existing ``dest`` is
     replaced only with ``overwrite`` and only if it is a bundle (or empty); it stays readable
     at its path until the new one is complete."""
-    if isinstance(files, Encoded):
+    if isinstance(files, EncodeResult):
         files = files.files
     dest = Path(dest)
     for name in files:
@@ -702,6 +749,6 @@ def verify(path: str | os.PathLike) -> dict:
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
-__all__ = ["BN_MODES", "BundleError", "EncodeSettings", "Encoded", "Layout", "layout", "FORMAT", "MANIFEST", "TABLES", "VERSION",
+__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST", "TABLES", "VERSION",
            "bn_table", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
            "read_bundle", "read_manifest", "verify", "weights_file", "write_bundle"]

@@ -93,7 +93,8 @@ def quantize_tensor(name: str, t: torch.Tensor, *, bits: int, tile: int = quant.
     """Quantise one tensor into frames exactly as ``quant.fake_quantize`` does (plus optional
     subtractive dither)."""
     img = quant.tensor_to_image(t.detach().cpu().float())
-    boxes = quant.tile_boxes(*img.shape, tile)
+    img_h, img_w = img.shape
+    boxes = quant.tile_boxes(img_h, img_w, tile)
     offset = None
     if dither > 0:
         scale, zero_point = dither_params(img, bits, tile, dither)
@@ -103,7 +104,7 @@ def quantize_tensor(name: str, t: torch.Tensor, *, bits: int, tile: int = quant.
     pixels, scale, zero_point = quant.quantize_image(img, bits, tile, scale, zero_point, offset=offset)
     pix = pixels.numpy().astype(np.uint16)
     tiles = [np.ascontiguousarray(pix[r0:r0 + h, c0:c0 + w]) for r0, c0, h, w in boxes]
-    return TensorFrames(name, tuple(t.shape), tuple(img.shape), boxes, tiles,
+    return TensorFrames(name, tuple(t.shape), (img_h, img_w), boxes, tiles,
                         scale.flatten().numpy().astype(np.float32), zero_point.flatten().numpy().astype(np.int64),
                         first_frame)
 

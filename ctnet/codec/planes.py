@@ -174,7 +174,7 @@ def pack(layers: Sequence[tuple[Sequence[int], Sequence[tuple], Sequence[np.ndar
     return b"".join(parts)
 
 
-def packed_size(layers: Sequence[tuple[Sequence[int], ...]], bits: int) -> int:
+def packed_size(layers: Sequence[tuple[Sequence[int], *tuple[object, ...]]], bits: int) -> int:
     return sum(math.prod(_image_shape(layer[0])) for layer in layers) * _dtype(bits).itemsize
 
 

@@ -116,10 +116,13 @@ class X265(Codec):
         rate = "lossless=1" if s.lossless else f"crf={s.crf}"
         # allow-non-conformance: 16 references exceed the level's DPB limits at small frame
         # sizes, which x265 otherwise refuses to open. info=0: no SEI with the encoder's
-        # command line (a constant ~2 KB per stream that nothing reads).
+        # command line (a constant ~2 KB per stream that nothing reads). frame-threads=1: x265
+        # picks the number of concurrently coded frames from the core count, and the bytes
+        # depend on it (1 below 4 cores, more above) — pinned, a bundle is the same everywhere.
         return ":".join([
             "keyint=-1", "bframes=16", "ref=16", "b-adapt=2", "rc-lookahead=250", "range=full", rate,
-            "allow-non-conformance=1", "info=0", "log-level=error", *([s.workaround] if s.workaround else []),
+            "allow-non-conformance=1", "info=0", "log-level=error", "frame-threads=1",
+            *([s.workaround] if s.workaround else []),
         ])
 
     def options(self, s: "VideoSettings") -> dict[str, str]:

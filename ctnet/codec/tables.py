@@ -65,6 +65,7 @@ def pack(t: Tables, *, bits: int, frame: int, bn_mode: str) -> bytes:
              _shuffle(np.concatenate(t.zero_points).astype(zp_dtype))]
     for rc, cc in zip(t.row_classes, t.col_classes):
         if rc is not None:
+            assert cc is not None  # a layer has both classes or neither
             parts += [rc.astype(np.uint8).tobytes(), cc.astype(np.uint8).tobytes()]
     parts.append(np.packbits(t.coded.astype(bool), bitorder="little").tobytes())
     values, last = [], 0
@@ -83,8 +84,8 @@ def pack(t: Tables, *, bits: int, frame: int, bn_mode: str) -> bytes:
 def _float24(a: np.ndarray) -> bytes:
     """float32 → its top three bytes, rounded to nearest (ties to even), byte planes shuffled."""
     u = a.view("<u4").astype(np.uint64)
-    u = (u + 0x7F + ((u >> 8) & 1)) >> 8
-    b = np.stack([(u >> (8 * k)) & 0xFF for k in range(3)]).astype(np.uint8)
+    top = (u + 0x7F + ((u >> 8) & 1)) >> 8
+    b = np.stack([(top >> (8 * k)) & 0xFF for k in range(3)]).astype(np.uint8)
     return b.tobytes()
 
 
@@ -134,7 +135,8 @@ def unpack(raw: bytes, *, plan: PL.FramePlan, tiles: list[int], ordered: list[bo
     if (zps > 2**bits - 1).any():
         raise BundleError(f"tables hold a zero point outside 0..{2**bits - 1}")
     split = np.cumsum(tiles)[:-1]
-    row_classes, col_classes = [], []
+    row_classes: list[np.ndarray | None] = []
+    col_classes: list[np.ndarray | None] = []
     for lp, is_ordered in zip(plan.layers, ordered):
         if is_ordered:
             rc = np.frombuffer(take(lp.plane_h, "row classes"), np.uint8).copy()
@@ -149,7 +151,8 @@ def unpack(raw: bytes, *, plan: PL.FramePlan, tiles: list[int], ordered: list[bo
     n = plan.total_frames
     coded = np.unpackbits(np.frombuffer(take(-(-n // 8), "frame bitmap"), np.uint8), bitorder="little")[:n]
     coded = coded.astype(bool)
-    esc, g = [], 0
+    esc: list[tuple[int, int, int]] = []
+    g = 0
     area = plan.frame * plan.frame
     limit = n * area
     for _ in range(escapes):

@@ -268,6 +268,7 @@ def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None,
         else:
             bn_images[p["name"]] = t
     if manifest["bn"]["mode"] == "raw":
+        assert bn_raw is not None  # decode_files reads it whenever the mode is raw
         bn_images = bn_raw
     for name, m in export.bn_layers(model).items():
         img = bn_images.get(name)

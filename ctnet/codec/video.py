@@ -13,7 +13,7 @@ import io
 import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Sequence
+from typing import Callable, Sequence
 
 # SVT-AV1 prints a banner and per-stream info straight to stderr unless told otherwise; it
 # reads this once, when its first encoder is created. 1 = errors only.
@@ -55,9 +55,11 @@ def _luma(frame: "av.VideoFrame", bit_depth: int) -> np.ndarray:
     return rows.reshape(plane.height, plane.line_size // dtype.itemsize)[:, : plane.width].astype(np.uint16)
 
 
-def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, decode: bool = True) -> EncodedStream:
+def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, decode: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> EncodedStream:
     """Encode equally sized 2-D integer frames (values in [0, 2^b − 1]) as one stream and,
-    with ``decode``, decode it back (``EncodedStream.decoded``).
+    with ``decode``, decode it back (``EncodedStream.decoded``). ``progress(frames coded,
+    frames in all)`` is called as the encoder hands back each coded frame.
 
     Narrow HEVC frames are coded as intra frames (:data:`INTRA`). Lossless streams are
     always decoded and compared with the input; an HEVC or AV1 stream that differs is coded
@@ -72,7 +74,7 @@ def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, deco
     h, w = np.asarray(frames[0]).shape
     if not settings.workaround:
         settings = replace(settings, workaround=geometry_workaround(h, w, settings.codec))
-    encoded = _encode(frames, settings)
+    encoded = _encode(frames, settings, progress)
     if not (settings.lossless or decode):
         return encoded
     encoded.decoded = _decode_like(encoded, frames)
@@ -80,7 +82,7 @@ def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, deco
         if settings.codec not in INTRA_FALLBACK or settings.workaround == INTRA:
             raise VideoError(f"lossless {h}x{w} {settings.codec} stream does not decode to its input"
                              + (", even as intra frames" if settings.codec in INTRA_FALLBACK else ""))
-        return encode_frames(frames, replace(settings, workaround=INTRA), decode=decode)
+        return encode_frames(frames, replace(settings, workaround=INTRA), decode=decode, progress=progress)
     return encoded
 
 
@@ -104,7 +106,8 @@ def check_geometry(height: int, width: int, settings: VideoSettings) -> None:
                          f"{c.max_aspect}x the other")
 
 
-def _encode(frames: Sequence[np.ndarray], settings: VideoSettings) -> EncodedStream:
+def _encode(frames: Sequence[np.ndarray], settings: VideoSettings,
+            progress: Callable[[int, int], None] | None = None) -> EncodedStream:
     if not frames:
         raise VideoError("no frames to encode")
     h, w = frames[0].shape
@@ -138,6 +141,8 @@ def _encode(frames: Sequence[np.ndarray], settings: VideoSettings) -> EncodedStr
                     sizes[int(p.pts)] = p.size
                     order.append(int(p.pts))
                     packets.append(p)
+                    if progress:
+                        progress(len(sizes), len(frames))
 
             for i, f in enumerate(frames):
                 if f.shape != (h, w):
@@ -154,7 +159,11 @@ def _encode(frames: Sequence[np.ndarray], settings: VideoSettings) -> EncodedStr
                 vf.pts = i
                 vf.color_range = 2
                 collect(stream.encode(vf))
-            collect(stream.encode(None))
+            # the lookahead holds most frames until the flush: take its packets one by one, so
+            # progress (and a cancel between frames) follows the coding
+            for p in stream.codec_context.encode_lazy(None):
+                p.stream = stream
+                collect([p])
             _fix_dts(packets)
             for p in packets:
                 out.mux(p)

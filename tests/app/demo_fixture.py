@@ -75,15 +75,15 @@ def build_demo(dest: Path, run_roles: dict[str, tuple[Path, list[str]]], data: P
             api.write_encoded(enc, target)
             split = load_split(eval_root, "val", num_classes=int(meta["model"]["num_classes"]),
                                size=int(meta.get("image_size", 128)), limit=eval_limit, cache=True)
-            acc = evaluate(enc["model"], split, device="cpu", batch_size=100)
-            results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc["total_bytes"], "ratio": enc["ratio"],
+            acc = evaluate(enc.model, split, device="cpu", batch_size=100)
+            results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
                              "decoded": {"acc1": acc["acc1"], "acc5": acc["acc5"], "images": acc["images"],
                                          "data": str(eval_root), "device": acc["device"]}}
             by_epoch[meta.get("epoch")] = role
-            log(f"{name}/{role}: epoch {meta.get('epoch')}, {enc['total_bytes']:,} B ({enc['ratio']:.1f}x), "
+            log(f"{name}/{role}: epoch {meta.get('epoch')}, {enc.total_bytes:,} B ({enc.ratio:.1f}x), "
                 f"decoded top-1 {acc['acc1']:.2f} % on {acc['images']} images ({time.perf_counter() - t0:.0f} s)")
-            lines.append(f"- `{name}/{role}`: epoch {meta.get('epoch')}, {enc['total_bytes']:,} B "
-                         f"({enc['ratio']:.1f}×), decoded top-1 {acc['acc1']:.2f} % on {acc['images']} images")
+            lines.append(f"- `{name}/{role}`: epoch {meta.get('epoch')}, {enc.total_bytes:,} B "
+                         f"({enc.ratio:.1f}×), decoded top-1 {acc['acc1']:.2f} % on {acc['images']} images")
         (out / "results.json").write_text(json.dumps(results, indent=2))
     (dest / "DEMO.md").write_text(
         f"# Test demo: real runs, encoded at {preset}\n\n{note}\n\n"

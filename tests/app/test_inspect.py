@@ -25,7 +25,7 @@ def encoded(model_meta):
 
 
 def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
-    rows = ci.encode_layer_table(encoded["layers"])
+    rows = ci.encode_layer_table(encoded.layers)
     conv = next(r for r in rows if r["layer"] == "layer1.0.conv1.weight_dct")
     assert conv["bits/nz"] == pytest.approx(8 * conv["bytes"] / conv["non-zero"])
     assert 0 < conv["H0 bits/nz"] < 32
@@ -34,18 +34,18 @@ def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
 def test_frames_are_the_codecs_frames(model_meta, encoded):
     """The Frames page's frames, plan and bytes are exactly the encoder's (format v2)."""
     model, meta = model_meta
-    cf = ci.coded_frames(model, meta, encoded["settings"])
-    assert np.array_equal(cf.pixels, encoded["frames"])
-    assert cf.plan_frames == len(encoded["frame_info"])
-    assert cf.ids == [k for k, f in enumerate(encoded["frame_info"]) if f["coded"]]
-    assert [f["layer"] for f in cf.info] == [f["layer"] for f in encoded["frame_info"]]
+    cf = ci.coded_frames(model, meta, encoded.settings)
+    assert np.array_equal(cf.pixels, encoded.frames)
+    assert cf.plan_frames == len(encoded.frame_info)
+    assert cf.ids == [k for k, f in enumerate(encoded.frame_info) if f["coded"]]
+    assert [f["layer"] for f in cf.info] == [f["layer"] for f in encoded.frame_info]
     assert cf.frame == 256 and cf.pixels.shape[1:] == (256, 256)
     first = cf.labels[0]
     assert first.startswith(cf.info[cf.ids[0]]["layer"]) and "rows" in first and "cols" in first
     # bytes per layer from bytes per plan frame add up to the weight stream's
-    per_layer = ci.layer_bytes(encoded["frame_info"], [f["bytes"] for f in encoded["frame_info"]])
-    assert sum(per_layer.values()) == sum(sum(s["frame_bytes"]) for s in encoded["streams"])
-    for layer in encoded["layers"]:
+    per_layer = ci.layer_bytes(encoded.frame_info, [f["bytes"] for f in encoded.frame_info])
+    assert sum(per_layer.values()) == sum(sum(s["frame_bytes"]) for s in encoded.streams)
+    for layer in encoded.layers:
         if layer["kind"] == "weight":
             assert per_layer.get(layer["name"], 0) == layer["bytes"]
     view = ci.level_view(cf.pixels[:3], cf.container_bits)
@@ -56,10 +56,10 @@ def test_grid_counts_are_the_bundles(model_meta, encoded):
     """Coefficients' default count (levels ≠ 0 on the export grid) is what the encoder codes."""
     model, meta = model_meta
     rows = {r["layer"]: r for r in ci.grid_stats(model, meta)}
-    for layer in encoded["layers"]:
+    for layer in encoded.layers:
         if layer["kind"] == "weight":
             assert rows[layer["name"]]["non-zero"] == layer["nonzero"]
-    assert sum(r["non-zero"] for r in rows.values()) == encoded["nonzero"]
+    assert sum(r["non-zero"] for r in rows.values()) == encoded.nonzero
     summary = ci.layer_summary(model, meta)
     assert {n: v["non-zero"] for n, v in summary.items()} == {n: r["non-zero"] for n, r in rows.items()}
 
@@ -83,15 +83,15 @@ def test_compare_layers():
 
 def test_reconstruction_errors_agree_with_the_encoder(model_meta, encoded):
     model, _ = model_meta
-    errors = ci.reconstruction_errors(model, encoded["model"])
-    for layer in encoded["layers"]:
+    errors = ci.reconstruction_errors(model, encoded.model)
+    for layer in encoded.layers:
         if layer["kind"] == "weight":
             assert errors[layer["name"]]["max_abs"] == pytest.approx(layer["max_abs_error"], abs=1e-12)
             assert errors[layer["name"]]["rms"] <= errors[layer["name"]]["max_abs"]
-    rows = ci.encode_layer_table(encoded["layers"], errors)
+    rows = ci.encode_layer_table(encoded.layers, errors)
     conv1 = next(r for r in rows if r["layer"] == "conv1.weight_dct")
     assert conv1["bits/coeff"] == pytest.approx(8 * conv1["bytes"] / (64 * 3 * 7 * 7))
-    changes = ci.encode_changes(encoded["layers"], encoded["layers"])
+    changes = ci.encode_changes(encoded.layers, encoded.layers)
     assert all(c["Δ bytes"] == 0 for c in changes)
 
 

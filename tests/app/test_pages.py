@@ -190,8 +190,8 @@ def test_encode_compare_and_evaluate(demo_env):
     at.switch_page(PAGES["codec_lab"]).run()
     ok(wait_for_jobs(at))
     lossless = lab_shown(at)["result"]
-    assert metric(at, "bundle bytes") == f"{lossless['total_bytes']:,}"
-    assert lossless["total_bytes"] == sum(len(b) for b in lossless["files"].values())
+    assert metric(at, "bundle bytes") == f"{lossless.total_bytes:,}"
+    assert lossless.total_bytes == sum(len(b) for b in lossless.files.values())
     top1 = metric(at, "decoded top-1")
     assert top1.endswith("%") and 0 <= float(top1[:-2]) <= 100  # measured in the background
     assert at.get("download_button")
@@ -204,7 +204,7 @@ def test_encode_compare_and_evaluate(demo_env):
     ok(wait_for_jobs(at))
     assert not any("Stale" in w.value for w in at.warning)
     lossy = lab_shown(at)["result"]
-    assert lossy["total_bytes"] < lossless["total_bytes"]
+    assert lossy.total_bytes < lossless.total_bytes
     assert any("Change against the previous encode" in m.value for m in at.markdown)
 
     at.switch_page(PAGES["frames"]).run()
@@ -401,7 +401,7 @@ def test_codec_lab_other_codecs(demo_env):
     ok(wait_for_jobs(at))
     lab = lab_shown(at)
     assert lab["settings"]["codec"] == "xz" and lab["settings"]["crf"] == 0
-    assert any(name.endswith(".xz") for name in lab["result"]["files"])
+    assert any(name.endswith(".xz") for name in lab["result"].files)
     assert any("xz" in s.value for s in at.subheader)
 
 
