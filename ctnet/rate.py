@@ -92,13 +92,11 @@ def _compile_wanted(x: torch.Tensor, numel: int) -> bool:
 
 def _math(x, q, w, s, alpha, with_grad, compiled: bool):
     global _COMPILED
-    if compiled:
+    if compiled and _COMPILED is not False:  # False: compiling failed on an earlier tensor; eager from then on
         try:
             if _COMPILED is None:
                 _COMPILED = torch.compile(_rate_l2_math, dynamic=True)
-            # Known bug, left as is: _terms decides `compiled` once for all tensors, so after a failed
-            # compile the next tensors get here with _COMPILED False and warn "'bool' object is not callable"
-            return _COMPILED(x, q, w, s, alpha, with_grad)  # type: ignore[operator]
+            return _COMPILED(x, q, w, s, alpha, with_grad)
         except Exception as e:  # no compiler, no Triton, an unsupported build: eager is exact too
             _COMPILED = False
             warnings.warn(f"torch.compile of the rate proxy failed, running it eagerly: {e!s:.200}")

@@ -29,13 +29,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import stat
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from torch import nn
 
@@ -148,6 +149,235 @@ def baseline_jobs(*, nncodec_qps: Iterable[int] = NNCODEC_QPS, int_bits: Iterabl
     return jobs
 
 
+# --- a measured point ------------------------------------------------------------------------------
+
+MAX_CACHE_BYTES = 64 << 20  # a cache of every point the default sweep measures is ~100 KiB
+MAX_INT = 2**53  # byte counts and image counts: exact as JSON numbers (doubles) everywhere
+_SHORT, _TEXT = 64, 512  # characters of a name (codec, setting) and of a text (label, data id)
+_JSON_DEPTH, _JSON_NODES = 8, 10_000  # of the free-form extras (streams, notes)
+
+
+class _Invalid(Exception):
+    """One field's problem: what it must be, and where inside the field (``.crf``, ``[2]``)."""
+
+    def __init__(self, what: str, value: Any, at: str = ""):
+        super().__init__(what)
+        self.what, self.value, self.at = what, value, at
+
+
+def _show(v: Any) -> str:
+    """A value as an error message quotes it: short, on one line, in JSON's words."""
+    if isinstance(v, str):
+        return repr(v if len(v) <= 40 else v[:40] + "…")
+    if isinstance(v, bool) or v is None or isinstance(v, float):
+        return json.dumps(v)  # true, null, NaN, Infinity
+    if isinstance(v, int):
+        return str(v) if abs(v) < 10**16 else f"an integer of {v.bit_length()} bits"
+    return "an object" if isinstance(v, dict) else "a list" if isinstance(v, list) else f"a {type(v).__name__}"
+
+
+def _text(limit: int) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        # printable: a label is one line of the CLI's table and of the app's markdown
+        if not isinstance(v, str) or len(v) > limit or not v.isprintable():
+            raise _Invalid(f"a one-line string of at most {limit} characters", v)
+        return v
+    return check
+
+
+def _integer(v: Any, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:  # bounded before any arithmetic
+        raise _Invalid(what, v)
+    return v
+
+
+def _int(lo: int, hi: int = MAX_INT, *, optional: bool = False) -> Callable[[Any], int | None]:
+    what = f"an integer in {lo}..{'2**53' if hi == MAX_INT else hi}" + (" or null" if optional else "")
+
+    def check(v: Any) -> int | None:
+        return None if optional and v is None else _integer(v, lo, hi, what)
+    return check
+
+
+def _number(lo: float, hi: float = math.inf, *, above: bool = False,
+            optional: bool = False) -> Callable[[Any], float | None]:
+    what = ("a finite number " + (f"> {lo:g}" if above else f"≥ {lo:g}") if hi == math.inf else
+            f"a number in {lo:g}..{hi:g}") + (" or null" if optional else "")
+
+    def check(v: Any) -> float | None:
+        if optional and v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, int) and abs(v) > MAX_INT):
+            raise _Invalid(what, v)
+        x = float(v)
+        if not math.isfinite(x) or x < lo or x > hi or (above and x == lo):
+            raise _Invalid(what, v)
+        return x
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options or not isinstance(v, str):
+            raise _Invalid(f"one of {', '.join(options)}", v)
+        return v
+    return check
+
+
+def _is_sha256(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef")
+
+
+def _sha256(v: Any) -> str:
+    if not _is_sha256(v):
+        raise _Invalid("64 lowercase hex digits (a SHA-256)", v)
+    return v
+
+
+def _name(k: Any, at: str) -> str:
+    if not isinstance(k, str) or len(k) > _TEXT or not k.isprintable():
+        raise _Invalid(f"named by one-line strings of at most {_TEXT} characters", k, at)
+    return k
+
+
+def _object(v: Any, limit: int) -> dict:
+    if not isinstance(v, dict) or len(v) > limit:
+        raise _Invalid(f"an object of at most {limit} entries", v)
+    for k in v:
+        _name(k, "")
+    return v
+
+
+def _settings(v: Any) -> dict:
+    """Flat, as :class:`Job` keeps them: a point's settings are compared as sorted pairs."""
+    scalar = "a string, number, boolean or null"
+    for k, x in _object(v, 64).items():
+        if isinstance(x, str):
+            ok = len(x) <= _SHORT and x.isprintable()
+        elif isinstance(x, float):
+            ok = math.isfinite(x)
+        elif isinstance(x, int) and not isinstance(x, bool):
+            ok = abs(x) < 2**63  # EncodeSettings.seed goes to 2**63 - 1
+        else:
+            ok = x is None or isinstance(x, bool)
+        if not ok:
+            raise _Invalid(scalar + (f" of at most {_SHORT} characters" if isinstance(x, str) else ""), x, f".{k}")
+    return dict(v)
+
+
+def _files(v: Any) -> dict[str, int]:
+    for k, x in _object(v, 256).items():
+        try:
+            _integer(x, 0, MAX_INT, "a byte count in 0..2**53")
+        except _Invalid as exc:
+            raise _Invalid(exc.what, x, f"[{json.dumps(k)}]") from None
+    return dict(v)
+
+
+def _json(v: Any, depth: int = 0, count: list[int] | None = None, at: str = "") -> Any:
+    """A copy of a bounded JSON value (finite numbers, bounded strings, depth and size)."""
+    count = [0] if count is None else count
+    count[0] += 1
+    if count[0] > _JSON_NODES or depth > _JSON_DEPTH:
+        raise _Invalid(f"JSON of at most {_JSON_NODES} values nested {_JSON_DEPTH} deep", v, at)
+    if isinstance(v, dict):
+        return {_name(k, at): _json(x, depth + 1, count, f"{at}.{k}") for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json(x, depth + 1, count, f"{at}[{i}]") for i, x in enumerate(v)]
+    if isinstance(v, str) and len(v) <= 4096:
+        return v
+    if v is None or isinstance(v, bool) or (isinstance(v, float) and math.isfinite(v)) or \
+            (isinstance(v, int) and abs(v) <= MAX_INT):
+        return v
+    raise _Invalid("a JSON value (finite numbers up to 2**53, strings up to 4096 characters)", v, at)
+
+
+def _streams(v: Any) -> list:
+    if not isinstance(v, list) or len(v) > 256:
+        raise _Invalid("a list of at most 256 objects", v)
+    for i, x in enumerate(v):
+        if not isinstance(x, dict):
+            raise _Invalid("an object", x, f"[{i}]")
+    return _json(v)
+
+
+def _notes(v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise _Invalid("an object", v)
+    return _json(v)
+
+
+@dataclass(frozen=True)
+class RDPoint:
+    """One measured point, as the cache file and ``ctnet rd --json`` hold it (:meth:`to_dict`).
+    Every field is checked when a point is made, by :func:`sweep` or by :meth:`from_dict`
+    from a file any user may edit, so a point that exists is one the curves can use."""
+
+    method: str
+    codec: str
+    settings: dict
+    label: str
+    bytes: int
+    ratio: float
+    acc1: float
+    acc5: float
+    images: int
+    device: str
+    encode_seconds: float
+    decode_seconds: float
+    source_sha256: str
+    data: str
+    limit: int | None
+    measured: str
+    load_average: float | None
+    files: dict[str, int] | None = None  # bundles: file name → bytes
+    streams: list | None = None  # bundles: each coded stream's file, bytes, frames, params
+    notes: dict | None = None  # baselines: what the tool said (NNCodec's version, tensors it left out)
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.name in _OPTIONAL:
+                continue
+            try:
+                object.__setattr__(self, f.name, _CHECKS[f.name](v))
+            except _Invalid as exc:
+                raise RDError(f"'{f.name}{exc.at}' must be {exc.what}, not {_show(exc.value)}") from None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> "RDPoint":
+        """The one strict parser of a point (``where``: the file and point, for messages).
+        Every field is type- and range-checked; a missing field, and a field this module
+        never writes (a hand edit, or another ctnet's), is refused, not ignored: a cache is
+        trusted only as a whole."""
+        try:
+            if not isinstance(d, dict):
+                raise RDError(f"a point must be an object, not {_show(d)}")
+            unknown = next((k for k in d if k not in _CHECKS), None)
+            if unknown is not None:
+                raise RDError(f"{_show(unknown)} is not a field of an rd point")
+            missing = next((f.name for f in fields(cls) if f.name not in d and f.name not in _OPTIONAL), None)
+            if missing is not None:
+                raise RDError(f"'{missing}' is missing")
+            return cls(**d)
+        except RDError as exc:
+            raise RDError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        """The JSON form (extras that are None are left out)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if not (f.name in _OPTIONAL and getattr(self, f.name) is None)}
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "method": _choice(METHODS), "codec": _text(_SHORT), "settings": _settings, "label": _text(_TEXT),
+    "bytes": _int(1), "ratio": _number(0, above=True), "acc1": _number(0, 100), "acc5": _number(0, 100),
+    "images": _int(0), "device": _text(_TEXT), "encode_seconds": _number(0), "decode_seconds": _number(0),
+    "source_sha256": _sha256, "data": _text(_TEXT), "limit": _int(1, optional=True), "measured": _text(_SHORT),
+    "load_average": _number(0, optional=True), "files": _files, "streams": _streams, "notes": _notes}
+_OPTIONAL = ("files", "streams", "notes")
+
+
 # --- sources, data and the cache -----------------------------------------------------------------
 
 def source_hash(path: str | os.PathLike) -> str:
@@ -156,10 +386,10 @@ def source_hash(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     if p.is_dir():
         h.update(b"ctnet-bundle-dir\0")
-        for f in sorted(p.iterdir()):
-            st = os.lstat(f)
+        for member in sorted(p.iterdir()):
+            st = os.lstat(member)
             if stat.S_ISREG(st.st_mode):
-                h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+                h.update(member.name.encode() + b"\0" + hashlib.sha256(member.read_bytes()).digest())
         return h.hexdigest()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such checkpoint file or bundle directory")
@@ -198,21 +428,31 @@ def point_key(source_digest: str, job: Job, data: str, limit: int | None) -> str
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def read_cache(path: str | os.PathLike) -> dict:
-    """{key: point} from a cache file ({} when there is none). A file that is not an rd cache
-    is an error (never overwritten)."""
+def read_cache(path: str | os.PathLike) -> dict[str, dict]:
+    """{key: point} from a cache file ({} when there is none), every point checked by
+    :meth:`RDPoint.from_dict`. A file that is not an rd cache, or has one bad point, is an
+    error (never overwritten): the curves never meet a field they cannot use."""
     p = Path(path)
     if not p.exists():
         return {}
     try:
+        if p.stat().st_size > MAX_CACHE_BYTES:
+            raise RDError(f"{p}: {p.stat().st_size:,} bytes is more than an rd cache holds "
+                          f"({MAX_CACHE_BYTES:,}); refusing to read it")
+        # ValueError: also an integer of more than 4300 digits; RecursionError: [[[[…
         doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RDError(f"{p}: not a readable rd cache ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RDError(f"{p}: not a readable rd cache ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or not isinstance(doc.get("points"), dict):
         raise RDError(f"{p}: not a ctnet rd cache file; refusing to use or overwrite it")
-    if doc.get("version") != CACHE_VERSION:
-        raise RDError(f"{p}: rd cache version {doc.get('version')} (this ctnet writes {CACHE_VERSION})")
-    return doc["points"]
+    if doc.get("version") != CACHE_VERSION or isinstance(doc.get("version"), bool):
+        raise RDError(f"{p}: rd cache version {_show(doc.get('version'))} (this ctnet writes {CACHE_VERSION})")
+    points = {}
+    for key, d in doc["points"].items():
+        if not _is_sha256(key):  # what point_key makes
+            raise RDError(f"{p}: point key {_show(key)} is not a SHA-256 (64 lowercase hex digits)")
+        points[key] = RDPoint.from_dict(d, f"{p}: point {key[:12]}…").to_dict()
+    return points
 
 
 @contextmanager
@@ -235,14 +475,16 @@ def cache_lock(path: str | os.PathLike):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def write_point(path: str | os.PathLike, key: str, point: dict) -> None:
+def write_point(path: str | os.PathLike, key: str, point: RDPoint) -> None:
     """Add one point to the cache file, keeping whatever else is there: read, add and
     replace (atomically) under :func:`cache_lock`, so points that other processes add
     meanwhile are kept."""
     from .checkpoint import atomic_write_text
+    if not isinstance(point, RDPoint) or not _is_sha256(key):  # only a checked point is ever written
+        raise TypeError(f"write_point takes a point_key and an RDPoint, not {_show(key)} and {type(point).__name__}")
     with cache_lock(path):
         points = read_cache(path)
-        points[key] = point
+        points[key] = point.to_dict()
         atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "points": points},
                                            indent=1, sort_keys=True) + "\n")
 
@@ -364,20 +606,21 @@ def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *
             try:
                 model, nbytes, enc_s, dec_s, extra = _measure(job, src)
                 acc = evaluate(model.to(dev), images(), device=dev, batch_size=batch_size, workers=workers)
+                measured = RDPoint(
+                    method=job.method, codec=job.codec, settings=job.settings_dict, label=job.label(),
+                    bytes=int(nbytes), ratio=src.fp32_bytes / nbytes, acc1=acc["acc1"], acc5=acc["acc5"],
+                    images=acc["images"], device=acc["device"], encode_seconds=round(enc_s, 3),
+                    decode_seconds=round(dec_s, 3), source_sha256=src.digest, data=data_key, limit=limit,
+                    measured=time.strftime("%Y-%m-%dT%H:%M:%S"), load_average=round(os.getloadavg()[0], 2),
+                    **extra)
             except Exception as exc:  # one failing codec must not lose the rest of the sweep
                 errors.append({"method": job.method, "codec": job.codec, "settings": job.settings_dict,
                                "label": job.label(), "error": f"{type(exc).__name__}: {exc}"})
                 if progress:
                     progress(i + 1, len(todo), job, None)
                 continue
-            point = {"method": job.method, "codec": job.codec, "settings": job.settings_dict, "label": job.label(),
-                     "bytes": int(nbytes), "ratio": src.fp32_bytes / nbytes, "acc1": acc["acc1"], "acc5": acc["acc5"],
-                     "images": acc["images"], "device": acc["device"], "encode_seconds": round(enc_s, 3),
-                     "decode_seconds": round(dec_s, 3), "source_sha256": src.digest, "data": data_key, "limit": limit,
-                     "measured": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": round(os.getloadavg()[0], 2),
-                     **extra}
-            write_point(cache_file, key, point)
-            point = {**point, "cached": False}
+            write_point(cache_file, key, measured)
+            point = {**measured.to_dict(), "cached": False}
         points.append(point)
         if progress:
             progress(i + 1, len(todo), job, point)
@@ -415,7 +658,7 @@ def reference_point(points: list[dict]) -> dict | None:
 def frontier(points: list[dict]) -> list[dict]:
     """Pareto-optimal points (no other point is both smaller and at least as accurate),
     by increasing bytes."""
-    out = []
+    out: list[dict] = []
     for p in sorted(points, key=lambda p: (p["bytes"], -p["acc1"])):
         if not out or p["acc1"] > out[-1]["acc1"]:
             out.append(p)
@@ -433,7 +676,7 @@ def best_at_floor(points: list[dict], floor: float | None = None, tolerance: flo
                     "per_codec": []}
         floor = ref["acc1"] - tolerance
     eps = 1e-9  # percentages are floats: 86.6 must count as ≥ 86.9 − 0.3
-    per = {}
+    per: dict[str, dict] = {}
     for p in points:
         if p["method"] == "fp32" or p["acc1"] + eps < floor:
             continue
@@ -449,6 +692,6 @@ def best_at_floor(points: list[dict], floor: float | None = None, tolerance: flo
             "missing": sorted({p["codec"] for p in points if p["method"] != "fp32"} - set(per))}
 
 
-__all__ = ["Job", "RDError", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
+__all__ = ["Job", "RDError", "RDPoint", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
            "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key",
            "read_cache", "source_hash", "sweep"]

@@ -5,6 +5,7 @@ writers, and bad images are one line naming the file. Self-contained: the images
 checkpoints are made here."""
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -428,7 +429,11 @@ def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, images, sta
 
 def _write_points(cache: str, tag: str, n: int) -> None:
     for i in range(n):
-        rd.write_point(cache, f"{tag}-{i}", {"acc1": float(i), "tag": tag})
+        point = rd.RDPoint(method="fp32", codec="fp32", settings={}, label=tag, bytes=1000 + i, ratio=1.0,
+                           acc1=float(i), acc5=float(i), images=10, device="cpu", encode_seconds=0.0,
+                           decode_seconds=0.0, source_sha256="0" * 64, data="d/val:0", limit=None,
+                           measured="2026-01-01T00:00:00", load_average=None)
+        rd.write_point(cache, hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(), point)
 
 
 def test_rd_cache_loses_no_point_with_two_writing_processes(tmp_path):
@@ -441,7 +446,7 @@ def test_rd_cache_loses_no_point_with_two_writing_processes(tmp_path):
         p.join(120)
         assert p.exitcode == 0
     points = rd.read_cache(cache)
-    assert len(points) == 80 and {p["tag"] for p in points.values()} == {"a", "b"}
+    assert len(points) == 80 and {p["label"] for p in points.values()} == {"a", "b"}
     assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 def plan_from_args(args) -> list[Job]:
     codecs = args.codecs if args.codecs is not None else list(codec_names())
     codecs = [] if codecs == ["none"] else [c for item in codecs for c in item.split(",") if c]
-    crfs = {}
+    crfs: dict[str, tuple[int, ...]] = {}
     if args.crfs is not None:
         crfs.update(hevc=tuple(args.crfs), h264=tuple(args.crfs))
     if args.av1_crfs is not None:

@@ -33,11 +33,12 @@ import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import export, quant
 from ..layers import configure_export_training
@@ -89,7 +90,8 @@ def grid_of(name: str, t: torch.Tensor, settings: EncodeSettings, first_tile: in
         img = quant.tensor_to_image(t.detach().cpu().float())
         pixels, scale, zp = quant.quantize_image(img, settings.bit_depth, settings.tile,
                                                  torch.from_numpy(known[0]), torch.from_numpy(known[1]))
-        boxes = quant.tile_boxes(*img.shape, settings.tile)
+        h, w = img.shape
+        boxes = quant.tile_boxes(h, w, settings.tile)
         scale, zp = known
         pix = pixels.numpy()
     else:
@@ -108,14 +110,14 @@ def grid_of(name: str, t: torch.Tensor, settings: EncodeSettings, first_tile: in
                 first_tile)
 
 
-def _bn_image(m: nn.Module) -> torch.Tensor:
+def _bn_image(m: _BatchNorm) -> torch.Tensor:
     if m.weight is None or m.bias is None or m.running_mean is None or m.running_var is None:
         raise BundleError("BatchNorm layers without affine parameters or running statistics are not supported")
     return torch.stack([m.weight.detach(), m.bias.detach(), m.running_mean.detach(),
                         m.running_var.detach()]).float().cpu()
 
 
-def bn_table(bns: dict[str, nn.Module], mode: str) -> np.ndarray:
+def bn_table(bns: Mapping[str, _BatchNorm], mode: str) -> np.ndarray:
     """BatchNorm as stored (``ctnet.codec.tables`` packs it): ``affine`` — the eval-mode per-channel scale and shift
     (``y = x·a + b``, a = γ/√(var + ε), b = β − mean·a), computed in float64; ``raw`` — the
     four float32 vectors."""
@@ -131,7 +133,7 @@ def bn_table(bns: dict[str, nn.Module], mode: str) -> np.ndarray:
     return torch.cat(rows, 1).numpy()
 
 
-def _load_bn(bns: dict[str, nn.Module], table: np.ndarray, mode: str, state: dict) -> None:
+def _load_bn(bns: Mapping[str, _BatchNorm], table: np.ndarray, mode: str, state: dict) -> None:
     pos = 0
     for name, m in bns.items():
         c = m.num_features
@@ -262,7 +264,7 @@ def _source_meta(meta: dict, spec: ModelSpec) -> dict:
             labels = label_map(spec.num_classes)
         except ValueError:
             labels = None
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    source: dict = meta["source"] if isinstance(meta.get("source"), dict) else {}
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else source.get("metrics")
     metrics = {k: metrics[k] for k in SOURCE_METRICS if isinstance(metrics, dict) and isinstance(
         metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool) and math.isfinite(metrics[k])}
@@ -320,7 +322,7 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
         ccs.append(cc)
         all_frames.append(PL.layer_frames(planes, lp, rc, cc))
     levels = np.concatenate(all_frames)
-    return Layout(grids, plan, levels, rcs, ccs, levels.reshape(len(levels), -1).any(axis=1))
+    return Layout(grids, plan, levels, rcs, ccs, np.asarray(levels.reshape(len(levels), -1).any(axis=1)))
 
 
 @torch.no_grad()
@@ -415,6 +417,7 @@ def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress):
             enc = V.encode_frames(list(pixels), settings.video(), decode=True, progress=progress)
         except VideoError as exc:
             raise BundleError(f"weight stream: {exc}") from exc
+        assert enc.decoded is not None  # encode_frames(decode=True) decodes
         data, per_frame, decoded = enc.data, enc.frame_bytes, enc.decoded
         options, workaround, params = enc.settings.encoder_options(), enc.settings.workaround, \
             enc.settings.encoder_params()
@@ -444,7 +447,8 @@ def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model) ->
     return rows
 
 
-def _bn_report(bns, decoded_model, table_bytes: int, raw_table_bytes: int, bn_raw_bytes: int) -> list[dict]:
+def _bn_report(bns: Mapping[str, _BatchNorm], decoded_model: nn.Module, table_bytes: int, raw_table_bytes: int,
+               bn_raw_bytes: int) -> list[dict]:
     """BN rows: error of the decoded eval-mode affine against the source's, and the BN share
     of the compressed tables (by raw size)."""
     out = []
@@ -452,11 +456,11 @@ def _bn_report(bns, decoded_model, table_bytes: int, raw_table_bytes: int, bn_ra
     total_c = sum(m.num_features for m in bns.values()) or 1
     dec = export.bn_layers(decoded_model)
     for name, m in bns.items():
-        a_src = (m.weight / torch.sqrt(m.running_var + m.eps)).double()
-        d = dec[name]
-        a_dec = (d.weight / torch.sqrt(d.running_var + d.eps)).double()
-        b_src = m.bias.double() - m.running_mean.double() * a_src
-        b_dec = d.bias.double() - d.running_mean.double() * a_dec
+        src, d = _bn_image(m), _bn_image(dec[name])  # weight, bias, mean, var (float32)
+        a_src = (src[0] / torch.sqrt(src[3] + m.eps)).double()
+        a_dec = (d[0] / torch.sqrt(d[3] + dec[name].eps)).double()
+        b_src = src[1].double() - src[2].double() * a_src
+        b_dec = d[1].double() - d[2].double() * a_dec
         err = float(torch.maximum((a_src - a_dec).abs().max(), (b_src - b_dec).abs().max()))
         out.append({"name": name, "kind": "bn", "shape": [m.num_features], "frames": 0, "coded_frames": 0,
                     "bytes": int(round(share * m.num_features / total_c)), "nonzero": 0, "entropy_bits": 0.0,
@@ -542,6 +546,7 @@ def _decode_weights(m: Manifest, files: dict[str, bytes], plan: PL.FramePlan, co
         raise BundleError(f"a {s.codec} bundle keeps its levels in {weights_file(s.codec)}, not {member.file}")
     data = files[member.file]
     shape = (m.coded_frames, s.frame, s.frame)
+    sizes: list[int] = []
     if s.family == "planes":
         from . import planes as P
         try:
@@ -557,7 +562,6 @@ def _decode_weights(m: Manifest, files: dict[str, bytes], plan: PL.FramePlan, co
             vs = replace(vs, workaround=m.workaround)
         try:
             vs.validate()
-            sizes: list[int] = []
             pixels = V.decode_frames(data, vs, height=s.frame, width=s.frame, count=m.coded_frames, packet_sizes=sizes)
         except VideoError as exc:
             raise BundleError(f"{member.file}: {exc}") from exc
@@ -708,7 +712,7 @@ def _read_plain(root: Path, name: str, size: int | None) -> bytes:
 def directory_bytes(path: str | os.PathLike) -> int:
     """Every byte of every file under a bundle directory (SPEC §4's size accounting)."""
     total = 0
-    for dirpath, _, names in os.walk(path):
+    for dirpath, _, names in os.walk(os.fspath(path)):
         for n in names:
             st = os.lstat(os.path.join(dirpath, n))
             if stat.S_ISREG(st.st_mode):
@@ -749,6 +753,6 @@ def verify(path: str | os.PathLike) -> dict:
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
-__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST", "TABLES", "VERSION",
-           "bn_table", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
+__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST",
+           "TABLES", "VERSION", "bn_table", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
            "read_bundle", "read_manifest", "verify", "weights_file", "write_bundle"]

@@ -13,7 +13,7 @@ import io
 import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 # SVT-AV1 prints a banner and per-stream info straight to stderr unless told otherwise; it
 # reads this once, when its first encoder is created. 1 = errors only.
@@ -123,12 +123,12 @@ def _encode(frames: Sequence[np.ndarray], settings: VideoSettings,
     try:
         out = av.open(buf, "w", format=codec.container, container_options={"fflags": "+bitexact"})
         try:
-            stream = out.add_stream(codec.encoder, rate=Fraction(25, 1))
+            stream = cast(av.VideoStream, out.add_stream(codec.encoder, rate=Fraction(25, 1)))
             stream.width, stream.height, stream.pix_fmt = w, h, fmt
             stream.codec_context.color_range = 2  # full (pc) range: every level is data
             if codec.codec_tag:
                 stream.codec_tag = codec.codec_tag
-            stream.options = settings.encoder_options()
+            stream.options = dict[str, object](settings.encoder_options())
 
             packets = []
 
@@ -150,7 +150,7 @@ def _encode(frames: Sequence[np.ndarray], settings: VideoSettings,
                 if f.size and (int(f.min()) < 0 or int(f.max()) > peak):
                     raise VideoError(f"frame {i} has values outside 0..{peak}")
                 vf = av.VideoFrame(w, h, fmt)
-                y = f.astype(dtype) << shift if shift else f.astype(dtype)
+                y = np.left_shift(f.astype(dtype), shift) if shift else f.astype(dtype)
                 if settings.pix_fmt == "gray":
                     _fill(vf, [y])
                 else:
@@ -216,7 +216,7 @@ def probe(data: bytes) -> dict:
 def _bitstream_name(cc) -> str:
     """FFmpeg's codec id name (AV1 streams report the decoder libdav1d otherwise)."""
     try:
-        return cc.codec.canonical_name  # type: ignore[attr-defined]
+        return cc.codec.canonical_name
     except AttributeError:
         return {"libdav1d": "av1"}.get(cc.name, cc.name) if isinstance(getattr(cc, "name", None), str) else "?"
 
