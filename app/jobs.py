@@ -5,7 +5,8 @@ decides their result — e.g. ("encode", checkpoint content hash, settings) — 
 second tab or another page re-attaches to a running or finished job instead of starting it
 again or losing it. Each job reports progress (``Job.report``), has an estimate before it
 starts (from the last jobs of its kind), and can be cancelled: a queued job never starts,
-a running one stops at its next progress report. Finished jobs are kept per kind in LRU
+a running one stops at its next progress report (an encode, which runs in the lab's worker
+process, app/worker.py, stops at once: the process is ended). Finished jobs are kept per kind in LRU
 order, ``KEEP`` of each (an encode holds a decoded model: ~45 MB for CTNet-18).
 
 Nothing here touches Streamlit state from a worker thread.

@@ -96,8 +96,8 @@ def job_progress(jobs: list[Job], key: str, every: float = 1.0) -> None:
             fraction, text = job.fraction()
             a, b = st.columns([6, 1], vertical_alignment="bottom")
             a.progress(fraction, text=text)
-            if b.button("Cancel", key=f"{key}_cancel_{i}", help="A queued job never starts; a running one stops "
-                                                               "at its next progress report."):
+            if b.button("Cancel", key=f"{key}_cancel_{i}", help="A queued job never starts; an encode stops at "
+                                                               "once, other jobs at their next progress report."):
                 state.cancel(job)
                 st.rerun()
     _poll()

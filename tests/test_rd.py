@@ -3,6 +3,7 @@ bit depth it supports, bundles in every codec decode exactly, bad codec requests
 errors, and ``ctnet rd`` measures real points, caches them and recomputes nothing twice."""
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,6 +276,140 @@ def test_rd_cli_json_schema_and_no_fake_nncodec_points(rd_source, tiny_imagenett
     cache.write_text("{}")
     assert cli.main(argv) == 2
     assert "not a ctnet rd cache file" in capsys.readouterr().err
+
+
+# --- a tampered or corrupted rd cache ---------------------------------------------------------------
+
+SHIPPED_RD = sorted((Path(__file__).resolve().parents[1] / "assets" / "demo" / "rd").glob("*.json"))
+KEY = "3f2a" + "0" * 60
+
+
+def _point() -> dict:
+    """A bundle point's JSON form, as ``sweep`` writes it."""
+    return {"method": "bundle", "codec": "hevc", "label": "hevc 8-bit lossless medium",
+            "settings": {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium",
+                         "frame": 256, "order": "count", "bn_mode": "affine", "dither": 0.0, "seed": 0, "tile": 128},
+            "bytes": 371455, "ratio": 120.5, "acc1": 88.4, "acc5": 98.4, "images": 500, "device": "cpu",
+            "encode_seconds": 1.25, "decode_seconds": 0.5, "source_sha256": "b3" * 32, "data": "sample/val:10f9785b",
+            "limit": None, "measured": "2026-11-30T09:01:11", "load_average": 5.11,
+            "files": {"manifest.json": 1456, "tables.bin": 31914, "w.mp4": 338085},
+            "streams": [{"file": "w.mp4", "bytes": 338085, "frames": 90, "params": "lossless=1"}]}
+
+
+def _with(**change):
+    def edit(p):
+        return {**p, **change}
+    return edit
+
+
+def _without(name):
+    def edit(p):
+        return {k: v for k, v in p.items() if k != name}
+    return edit
+
+
+TAMPERED = [  # (how the point is edited, words the one-line error must hold)
+    (_with(acc1="abc"), "'acc1' must be a number in 0..100, not 'abc'"),
+    (_with(bytes=-5), "'bytes' must be an integer in 1..2**53, not -5"),
+    (_with(bytes=10**400), "'bytes' must be an integer in 1..2**53, not an integer of 1329 bits"),
+    (_without("acc5"), "'acc5' is missing"),
+    (_with(ratio=float("nan")), "'ratio' must be a finite number > 0, not NaN"),
+    (_with(settings="crf 0"), "'settings' must be an object"),
+    (lambda p: list(p), "a point must be an object, not a list"),
+    # and a few more that would otherwise fail deep inside the curves, the table or the page
+    (_with(acc1=True), "'acc1' must be a number in 0..100, not true"),
+    (_with(acc5=1e309), "'acc5' must be a number in 0..100, not Infinity"),
+    (_with(bytes=1.5e6), "'bytes' must be an integer"),
+    (_with(method="zip"), "'method' must be one of bundle, nncodec, int, fp16, fp32"),
+    (_with(label="x\nFAKE ROW"), "'label' must be a one-line string"),
+    (_with(settings={"crf": [0]}), "'settings.crf' must be a string, number, boolean or null, not a list"),
+    (_with(limit=0), "'limit' must be an integer in 1..2**53 or null"),
+    (_with(source_sha256="B3" * 32), "'source_sha256' must be 64 lowercase hex digits"),
+    (_with(files={"w.mp4": "big"}), "'files[\"w.mp4\"]' must be a byte count"),
+    (_with(streams=[{"bytes": float("inf")}]), "'streams[0].bytes' must be a JSON value"),
+    (_with(notes={"deep": [[[[[[[[[[1]]]]]]]]]]}), "'notes.deep[0][0][0][0][0][0][0][0]' must be JSON"),
+    (_with(cached=True), "'cached' is not a field of an rd point"),
+]
+
+
+def _cache_with(path, point, key=KEY):
+    path.write_text(json.dumps({"format": rd.CACHE_FORMAT, "version": rd.CACHE_VERSION,
+                                "points": {"ab" * 32: _point(), key: point}}))
+    return path
+
+
+@pytest.mark.parametrize("edit, words", TAMPERED, ids=[
+    "acc1-string", "bytes-negative", "bytes-400-digits", "field-missing", "ratio-nan", "settings-not-object",
+    "point-a-list", "acc1-bool", "acc5-inf", "bytes-float", "method-unknown", "label-two-lines",
+    "settings-nested", "limit-zero", "sha256-uppercase", "files-string", "streams-inf", "notes-too-deep",
+    "unknown-field"])
+def test_a_tampered_point_is_a_one_line_error_naming_the_file_point_and_field(tmp_path, edit, words):
+    cache = _cache_with(tmp_path / "x.json", edit(_point()))
+    with pytest.raises(rd.RDError) as info:
+        rd.read_cache(cache)
+    text = str(info.value)
+    assert text.startswith(f"{cache}: point 3f2a00000000…: ") and words in text and "\n" not in text
+    assert len(text) < 300
+    with pytest.raises(rd.RDError, match="'acc1' must be"):  # the one parser is also the constructor's check
+        rd.RDPoint(**{**_point(), "acc1": "abc"})
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"format": "ctnet-rd-cache", "version": 1, "points": {"%s": {"bytes": %s}}}' % (KEY, "9" * 5000),
+     "not a readable rd cache (ValueError: Exceeds the limit"),  # json's own 4300-digit limit
+    ("[" * 100_000, "not a readable rd cache (RecursionError"),
+    ('{"format": "ctnet-rd-cache", "version": true, "points": {}}', "rd cache version true"),
+    ('{"format": "ctnet-rd-cache", "version": 1, "points": {"a-0": {}}}', "point key 'a-0' is not a SHA-256"),
+], ids=["int-5000-digits", "nested-100000-deep", "version-true", "key-not-sha256"])
+def test_a_corrupted_cache_file_is_a_one_line_error(tmp_path, text, words):
+    cache = tmp_path / "x.json"
+    cache.write_text(text)
+    with pytest.raises(rd.RDError) as info:
+        rd.read_cache(cache)
+    assert str(info.value).startswith(f"{cache}: ") and words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_rd_cli_refuses_a_tampered_cache_with_one_line_exit_2(rd_source, tiny_imagenette, tmp_path, capsys):
+    cache = tmp_path / "c.json"
+    argv = ["rd", str(rd_source), "--data", str(tiny_imagenette), "--limit", "10", "--codecs", "none",
+            "--int-bits", "--nncodec-qps", "--cache", str(cache)]
+    for edit, words in TAMPERED[:7]:
+        _cache_with(cache, edit(_point()))
+        before = cache.read_bytes()
+        assert cli.main(argv) == 2, words
+        err = capsys.readouterr().err
+        assert err.startswith(f"ctnet rd: error: {cache}: point 3f2a00000000…: ") and words in err
+        assert err.count("\n") == 1 and "Traceback" not in err and "bug" not in err
+        assert cache.read_bytes() == before  # never overwritten
+
+
+def test_sweep_never_writes_a_malformed_point(rd_source, tiny_imagenette, tmp_path, monkeypatch):
+    import ctnet.evaluate
+    monkeypatch.setattr(ctnet.evaluate, "evaluate", lambda *a, **k: {"acc1": float("nan"), "acc5": 50.0,
+                                                                       "images": 10, "device": "cpu"})
+    cache = tmp_path / "c.json"
+    result = rd.sweep(rd_source, tiny_imagenette, rd.baseline_jobs(nncodec_qps=[], int_bits=[]), limit=10,
+                      cache=cache)
+    assert result.points == [] and not cache.exists()
+    assert result.errors[0]["error"] == "RDError: 'acc1' must be a number in 0..100, not NaN"
+    with pytest.raises(TypeError, match="RDPoint"):
+        rd.write_point(cache, KEY, _point())  # a plain dict is never written unchecked
+    rd.write_point(cache, KEY, rd.RDPoint.from_dict(_point(), "test"))
+    assert rd.read_cache(cache) == {KEY: _point()}
+
+
+@pytest.mark.skipif(not SHIPPED_RD, reason="no shipped rd cache")
+@pytest.mark.parametrize("path", SHIPPED_RD, ids=lambda p: p.name)
+def test_the_shipped_rd_cache_parses_and_round_trips_unchanged(path):
+    doc = json.loads(path.read_text())
+    assert rd.read_cache(path) == doc["points"]
+    for key, p in doc["points"].items():
+        again = rd.RDPoint.from_dict(p, f"{path}: point {key[:12]}…").to_dict()
+        assert json.dumps(again, sort_keys=True) == json.dumps(p, sort_keys=True)  # 1.0 stays 1.0, 0 stays 0
+    # write_point's rewrite of the file, byte for byte
+    rewritten = json.dumps({"format": rd.CACHE_FORMAT, "version": rd.CACHE_VERSION, "points": rd.read_cache(path)},
+                           indent=1, sort_keys=True) + "\n"
+    assert rewritten == path.read_text()
 
 
 def test_best_at_floor_picks_the_smallest_point_per_codec_with_ratios_to_hevc():

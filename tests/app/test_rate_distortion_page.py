@@ -83,3 +83,19 @@ def test_bad_data_folder(demo_env, rd_cache, tmp_path):
     assert not at.exception
     assert any(f"{missing} does not exist" in e.value for e in at.error)
     assert str(demo_env) in at.session_state["current"]
+
+
+def test_a_tampered_cache_is_a_message_not_a_crash(demo_env, rd_cache):
+    shipped = sorted((demo_env / "rd").glob("*.json"))
+    if not shipped:
+        pytest.skip("the demo ships no rd cache to copy")
+    rd_cache.mkdir(parents=True)
+    for f in shipped:  # this machine's cache of the demo's checkpoint, one point edited by hand
+        doc = json.loads(f.read_text())
+        doc["points"][min(doc["points"])]["acc1"] = "abc"
+        (rd_cache / f.name).write_text(json.dumps(doc))
+    at = AppTest.from_file(MAIN, default_timeout=240).run()
+    at.switch_page(PAGES["rate_distortion"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.value.startswith("Cannot read the measurements for this data: ") and
+               "'acc1' must be a number in 0..100, not 'abc'" in e.value for e in at.error), [e.value for e in at.error]
