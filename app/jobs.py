@@ -20,10 +20,12 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-KEEP = {"encode": 6, "accuracy": 256, "sweep": 8}
-# lanes: one worker each, so two encodes never fight over the cores; long sweeps have their
-# own lane and never queue the lab's encodes
-LANES = {"encode": "main", "accuracy": "main", "sweep": "long"}
+KEEP = {"encode": 6, "accuracy": 256, "sweep": 8, "prepare": 16}
+# lanes: one worker each, so two encodes never fight over the cores; an encode never queues
+# behind accuracy runs or sweeps (the user is waiting for it), and those pause at their next
+# progress report while an encode runs (``Job.report``), so it has the cores to itself
+LANES = {"encode": "encode", "prepare": "encode", "accuracy": "main", "sweep": "long"}
+YIELDS = ("accuracy", "sweep")  # kinds that pause while an encode runs
 
 
 class Cancelled(Exception):
@@ -44,12 +46,19 @@ class Job:
     finished: float | None = None
     progress: list = field(default_factory=lambda: [0, 0, ""])  # done, total, what runs now
     meta: dict = field(default_factory=dict)  # what the pages need to describe the job
+    no_encode: threading.Event | None = None  # set while no encode runs (for kinds in YIELDS)
 
     # --- called by the worker ---
     def report(self, done: float, total: float, text: str = "") -> None:
         self.progress[:] = [done, total, text]
         if self.cancel_event.is_set():
             raise Cancelled(f"{self.label}: cancelled")
+        if self.no_encode is not None and not self.no_encode.is_set():
+            self.progress[2] = f"{text} (paused while an encode runs)".strip()
+            while not self.no_encode.wait(0.2):
+                if self.cancel_event.is_set():
+                    raise Cancelled(f"{self.label}: cancelled")
+            self.progress[2] = text
 
     # --- called by pages ---
     @property
@@ -109,6 +118,9 @@ class Runner:
         self._jobs: OrderedDict[tuple, Job] = OrderedDict()
         self._lanes: dict[str, ThreadPoolExecutor] = {}
         self._rates: dict[str, float] = {}  # kind → seconds per unit of the last job
+        self._encodes = 0  # encodes running now
+        self._no_encode = threading.Event()
+        self._no_encode.set()
 
     def _lane(self, name: str) -> ThreadPoolExecutor:
         if name not in self._lanes:
@@ -146,13 +158,15 @@ class Runner:
                 return old
             rate_key = rate_key or kind
             job = Job(key, kind, label, units=units, estimate=self.estimate(rate_key, units, prior),
-                      meta=dict(meta or {}))
+                      meta=dict(meta or {}), no_encode=self._no_encode if kind in YIELDS else None)
             self._jobs[key] = job
             self._jobs.move_to_end(key)
             self._trim(kind)
 
         def work():
             job.started = time.time()
+            if kind == "encode":
+                self._encoding(+1)
             try:
                 if job.cancel_event.is_set():
                     raise Cancelled(f"{label}: cancelled")
@@ -161,9 +175,19 @@ class Runner:
                 return out
             finally:
                 job.finished = time.time()
+                if kind == "encode":
+                    self._encoding(-1)
 
         job.future = self._lane(LANES.get(kind, "main")).submit(work)
         return job
+
+    def _encoding(self, step: int) -> None:
+        with self._lock:
+            self._encodes += step
+            if self._encodes:
+                self._no_encode.clear()
+            else:
+                self._no_encode.set()
 
     def cancel(self, key: tuple) -> bool:
         job = self.get(key)

@@ -461,6 +461,15 @@ def _encode_work(source: str, settings: dict, worker: Worker):
     return work
 
 
+def prepare_encoder(source: str) -> None:
+    """Have the lab's worker load ``source`` (and warm its encoder) while the user looks at the
+    settings, so Encode starts coding at once. Once per checkpoint content; queued like any
+    job, so an encode asked for meanwhile simply runs after it."""
+    worker = lab_worker()
+    runner().submit(("prepare", digest(source)), "prepare", f"Preparing the encoder for {describe(source)}",
+                    lambda job: worker.run("prepare", {"path": source}, report=job.report, cancel=job.cancel_event))
+
+
 def encode_estimate(settings: dict) -> float | None:
     return runner().estimate(f"encode:{settings['preset']}", 1, ENCODE_PRIOR.get(settings["preset"]))
 

@@ -7,11 +7,13 @@
   (the new model loaded: a bundle is decoded from its H.265 streams);
 * re-encoding CTNet-18 at the lab's default settings (`medium`, lossless): the Codec lab's
   Encode pressed → its result shown, then → its decoded top-1 on the embedded sample shown
-  (measured in the background: the accuracy in the lab);
+  (measured in the background: the accuracy in the lab); at the end, the same click → result
+  for every other demo checkpoint;
 * the Compare page opened (the checkpoint against its re-encode) → its per-layer table shown;
 * decoded accuracy on the embedded sample: the Accuracy page's Run pressed → the confusion
   matrix shown (of another subset, so nothing is cached);
-* the server's peak memory (VmHWM of the `streamlit run` process) at the end.
+* the server's peak memory (VmHWM of the `streamlit run` process) and its worker's (the
+  process the lab's encodes run in).
 
 The last two are also timed as plain library calls (``ctnet.api.encode``, ``evaluate``) on the
 same checkpoint, so the app's own overhead shows. Needs Debian's chromium and playwright
@@ -126,10 +128,36 @@ def browser_figures(demo: Path, log) -> dict:
             log(f"server memory after opening 10 checkpoints: {out['server_rss_after_10_checkpoints_mb']:.0f} MB "
                 f"(peak {out['server_peak_rss_after_10_checkpoints_mb']:.0f} MB); worker "
                 f"{out['worker_rss_after_10_checkpoints_mb']:.0f} MB")
+            out["reencode_every_checkpoint"] = lab_every_checkpoint(page, url, demo, out["checkpoint"], log)
         finally:
             stop(server)
             browser.close()
     return out
+
+
+def lab_every_checkpoint(page, url: str, demo: Path, done: str, log) -> list[dict]:
+    """Codec lab, defaults, Encode click → result for every demo checkpoint (opened by its
+    link, as a bookmark would; ``done`` was measured above)."""
+    rows = []
+    for bundle in sorted(demo.glob("runs/*/bundles/*")):
+        name = f"{bundle.parents[1].name} · {bundle.name}"
+        if done.startswith(name + " "):
+            continue
+        page.goto(f"{url}/codec-lab?ckpt={bundle.relative_to(demo)}")
+        button = page.get_by_role("button", name="Encode", exact=True)
+        button.wait_for(timeout=600_000)
+        wait_idle(page, 600)
+        time.sleep(1.0)  # the user reads the settings; the worker loads the checkpoint meanwhile
+        t0 = time.perf_counter()
+        button.click()
+        page.wait_for_selector('[data-testid="stMetric"]', timeout=600_000)
+        took = time.perf_counter() - t0
+        caption = page.get_by_text("encode + decode").first.inner_text()
+        worker = float(re.search(r"encode \+ decode ([0-9.]+) s", caption).group(1))
+        rows.append({"checkpoint": name, "reencode_app_s": round(took, 2), "reencode_worker_s": worker})
+        log(f"  {name}: click → result {took:.1f} s (encode + decode {worker:.1f} s)")
+        wait_idle(page, 600)
+    return rows
 
 
 def child_pids(pid: int) -> list[int]:

@@ -34,6 +34,8 @@ try:
 except BundleError as exc:
     invalid = str(exc)
 job = state.encode_job(path, settings) if invalid is None else None
+if job is None:
+    state.prepare_encoder(path)
 
 
 def _encode() -> None:
@@ -76,7 +78,7 @@ if shown is not None:
     progress += [j for j in (src_acc, dec_acc) if j is not None and j.running]
 else:
     src_acc = dec_acc = None
-ui.job_progress(progress, "lab")
+ui.job_progress(progress, "lab", every=0.5)  # the encode runs in another process: polling is cheap
 if job is not None and job.running:
     st.caption("The encode runs in the background: other pages stay usable, a reload finds it again, and its "
                "result appears here.")

@@ -72,7 +72,7 @@ def test_cancel_a_queued_and_a_running_job():
             job.report(i, 1000)  # raises Cancelled once cancel is asked for
         return "finished"
     running = r.submit(("a",), "encode", "slow", slow)
-    queued = r.submit(("b",), "accuracy", "after it", lambda job: "never")  # same lane: waits
+    queued = r.submit(("b",), "encode", "after it", lambda job: "never")  # same lane: waits
     started.wait(5)
     assert queued.queued and queued.fraction()[1].endswith("waiting for the job before it")
     assert r.cancel(("b",)) and r.cancel(("a",))
