@@ -78,9 +78,10 @@ def current_model(title: str):
 
 def job_progress(jobs: list[Job], key: str, every: float = 1.0) -> None:
     """Progress bars of ``jobs`` (with an estimate and a Cancel button), refreshed every
-    ``every`` seconds until they finish; then the whole app reruns so every page sees the
-    result. (Polling faster made an encode 2-3× slower on 2 cores: every fragment rerun
-    costs the server CPU time.)"""
+    ``every`` seconds until one of them finishes; then the whole app reruns so every page sees
+    its result (e.g. the lab's preview while the exact encode still runs). Each poll is a
+    fragment rerun: cheap now that Streamlit's full GC after every run is off
+    (.streamlit/config.toml) and encodes run in their own process."""
     keys = [j.key for j in jobs if j is not None]
     if not keys:
         return
@@ -88,7 +89,7 @@ def job_progress(jobs: list[Job], key: str, every: float = 1.0) -> None:
     @st.fragment(run_every=every)
     def _poll():
         live = [state.runner().get(k) for k in keys]
-        if all(j is None or j.done for j in live):
+        if any(j is None or j.done for j in live):
             st.rerun()
         for i, job in enumerate(live):
             if job is None or job.done:

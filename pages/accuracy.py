@@ -48,7 +48,7 @@ if pick is not None and pick != LOADED:
     job = encodes[pick]
     candidates.append(("original", loaded_label, model, ("loaded", d)))
     candidates.append(("decoded", f"re-encoded and decoded at {pick}", job.result()["result"].model,
-                       ("encode", d, forms.canonical(job.meta["settings"]))))
+                       state.decoded_id(d, job.meta["settings"])))
 elif is_bundle:
     candidates.append(("decoded", loaded_label, model, ("loaded", d)))
 else:

@@ -34,6 +34,7 @@ try:
 except BundleError as exc:
     invalid = str(exc)
 job = state.encode_job(path, settings) if invalid is None else None
+preview = state.preview_job(path, settings) if invalid is None else None
 if job is None:
     state.prepare_encoder(path)
 
@@ -64,15 +65,18 @@ if job is not None and job.cancelled:
 elif job is not None and job.done and not job.ok:
     st.error(f"The encode failed: {job.error()}")
 
-# --- which result to show: the widgets' own, else the latest one (stale) ---------------------------
+# --- which result to show: the widgets' own, its preview while it runs, else the latest one (stale) --
 shown = job if job is not None and job.ok else None
+previewing = shown is None and job is not None and job.running and preview is not None and preview.ok
+if previewing:
+    shown = preview
 stale = False
 done_here = state.encodes_of(path)  # finished encodes of this checkpoint (any tab), oldest first
 if shown is None:
     mine = [j for j in done_here if j.key in ss[state.LAB_ENCODES]]
     if mine or done_here:  # this session's latest, else any tab's
         shown, stale = (mine or done_here)[-1], True
-progress = [j for j in ([job] if job is not None else []) if j.running]
+progress = [j for j in (preview, job) if j is not None and j.running]
 if shown is not None:
     src_acc, dec_acc = state.lab_accuracy(path, shown.result()["settings"])
     progress += [j for j in (src_acc, dec_acc) if j is not None and j.running]
@@ -90,6 +94,11 @@ if shown is None:
 
 lab = shown.result()
 res, s = lab["result"], lab["settings"]
+if previewing:
+    st.info(f"**Preview**, coded at {state.PREVIEW_PRESET} while the exact encode at {settings['preset']} runs: the "
+            "same levels, so the decoded model, its errors and its top-1 are already those of the exact encode; "
+            f"only the bytes will change ({state.PREVIEW_PRESET} spends a little more). This page shows the exact "
+            "result when it is done.")
 if stale:
     st.warning("**Stale:** the results below are those of an earlier encode; the widgets now differ ("
                + "; ".join(forms.diff(s, settings)) + "). Press Encode to see these settings.")

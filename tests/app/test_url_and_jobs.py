@@ -104,3 +104,44 @@ def test_cancel_an_encode_from_the_lab(demo_env):
     again = state.encode_job(at.session_state["current"], at.session_state["lab_settings"])
     assert again is not job and again.running or again.ok
     state.cancel(again)
+
+
+def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(demo_env):
+    """Encode at medium (lossless): an ultrafast preview is coded first and shown, marked as
+    such, while the exact encode runs; both decode to the same model, so one accuracy run
+    serves both."""
+    from app import state
+    from app.jobs import Cancelled
+    at = session(page="codec_lab")
+    path, settings = at.session_state["current"], at.session_state["lab_settings"]
+    assert settings["preset"] == "medium" and settings["crf"] == 0
+    preview = state.preview_settings(settings)
+    assert preview == {**settings, "preset": "ultrafast"}
+    d = state.digest(path)
+    assert state.decoded_id(d, preview) == state.decoded_id(d, settings)
+    assert state.decoded_id(d, {**settings, "crf": 20}) != state.decoded_id(d, {**settings, "crf": 20, "preset": "fast"})
+    assert state.preview_settings({**settings, "crf": 20}) is None and state.preview_settings(preview) is None
+
+    def held(job):  # the exact encode, held back as a long one would be
+        while not job.cancel_event.wait(0.05):
+            pass
+        raise Cancelled("cancelled")
+    quick = state._submit_encode(path, preview, "preview")  # queued first, as start_encode does
+    exact = state.runner().submit(state.encode_key(path, settings), "encode", "held exact encode", held)
+    try:
+        deadline = time.monotonic() + 240
+        while not quick.done:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        at.run()
+        assert not at.exception and quick.ok
+        assert any(i.value.startswith("**Preview**, coded at ultrafast") for i in at.info)
+        shown = next(m.value for m in at.metric if m.label.startswith("bundle bytes"))
+        assert shown == f"{quick.result()['result'].total_bytes:,}"
+        assert not any("Stale" in w.value for w in at.warning)
+    finally:
+        state.runner().cancel(exact.key)
+    deadline = time.monotonic() + 30
+    while not exact.done:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
