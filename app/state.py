@@ -448,24 +448,31 @@ def decoded_id(d: str, settings: dict) -> tuple:
     return ("encode", d, forms.canonical({**settings, "preset": "*"} if settings["crf"] == 0 else settings))
 
 
-# The lab's quick preview: a lossless encode at a slower x26x preset is coded at ultrafast
-# first (the same levels, so the same decoded model and accuracy; a little more bytes) and
-# shown until the exact encode is done. On 2 cores the densest demo checkpoint takes ~4 s to
-# code at medium, ~2 s at ultrafast.
+# The lab's quick preview: a lossless encode of a large model at a slower x26x preset is coded
+# at ultrafast first (the same levels, so the same decoded model and accuracy; a little more
+# bytes) and shown until the exact encode is done. On 2 cores the densest demo checkpoint
+# (2.9 MB) takes ~3.3 s to code at medium, ~2 s at ultrafast; models under PREVIEW_ABOVE
+# bytes code in 1–2.5 s, where a preview would only delay the exact result.
 PREVIEW_PRESET = "ultrafast"
 PREVIEW_CODECS = ("hevc", "h264")
+PREVIEW_ABOVE = 1_500_000  # bytes of the model's bundle (or training's estimate of them)
 
 
-def preview_settings(settings: dict) -> dict | None:
-    """The settings of the quick preview of an encode at ``settings``; None when it has none."""
+def preview_settings(settings: dict, meta: dict | None = None) -> dict | None:
+    """The settings of the quick preview of an encode at ``settings`` of the model with
+    metadata ``meta``; None when it has none."""
     if settings["codec"] not in PREVIEW_CODECS or settings["crf"] != 0 or settings["preset"] == PREVIEW_PRESET:
         return None
+    if meta is not None:
+        size = (meta.get("bundle") or {}).get("total_bytes") or (meta.get("metrics") or {}).get("est_bytes_export")
+        if isinstance(size, (int, float)) and size <= PREVIEW_ABOVE:
+            return None
     return {**settings, "preset": PREVIEW_PRESET}
 
 
 def preview_job(path: str | None, settings: dict) -> Job | None:
     """The quick preview of the encode of ``path`` at ``settings`` (running or finished)."""
-    preview = preview_settings(settings)
+    preview = preview_settings(settings)  # whether or not the model is large: a preview made earlier is shown
     return encode_job(path, preview) if preview is not None else None
 
 
@@ -507,8 +514,8 @@ def start_encode(source: str, settings: dict) -> Job:
     """The encode of ``source`` at ``settings``: the existing job (running or done), else a
     new one (queued behind any other). A bad combination raises BundleError, in the page."""
     forms.valid(settings)
-    load(source)  # a checkpoint that does not load fails here, in the page
-    preview = preview_settings(settings)
+    _, meta = load(source)  # a checkpoint that does not load fails here, in the page
+    preview = preview_settings(settings, meta)
     if preview is not None and encode_job(source, settings) is None:
         _submit_encode(source, preview, f"Preview of {describe(source)} at {PREVIEW_PRESET}")
     job = _submit_encode(source, settings, f"Encoding {describe(source)} at {settings['preset']}")

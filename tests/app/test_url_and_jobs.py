@@ -121,6 +121,8 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
     assert state.decoded_id(d, preview) == state.decoded_id(d, settings)
     assert state.decoded_id(d, {**settings, "crf": 20}) != state.decoded_id(d, {**settings, "crf": 20, "preset": "fast"})
     assert state.preview_settings({**settings, "crf": 20}) is None and state.preview_settings(preview) is None
+    small, large = {"bundle": {"total_bytes": 800_000}}, {"bundle": {"total_bytes": 2_900_000}}
+    assert state.preview_settings(settings, small) is None and state.preview_settings(settings, large) == preview
 
     def held(job):  # the exact encode, held back as a long one would be
         while not job.cancel_event.wait(0.05):
