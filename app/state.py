@@ -14,6 +14,7 @@ codec settings; the page is the URL's path) is kept in the URL's query parameter
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import os
 import re
@@ -235,6 +236,8 @@ def select(path: str) -> str | None:
         load(path)
     except Exception as exc:  # the loaders' errors name the problem; the app stays up
         return _reason(exc)
+    if st.session_state.get(CURRENT) != path:
+        gc.collect()  # once per switch, not after every run (.streamlit/config.toml): models evicted from the LRU go now
     st.session_state[CURRENT] = path
     return None
 

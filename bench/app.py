@@ -134,7 +134,8 @@ def browser_figures(demo: Path, log) -> dict:
 
 def lab_every_checkpoint(page, url: str, demo: Path, done: str, log) -> list[dict]:
     """Codec lab, defaults, Encode click → result for every demo checkpoint (opened by its
-    link, as a bookmark would; ``done`` was measured above)."""
+    link, as a bookmark would; ``done`` was measured above), each once the previous one's
+    result and sample top-1 are on screen."""
     rows = []
     for bundle in sorted(demo.glob("runs/*/bundles/*")):
         name = f"{bundle.parents[1].name} · {bundle.name}"
@@ -146,6 +147,7 @@ def lab_every_checkpoint(page, url: str, demo: Path, done: str, log) -> list[dic
         wait_idle(page, 600)
         time.sleep(1.0)  # the user reads the settings; the worker loads the checkpoint meanwhile
         click = encode_click(page)
+        page.get_by_text("measuring…").wait_for(state="detached", timeout=600_000)
         rows.append({"checkpoint": name, **click})
         log(f"  {name}: click → first result {click['first_s']:.1f} s"
             f"{' (preview)' if click['preview'] else ''}, exact {click['exact_s']:.1f} s "
@@ -229,6 +231,7 @@ def main(argv=None) -> int:
     result = {"machine": machine, "demo": str(args.demo), **app,
               "library": library_figures(args.demo, app["checkpoint"], print)}
     if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
