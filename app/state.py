@@ -488,12 +488,11 @@ def encode_job(path: str | None, settings: dict) -> Job | None:
 
 def _encode_work(source: str, settings: dict, worker: Worker):
     def work(job: Job) -> dict:
-        """Lane thread: the encode runs in the lab's worker process; the decoded model is
-        rebuilt here from the bundle's bytes (what any decoder would see). Touches no
-        Streamlit state."""
+        """Lane thread: the encode runs in the lab's worker process, its result is rebuilt
+        here. Touches no Streamlit state."""
         out = worker.run("encode", {"path": source, "settings": dict(settings)}, report=job.report,
                          cancel=job.cancel_event)
-        job.report(1, 1, "decoding the bundle")
+        job.report(1, 1, "receiving the result")
         result = EncodeResult.from_report(out.pop("report"))
         result.model.requires_grad_(False)
         return {"source": source, "settings": dict(settings), "result": result, **out, "finished": time.time()}

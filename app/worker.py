@@ -53,9 +53,8 @@ def _load(path: str):
 
 def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> dict:
     """Encode the checkpoint or bundle at ``path`` with ``settings`` (EncodeSettings fields).
-    Returns {seconds, report: the ``EncodeResult``'s ``report()`` (all but the decoded model:
-    ``EncodeResult.from_report`` decodes it again from the files), errors: per-layer
-    reconstruction errors}."""
+    Returns {seconds, report: the ``EncodeResult``'s ``report()`` (``EncodeResult.from_report``
+    rebuilds it), errors: per-layer reconstruction errors}."""
     from ctnet import api
     from ctnet import inspect as ci
     model, meta = _load(path)
@@ -69,24 +68,12 @@ def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> 
     return {"seconds": seconds, "report": result.report(), "errors": errors}
 
 
-_WARM: list[bool] = []
-
-
 def prepare_task(*, path: str, progress: Callable[..., None]) -> dict:
-    """Load the checkpoint at ``path`` into the worker ahead of its encode, and the first time
-    in this process open libx265 once on a few small frames: its first encoder costs a few
-    hundred milliseconds more than the next ones, which the user's first Encode should not
-    wait for."""
-    import numpy as np
-
-    from ctnet.codec import video as V
+    """Load the checkpoint at ``path`` into the worker ahead of its encode (a bundle is decoded:
+    up to ~0.5 s the user's Encode need not wait for)."""
     t0 = time.perf_counter()
     progress(0, 1, "loading the checkpoint into the encoder's process")
     _load(path)
-    if not _WARM:
-        frames = [np.full((256, 256), 512 + i, np.uint16) for i in range(4)]
-        V.encode_frames(frames, V.VideoSettings(bit_depth=10), decode=True)
-        _WARM.append(True)
     return {"seconds": time.perf_counter() - t0}
 
 

@@ -227,20 +227,28 @@ class EncodeResult:
                            for x in self.layers]}
 
     def report(self) -> dict:
-        """Everything but the decoded model, for sending elsewhere (a worker process to the
-        app's server); :meth:`from_report` rebuilds the whole result."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        """The result as plain values for another process (the app's encode worker to its
+        server): every field, the decoded model as its tensors (numpy, ``model_state``);
+        :meth:`from_report` rebuilds it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        out["model_state"] = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return out
 
     @classmethod
     def from_report(cls, report: dict) -> "EncodeResult":
-        """The result a :meth:`report` came from, its model decoded again from its files —
-        which must be the bundle the report describes (the same digest), else BundleError."""
-        if not isinstance(report, dict) or set(report) != {f.name for f in fields(cls)} - {"model"}:
+        """The result a :meth:`report` came from. Its files must be the bundle the report
+        describes (their manifest's digest, every member's size and SHA-256), else
+        BundleError; the model is rebuilt from the decoded tensors, not decoded again."""
+        names = {f.name for f in fields(cls)} - {"model"}
+        if not isinstance(report, dict) or set(report) != names | {"model_state"} or MANIFEST not in report["files"]:
             raise BundleError("not an encode report")
-        model, meta = decode_files(report["files"])
-        if meta["bundle"]["digest"] != report["manifest"].get("digest"):
+        files = report["files"]
+        m = Manifest.from_json(files[MANIFEST])
+        if m.digest != report["manifest"].get("digest"):
             raise BundleError("an encode report whose files are another bundle than its manifest")
-        return cls(**report, model=model)
+        _check_members(m, files)
+        model = _load_decoded(build_model(m.model), {k: torch.from_numpy(v) for k, v in report["model_state"].items()})
+        return cls(**{k: report[k] for k in names}, model=model)
 
 
 def _check_state(model: nn.Module, video: dict, bns: dict) -> None:
@@ -526,12 +534,18 @@ def _rebuild(m: Manifest, unpacked: tuple, levels: np.ndarray) -> nn.Module:
         grid_out[lp.name] = (scale, zp)
         first_tile += len(bx)
     _load_bn(bns, tables.bn, s.bn_mode, state)
+    model = _load_decoded(model, state)
+    model.__dict__["_ctnet_grid"] = grid_out
+    return model
+
+
+def _load_decoded(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``model`` holding decoded tensors, in eval mode, computing with them as stored."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise BundleError(f"decoded tensors do not fit the model: {str(exc).splitlines()[0]}") from exc
     configure_export_training(model, pixel_bit_depth=0)  # the values are already on the grid
-    model.__dict__["_ctnet_grid"] = grid_out
     return model.eval()
 
 
@@ -569,6 +583,16 @@ def _decode_weights(m: Manifest, files: dict[str, bytes], plan: PL.FramePlan, co
     return levels, sizes
 
 
+def _check_members(m: Manifest, files: dict[str, bytes]) -> None:
+    for e in m.members:
+        if e.file not in files:
+            raise BundleError(f"{e.file}: missing from the bundle")
+        if len(files[e.file]) != e.bytes:
+            raise BundleError(f"{e.file}: {len(files[e.file])} bytes, the manifest says {e.bytes} (truncated or replaced)")
+        if sha256(files[e.file]) != e.sha256:
+            raise BundleError(f"{e.file}: contents do not match the manifest's SHA-256 (damaged file)")
+
+
 def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
     """Validate and decode a bundle held in memory (file name → bytes): v2, or v1."""
     if MANIFEST not in files:
@@ -578,13 +602,7 @@ def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
         from . import v1
         return v1.decode_files(obj, files)
     m = Manifest.from_obj(obj)
-    for e in m.members:
-        if e.file not in files:
-            raise BundleError(f"{e.file}: missing from the bundle")
-        if len(files[e.file]) != e.bytes:
-            raise BundleError(f"{e.file}: {len(files[e.file])} bytes, the manifest says {e.bytes} (truncated or replaced)")
-        if sha256(files[e.file]) != e.sha256:
-            raise BundleError(f"{e.file}: contents do not match the manifest's SHA-256 (damaged file)")
+    _check_members(m, files)
     unpacked = _unpack_tables(m, T.decompress(files[m.member("tables").file], m.tables_raw_bytes))
     _, plan, boxes, _, tables = unpacked
     levels, sizes = _decode_weights(m, files, plan, tables.coded)
@@ -744,9 +762,7 @@ def verify(path: str | os.PathLike) -> dict:
                 "members": {k: len(v) for k, v in files.items()},
                 "note": "version 1: members' SHA-256 checked; the manifest itself carries no digest"}
     m = Manifest.from_obj(obj)
-    for e in m.members:
-        if sha256(files[e.file]) != e.sha256:
-            raise BundleError(f"{e.file}: contents do not match the manifest's SHA-256 (damaged file)")
+    _check_members(m, files)
     _unpack_tables(m, T.decompress(files[m.member("tables").file], m.tables_raw_bytes))
     extra = sorted(set(os.listdir(path)) - set(files))
     return {"bundle": str(path), "version": VERSION, "digest": m.digest, "total_bytes": directory_bytes(path),
