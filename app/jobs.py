@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,6 +26,12 @@ KEEP = {"encode": 6, "accuracy": 256, "sweep": 8, "prepare": 16}
 # progress report while an encode runs (``Job.report``), so it has the cores to itself
 LANES = {"encode": "encode", "prepare": "encode", "accuracy": "main", "sweep": "long"}
 YIELDS = ("accuracy", "sweep")  # kinds that pause while an encode runs
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as the one line (or short paragraph) the app shows."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if len(text) > 600 else text
 
 
 class Cancelled(Exception):
@@ -90,8 +96,8 @@ class Job:
         if self.cancelled:
             return "cancelled"
         exc = self.future.exception()
-        text = str(exc).strip() or type(exc).__name__
-        return text.splitlines()[0] if len(text) > 600 else text
+        assert exc is not None  # done, not ok, not cancelled
+        return error_text(exc)
 
     def elapsed(self) -> float:
         if self.started is None:
@@ -211,4 +217,4 @@ class Runner:
                 del self._jobs[key]
 
 
-__all__ = ["Cancelled", "CancelledError", "Job", "KEEP", "Runner"]
+__all__ = ["Cancelled", "Job", "KEEP", "Runner", "error_text"]

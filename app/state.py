@@ -28,7 +28,7 @@ import streamlit as st
 import torch
 
 from app import forms
-from app.jobs import Job, Runner
+from app.jobs import Job, Runner, error_text
 from app.worker import Worker
 from ctnet import api, runs
 from ctnet.codec.bundle import EncodeResult
@@ -71,7 +71,6 @@ W_PLAY = "w_play"
 W_FPS = "w_fps"
 W_VIEW = "w_view"
 W_ENCODE = "w_encode"
-W_CANCEL = "w_cancel"
 W_ACC_PICK = "w_acc_pick"
 W_CMP = {"a": "w_cmp_a", "b": "w_cmp_b"}
 # the data choice (shared ACC_* values) as each page's widgets hold it
@@ -243,8 +242,7 @@ def select(path: str) -> str | None:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    text = text.splitlines()[0] if len(text) > 600 else text
+    text = error_text(exc)
     root = str(_upload_root())  # the server's upload folder: not the user's business
     return re.sub(re.escape(root) + r"(/[0-9a-f]{16})?/?", "", text)
 
@@ -618,6 +616,10 @@ def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: st
     """Top-1/top-5 of ``model`` on ``data_path`` in the background (cached by the key). A
     missing or malformed data folder raises DatasetError here, in the page."""
     from ctnet.data import label_map, list_images, split_dir
+    key = accuracy_key(model_id, data_path, limit, device)
+    old = runner().get(key)
+    if old is not None and (old.running or old.ok):  # what submit returns; its folder was checked then
+        return old
     num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
     list_images(split_dir(data_path, "val"), meta.get("label_map") or label_map(num_classes))  # fails here, not later
 
@@ -632,7 +634,7 @@ def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: st
         res["data"] = data_path
         return res
     units = limit or 500
-    return runner().submit(accuracy_key(model_id, data_path, limit, device), "accuracy", f"Top-1 of {label}", work,
+    return runner().submit(key, "accuracy", f"Top-1 of {label}", work,
                            units=units, prior=EVAL_PRIOR, meta={"label": label, "model_id": model_id})
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import forms, state
+from app import state
 from app.jobs import Job
 from ctnet import runs
 
@@ -76,13 +76,13 @@ def current_model(title: str):
     return path, state.current_key(), model, meta
 
 
-def job_progress(jobs: list[Job], key: str, every: float = 1.0) -> None:
+def job_progress(jobs: list[Job | None], key: str, every: float = 1.0) -> None:
     """Progress bars of ``jobs`` (with an estimate and a Cancel button), refreshed every
     ``every`` seconds until one of them finishes; then the whole app reruns so every page sees
     its result (e.g. the lab's preview while the exact encode still runs). Each poll is a
     fragment rerun: cheap now that Streamlit's full GC after every run is off
     (.streamlit/config.toml) and encodes run in their own process."""
-    keys = [j.key for j in jobs if j is not None]
+    keys = [j.key for j in jobs if j is not None and j.running]  # a finished one would rerun the app forever
     if not keys:
         return
 
@@ -108,10 +108,6 @@ def estimate_text(seconds: float | None) -> str:
     if seconds is None:
         return "no estimate yet"
     return f"≈{seconds:.0f} s" if seconds < 120 else f"≈{seconds / 60:.0f} min"
-
-
-def settings_label(s: dict) -> str:
-    return forms.label(s)
 
 
 def data_controls(keys: dict[str, str]) -> tuple[str, int, str]:
@@ -146,7 +142,7 @@ DOWNLOAD_FORMATS = {"safetensors": "plain torchvision (safetensors)", "onnx": "O
                     "ctnet": "CTNet checkpoint (DCT coefficients)"}
 
 
-@st.cache_data(max_entries=3, show_spinner=False)
+@st.cache_resource(max_entries=3, show_spinner=False)  # bytes: shared, not copied per hit
 def _model_file(key, fmt: str, _model, _meta) -> tuple[bytes, str]:
     from ctnet.plain import model_file
     return model_file(_model, _meta, fmt)

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from app.jobs import Cancelled
+from app.jobs import Cancelled, error_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,8 +99,7 @@ def _serve(conn) -> None:
                               **kwargs)
             conn.send(("result", out))
         except Exception as exc:  # the task's own error: its message goes back as one line
-            text = str(exc).strip() or type(exc).__name__
-            conn.send(("error", text.splitlines()[0] if len(text) > 600 else text))
+            conn.send(("error", error_text(exc)))
 
 
 # --- in the server -----------------------------------------------------------------------------

@@ -46,9 +46,6 @@ class DatasetError(CtnetError, ValueError):
     the message names the problem (and the file)."""
 
 
-DataError = DatasetError
-
-
 def label_map(num_classes: int) -> dict[str, int]:
     """WNID → label: sorted folder index for a 10-class head, ImageNet index for 1000."""
     if num_classes == 10:

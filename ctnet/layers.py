@@ -16,6 +16,7 @@ from torch import nn
 
 from . import dct
 from .quant import TILE, fake_quantize
+from .types import PIXEL_BIT_DEPTHS
 
 
 class ExportAware:
@@ -240,7 +241,7 @@ def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dro
     """Set the training-time switches on every export-aware layer of ``model``."""
     if not 0.0 <= dct_dropout < 1.0:
         raise ValueError(f"DCT dropout must be in [0, 1), got {dct_dropout}")
-    if pixel_bit_depth not in (0, 8, 10, 12):
+    if pixel_bit_depth not in PIXEL_BIT_DEPTHS:
         raise ValueError(f"pixel bit depth must be 0 (off), 8, 10 or 12, got {pixel_bit_depth}")
     for m in model.modules():
         if isinstance(m, EXPORT_AWARE):

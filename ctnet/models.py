@@ -27,6 +27,10 @@ class ConversionError(RuntimeError):
     """The converted model does not reproduce the original's outputs."""
 
 
+class PretrainedWeightsError(RuntimeError):
+    """torchvision's pretrained weights could not be loaded (not in its cache, no network)."""
+
+
 def _check_arch(arch: str) -> None:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
@@ -42,7 +46,7 @@ def plain_model(arch: str, *, num_classes: int = 10, pretrained: bool = False) -
         try:
             return ARCHITECTURES[arch](weights=PRETRAINED_WEIGHTS[arch])
         except Exception as exc:  # network or cache failure: say what to do
-            raise RuntimeError(
+            raise PretrainedWeightsError(
                 f"could not load torchvision's pretrained {arch} weights ({exc}); put them in "
                 f"torchvision's cache ($TORCH_HOME/hub/checkpoints) or use --init-from") from exc
     return ARCHITECTURES[arch](num_classes=num_classes)
@@ -99,7 +103,7 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
     return model
 
 
-MAX_DCT_BLOCK_SIZE = 512  # as TrainConfig allows; larger blocks only cost memory
+MAX_DCT_BLOCK_SIZE = 512  # TrainConfig's bound too; larger blocks only cost memory
 MAX_NUM_CLASSES = 100_000
 _SPEC_FIELDS = ("arch", "num_classes", "ctnet", "dct_block_size", "plain_1x1")
 

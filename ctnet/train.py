@@ -24,9 +24,11 @@ from .errors import ConfigError, CtnetError
 from .evaluate import device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .layers import configure_export_training
-from .models import ARCHITECTURES, ConversionError, ModelSpec, fp32_bytes, plain_model, replace_with_dct_convs
+from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
+                     plain_model, replace_with_dct_convs)
 from .quant import shared_export_grids
 from .rate import RATE_GRIDS, rate_weight_at, regularisers
+from .types import IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
 
 LOG_NAME = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
@@ -125,11 +127,12 @@ class TrainConfig:
         check(self.lambda_alpha >= 0, f"--lambda-alpha must be ≥ 0, got {self.lambda_alpha}")
         check(self.steepness > 0, f"--steepness must be > 0, got {self.steepness}")
         check(0 <= self.dct_dropout < 1, f"--dct-dropout must be in [0, 1), got {self.dct_dropout}")
-        check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= 512,
-              f"--dct-block-size must be 0 (full) or in [2, 512], got {self.dct_block_size}")
-        check(self.pixel_bit_depth in (0, 8, 10, 12), f"--pixel-bit-depth must be 0, 8, 10 or 12, got {self.pixel_bit_depth}")
+        check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= MAX_DCT_BLOCK_SIZE,
+              f"--dct-block-size must be 0 (full) or in [2, {MAX_DCT_BLOCK_SIZE}], got {self.dct_block_size}")
+        check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS, f"--pixel-bit-depth must be 0, 8, 10 or 12, got {self.pixel_bit_depth}")
         check(self.rate_warmup_epochs >= 0, f"--rate-warmup-epochs must be ≥ 0, got {self.rate_warmup_epochs}")
-        check(16 <= self.image_size <= 1024, f"--image-size must be in [16, 1024], got {self.image_size}")
+        lo, hi = IMAGE_SIZE_RANGE
+        check(lo <= self.image_size <= hi, f"--image-size must be in [{lo}, {hi}], got {self.image_size}")
         check(self.limit_train is None or self.limit_train >= 1, "--limit-train must be ≥ 1")
         check(self.limit_val is None or self.limit_val >= 1, "--limit-val must be ≥ 1")
         check(self.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1")
@@ -190,9 +193,7 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
     elif config.pretrained:
         try:
             model = plain_model(config.arch, num_classes=config.num_classes or 1000, pretrained=True)
-        except RuntimeError as exc:  # torchvision's weights are not in its cache: say what to do
-            if "--init-from" not in str(exc):
-                raise
+        except PretrainedWeightsError as exc:  # torchvision's weights are not in its cache: say what to do
             raise TrainingError(str(exc)) from exc
     else:
         model = plain_model(config.arch, num_classes=config.num_classes or 10)

@@ -24,7 +24,7 @@ MAX_HEADER_CHARS = 1 << 20  # a checkpoint's metadata is a few kB; refuse megaby
 MAX_INT = 1 << 53  # every integer a checkpoint stores (byte counts, epochs, steps) fits here
 MAX_DEPTH = 8
 MAX_ITEMS = 100_000
-IMAGE_SIZE_RANGE = (16, 1024)  # as TrainConfig allows
+IMAGE_SIZE_RANGE = (16, 1024)  # TrainConfig's bounds too: one place
 PIXEL_BIT_DEPTHS = (0, 8, 10, 12)
 KNOWN_FIELDS = ("format", "version", "model", "label_map", "image_size", "pixel_bit_depth", "train_config",
                 "epoch", "metrics", "resume_state", "optimizer", "digest")
@@ -92,9 +92,9 @@ def _json_value(where: str, name: str, v, depth: int = 0) -> None:
 
 
 def _object(where: str, name: str, v) -> dict:
+    """A JSON object (its values were bounded by the walk over the whole header)."""
     if not isinstance(v, dict):
         _fail(where, f"'{name}' must be a JSON object, not {type(v).__name__}")
-    _json_value(where, name, v)
     return v
 
 
@@ -280,10 +280,6 @@ class LoadedModel:
     @property
     def image_size(self) -> int:
         return int(self.meta.get("image_size", 128))
-
-    def as_tuple(self):
-        """(model, meta), what ``ctnet.api.load_any`` returns."""
-        return self.model, self.meta
 
 
 __all__ = ["CheckpointMeta", "LoadedModel"]

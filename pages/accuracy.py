@@ -87,7 +87,7 @@ if run:
 for role, j in jobs.items():
     if j is not None and j.done and not j.ok:
         st.error(f"Evaluation of the {role} model failed: {j.error()}")
-ui.job_progress([j for j in jobs.values() if j is not None and j.running], "acc")
+ui.job_progress(list(jobs.values()), "acc")
 
 rows = []
 for role, label, _, _ in candidates:

@@ -82,15 +82,15 @@ else:
     except (runs.RunError, OSError) as exc:
         st.error(f"Cannot browse {folder}: {exc}")
 
+demo_notes = (demo / "DEMO.md").read_text(encoding="utf-8") if folder == demo and (demo / "DEMO.md").is_file() else ""
 if folder == demo and demo.is_dir():
-    notes = (demo / "DEMO.md").read_text(encoding="utf-8") if (demo / "DEMO.md").is_file() else ""
-    first = next((line.strip("# ").strip() for line in notes.splitlines() if line.strip()),
+    first = next((line.strip("# ").strip() for line in demo_notes.splitlines() if line.strip()),
                  "real training runs encoded as bundles (its DEMO.md, which says how they were made, is missing)")
     title, _, rest = first.partition(":")
     st.info(f"**{title.strip()}:** {rest.strip()}" if rest else f"**Embedded demo** — {first}")
-    if notes:
+    if demo_notes:
         with st.expander("What the demo holds (DEMO.md)"):
-            st.markdown(notes)
+            st.markdown(demo_notes)
 
 for run in catalog:
     for problem in run.problems:
@@ -125,8 +125,7 @@ if entries:
         which = "decoded" if choice.startswith("decoded") else "acc1"
     axis = c2.radio("Size axis", ["ratio", "bytes"], horizontal=True, key=state.W_PARETO_X,
                     format_func=lambda a: "compression ratio" if a == "ratio" else "bytes")
-    notes = runs.notes_baselines((demo / "DEMO.md").read_text(encoding="utf-8")) \
-        if folder == demo and (demo / "DEMO.md").is_file() else {}
+    notes = runs.notes_baselines(demo_notes) if demo_notes else {}
     baselines = {r.name: runs.baseline(r, notes) for r in catalog}
     cur_run = next((e.run for e in entries if e.path == current), None)
     base = baselines.get(cur_run) or next((b for b in baselines.values() if b), None)

@@ -76,10 +76,10 @@ if shown is None:
     mine = [j for j in done_here if j.key in ss[state.LAB_ENCODES]]
     if mine or done_here:  # this session's latest, else any tab's
         shown, stale = (mine or done_here)[-1], True
-progress = [j for j in (preview, job) if j is not None and j.running]
+progress = [preview, job]
 if shown is not None:
     src_acc, dec_acc = state.lab_accuracy(path, shown.result()["settings"])
-    progress += [j for j in (src_acc, dec_acc) if j is not None and j.running]
+    progress += [src_acc, dec_acc]
 else:
     src_acc = dec_acc = None
 ui.job_progress(progress, "lab", every=0.5)  # the encode runs in another process: polling is cheap
@@ -180,6 +180,6 @@ with st.expander("Streams and files"):
 
 stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
         f"{s['preset']}-crf{s['crf']}")
-st.download_button("Download this bundle (zip)", runs.zip_bundle(res.files, stem), file_name=f"{stem}.zip",
-                   mime="application/zip", type="secondary")
+st.download_button("Download this bundle (zip)", lambda: runs.zip_bundle(res.files, stem),  # zipped on the click
+                   file_name=f"{stem}.zip", mime="application/zip", type="secondary")
 ui.model_downloads(("lab", res.digest), res.model, res.manifest, stem, "lab")

@@ -65,15 +65,12 @@ with st.spinner("Reading both models…"):
         st.stop()
 
 rows = ci.compare_layers(A["layers"], B["layers"])
-tot = {}
-for tag, s in (("A", A), ("B", B)):
-    nz = sum(r[f"non-zero {tag}"] or 0 for r in rows)
-    tot[tag] = {"bytes": s["total"], "nz": nz}
+nonzero = {tag: sum(r[f"non-zero {tag}"] or 0 for r in rows) for tag in ("A", "B")}
 m1, m2, m3 = st.columns(3)
 for col, tag, s in ((m1, "A", A), (m2, "B", B)):
     col.metric(f"{tag}: bytes", f"{s['total']:,}" if s["total"] else "– (no bundle)",
                help=options[a_key if tag == "A" else b_key]["label"])
-    col.caption(f"{tot[tag]['nz']:,} non-zero levels" + (f" · {s['ratio']:.1f}×" if s["ratio"] else "")
+    col.caption(f"{nonzero[tag]:,} non-zero levels" + (f" · {s['ratio']:.1f}×" if s["ratio"] else "")
                 + "".join(f" · top-1 {v:.2f} % {k}" for k, v in s["acc"].items() if v is not None))
 if A["total"] and B["total"]:
     m3.metric("B − A bytes", f"{B['total'] - A['total']:+,}",
@@ -92,7 +89,7 @@ if todo and (sample / "val").is_dir():
             state.start_accuracy(s["model_id"], options[a_key if tag == "A" else b_key]["label"], s["model"],
                                  s["meta"], str(sample), None, "auto")
         st.rerun()
-ui.job_progress([s["acc_job"] for s in (A, B) if s["acc_job"] is not None and s["acc_job"].running], "cmp")
+ui.job_progress([s["acc_job"] for s in (A, B)], "cmp")
 
 names = (options[a_key]["label"], options[b_key]["label"])
 if any(r["bytes A"] for r in rows) or any(r["bytes B"] for r in rows):

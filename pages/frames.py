@@ -70,9 +70,8 @@ fps = st.select_slider("Frames per second", [1, 2, 4, 8, 12], value=4, key=state
 
 @st.fragment(run_every=1.0 / fps if playing else None)
 def viewer() -> None:
-    if playing and st.session_state.get("_frames_tick"):
+    if playing:
         _step(1)
-    st.session_state["_frames_tick"] = True
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.button("◀", key="w_frame_prev", on_click=_step, args=(-1,), help="Previous frame")
         st.button("▶", key="w_frame_next", on_click=_step, args=(1,), help="Next frame")

@@ -67,8 +67,7 @@ with st.expander("Measure points", expanded=not points):
         except (DatasetError, rd.RDError, OSError) as exc:
             st.error(f"Cannot start: {exc}")
 
-if sweep is not None and sweep.running:
-    ui.job_progress([sweep], "rd", every=2.0)
+ui.job_progress([sweep], "rd", every=2.0)
 
 if not points:
     st.info("No measurements of this checkpoint on these images yet: choose what to measure and press Measure.")

@@ -75,7 +75,7 @@ def test_encoding_is_deterministic():
 
 def test_bytes_do_not_depend_on_the_machines_core_count(monkeypatch):
     """x265 sizes its thread pool from the core count and, unpinned, its frame threads too —
-    which change the bytes (here by ~1 KB). ``pools=N`` stands in for an N-core machine; the
+    which change the bytes. ``pools=N`` stands in for an N-core machine; the
     frames are the last 27 of the densest demo bundle's stream, where the difference shows."""
     import json
     from pathlib import Path

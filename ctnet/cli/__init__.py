@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Callable
 
-from .common import _guarded, add_eval_args, is_user_error  # noqa: F401  (what commands share)
+from .common import _guarded  # noqa: F401  (the guard every command runs in)
 
 
 def _command(module: str, name: str) -> Callable[[list[str] | None], int]:

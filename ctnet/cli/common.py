@@ -11,11 +11,7 @@ from typing import Callable
 
 from ..errors import CtnetError
 
-# what a user can fix: ctnet's own errors (ctnet.errors.CtnetError), files that are missing
-# or cannot be written (OSError: no such file, permission, disk full), and the ValueErrors
-# ctnet's own code raises for bad flags. Anything else is a bug (exit status 1).
-USER_ERRORS: tuple[type[BaseException], ...] = (CtnetError, OSError, ValueError)
-BUG_EXIT = 1
+BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 
 
 def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:

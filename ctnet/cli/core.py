@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..types import PIXEL_BIT_DEPTHS
 from .common import _guarded, add_eval_args
 
 
@@ -63,7 +64,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train-noise", dest="train_noise", action="store_false", help="no uniform noise on coefficients")
     p.add_argument("--dct-dropout", type=float, default=d.dct_dropout)
     p.add_argument("--dct-block-size", type=int, default=d.dct_block_size, help="channel-DCT block B (0 = full matrix)")
-    p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=[0, 8, 10, 12],
+    p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=list(PIXEL_BIT_DEPTHS),
                    help="export-aware training: simulate the N-bit export (0 = off)")
     p.add_argument("--rate-warmup-epochs", type=float, default=d.rate_warmup_epochs)
     p.add_argument("--cache-dataset", action="store_true", help="decode the dataset once into tensors on the device")
