@@ -29,6 +29,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def check_amp(device: torch.device) -> None:
+    """bf16 autocast pays only where the hardware computes in bf16; on an older CPU it is
+    emulated, slower than fp32, so ``--amp`` there is refused rather than quietly slow."""
+    if device.type == "cpu" and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        raise ConfigError("--amp: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so bf16 would be "
+                          "slower than float32; drop --amp")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--amp: this GPU has no bfloat16; drop --amp")
+
+
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -55,8 +65,7 @@ def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cp
     for images, labels in batches(split, batch_size, shuffle=False, rank=rank, world=world,
                                   workers=workers, device=device):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(normalize(images).contiguous(memory_format=torch.channels_last)
-                           if device.type == "cuda" else normalize(images))
+            logits = model(normalize(images).contiguous(memory_format=torch.channels_last))
         top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
         hit = top5 == labels[:, None]
         correct1 += int(hit[:, 0].sum())

@@ -30,6 +30,11 @@ class ExportAware:
     training: bool  # nn.Module's, on every class that mixes this in
 
     def stored_value(self, t: torch.Tensor) -> torch.Tensor:
+        # float32 whatever autocast says: the export simulation must match the codec bit for bit
+        with torch.autocast(t.device.type, enabled=False):
+            return self._stored_value(t)
+
+    def _stored_value(self, t: torch.Tensor) -> torch.Tensor:
         if self.training and self.coefficient_noise and self.noise_q > 0:
             t = t + (torch.rand_like(t) - 0.5) * self.noise_q
         if self.pixel_bit_depth:
@@ -60,7 +65,8 @@ class _CachedWeight(ExportAware):
             cache = self.__dict__.get("_weight_cache")
             if cache is not None and cache[0] == key:
                 return cache[1]
-        weight = self._weight_from_stored(self.stored_value(stored))
+        with torch.autocast(stored.device.type, enabled=False):  # the inverse DCT in float32 (conv casts after)
+            weight = self._weight_from_stored(self.stored_value(stored))
         if cacheable:
             self.__dict__["_weight_cache"] = (key, weight)
         else:

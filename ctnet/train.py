@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt_io
 from .data import augment, batches, label_map, load_split, normalize
 from .errors import ConfigError, CtnetError
-from .evaluate import device_label, evaluate, resolve_device
+from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .layers import configure_export_training
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
@@ -424,6 +424,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
                                                            "epochs", "evaluate_only", "force")}
         config = dataclasses.replace(saved, **overrides, resume=config.resume)
     config.validate()
+    if config.amp:
+        check_amp(resolve_device(config.device))  # before anything is written
     target = Path(config.output_dir)
     staging = None if config.evaluate_only else _prepare_output(config, is_main=int(os.environ.get("RANK", "0")) == 0,
                                                                 log=log)
@@ -440,9 +442,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     if spec.ctnet:
         configure_export_training(model, noise_q=config.qstep if config.train_noise else 0.0,
                                   dct_dropout=config.dct_dropout, pixel_bit_depth=config.pixel_bit_depth)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # faster on CUDA and on the CPU (oneDNN) alike
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     labels = label_map(spec.num_classes)
 
@@ -506,9 +507,7 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
                    leave=False, mininterval=1.0)
         shown = _LossDisplay(device)
         for step, (images, targets) in enumerate(bar):
-            x = augment(normalize(images), gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = augment(normalize(images), gen).contiguous(memory_format=torch.channels_last)
             lam = rate_weight_at(epoch - 1 + step / steps_per_epoch, config.lambda_rate, config.rate_warmup_epochs)
             loss_total, rate = step_loss(model, x, targets, config, lam, regularise=spec.ctnet and config.lambda_rate > 0,
                                          forward=ddp_model)
@@ -526,7 +525,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
         if not math.isfinite(mean_loss):
             raise TrainingError(f"loss became {mean_loss} in epoch {epoch}; stopped. The last good "
                                 f"checkpoint is {out / CHECKPOINT_DIR / 'last.safetensors'} (lower --lr or --lambda-rate)")
-        acc = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world)
+        # bf16 like the step (2.5x faster on the CPU): it picks the Pareto checkpoints; decoded top-1 is measured in fp32
+        acc = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world, amp=config.amp)
         if is_main:
             row = _metrics_row(model, config, epoch, acc, mean_loss, float(rate_sum) / steps_per_epoch,
                                cast(float, scheduler.get_last_lr()[0]), time.time() - t0)  # lr: a float
