@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         if recipe:
             model = configure_export_training(replace_with_dct_convs(model), pixel_bit_depth=8)
         fmt = torch.channels_last if fast else torch.contiguous_format
-        return model.to(dev, memory_format=fmt).train(), x.contiguous(memory_format=fmt), config
+        return model.to(dev).to(memory_format=fmt).train(), x.contiguous(memory_format=fmt), config
 
     cases = {"plain ResNet-18, fp32": (False, False),
              "plain ResNet-18, bf16 + channels-last": (False, True),

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import DCT_LAYERS, QuantConv2d
-from .quant import TILE, export_grid
+from .quant import TILE, export_grid, export_step
 
 RATE_GRIDS = ("qstep", "export")
 _INV_LN2 = 1.0 / math.log(2.0)
@@ -189,19 +190,40 @@ def _terms(model, qstep, steepness, grid, bits, alpha):
         yield name, _RateL2.apply(c, x, q, w, float(steepness), float(alpha), to_c, compiled)
 
 
+def group_count(c: torch.Tensor, step: torch.Tensor | float, steepness: float) -> torch.Tensor:
+    """Soft count of the non-empty rows and columns of every frequency plane of ``c`` (a 4-D
+    kernel's K_h·K_w planes of O×I, a matrix's one plane): what format v2 pays ~16 bytes for
+    and codes almost for free when empty (docs/method.md). A row is non-empty with the
+    probability that one of its levels is significant, ``1 − Π(1 − σ)``, with each σ's floor at
+    level 0 removed, so an all-zero row counts 0 (the sigmoid's tail over 512 zeros would
+    otherwise count it 0.97)."""
+    if c.dim() not in (2, 4):
+        return c.new_zeros(())
+    s = float(steepness)
+    level = c.abs() / step
+    hits = F.softplus(s * (level - 0.5)) - math.log1p(math.exp(-0.5 * s))  # −log(1 − σ), 0 at level 0
+    return (1 - torch.exp(-hits.sum(1))).sum() + (1 - torch.exp(-hits.sum(0))).sum()
+
+
 def regularisers(model: nn.Module, *, alpha: float, qstep: float = 0.1, steepness: float = 10.0,
-                 grid: str = "qstep", bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Σ R_layer + α·Σ c², Σ R_layer)``: the differentiable penalty the loss weights by λ
-    (what ``rate_proxy(...)["total"] + alpha * l2_penalty(model)`` gives, up to float
-    rounding) and the rate alone, detached, for the log. One fused pass per tensor, gradient
-    included; call it inside the step's ``quant.shared_export_grids()`` scope to reuse the
-    forward pass's tile statistics on the export grid."""
+                 grid: str = "qstep", bits: int = 8, group: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Σ R_layer + α·Σ c² + group·Σ G_layer, Σ R_layer)``: the differentiable penalty the
+    loss weights by λ (without ``group``, what ``rate_proxy(...)["total"] + alpha *
+    l2_penalty(model)`` gives, up to float rounding) and the rate alone, detached, for the
+    log. ``group`` prices each non-empty plane row/column (:func:`group_count`) in the
+    proxy's bits. One fused pass per tensor, gradient included; call it inside the step's
+    ``quant.shared_export_grids()`` scope to reuse the forward pass's tile statistics on the
+    export grid."""
     penalties, rates = [], []
     for _, (p, r) in _terms(model, qstep, steepness, grid, bits, alpha):
         penalties.append(p)
         rates.append(r)
     if not rates:
         return torch.zeros(()), torch.zeros(())
+    if group > 0:
+        for _, c, _ in rate_terms(model):
+            step = export_step(c, bits) if grid == "export" else qstep
+            penalties.append(group * group_count(c, step, steepness))
     return torch.stack(penalties).sum(), torch.stack(rates).sum()
 
 
@@ -226,4 +248,4 @@ def rate_weight_at(epoch_progress: float, lambda_rate: float, warmup_epochs: flo
     return lambda_rate * min(1.0, epoch_progress / warmup_epochs)
 
 
-__all__ = ["rate_terms", "layer_rate", "rate_proxy", "regularisers", "l2_penalty", "rate_weight_at"]
+__all__ = ["rate_terms", "layer_rate", "group_count", "rate_proxy", "regularisers", "l2_penalty", "rate_weight_at"]

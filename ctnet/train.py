@@ -70,6 +70,10 @@ class TrainConfig:
     dct_block_size: int = 16
     pixel_bit_depth: int = 0
     rate_warmup_epochs: float = 5.0
+    group_rate: float = 0.0  # proxy bits per non-empty frequency-plane row/column (0 = off; ~420 fits v2 bytes)
+    distill_from: str | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
     cache_dataset: bool = False
     resume: str | None = None
     evaluate_only: bool = False
@@ -130,6 +134,9 @@ class TrainConfig:
         check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= MAX_DCT_BLOCK_SIZE,
               f"--dct-block-size must be 0 (full) or in [2, {MAX_DCT_BLOCK_SIZE}], got {self.dct_block_size}")
         check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS, f"--pixel-bit-depth must be 0, 8, 10 or 12, got {self.pixel_bit_depth}")
+        check(0 <= self.group_rate <= 1e6, f"--group-rate must be in [0, 1e6], got {self.group_rate}")
+        check(0 < self.distill_temperature <= 100, f"--distill-temperature must be in (0, 100], got {self.distill_temperature}")
+        check(0 <= self.distill_weight <= 1, f"--distill-weight must be in [0, 1], got {self.distill_weight}")
         check(self.rate_warmup_epochs >= 0, f"--rate-warmup-epochs must be ≥ 0, got {self.rate_warmup_epochs}")
         lo, hi = IMAGE_SIZE_RANGE
         check(lo <= self.image_size <= hi, f"--image-size must be in [{lo}, {hi}], got {self.image_size}")
@@ -168,17 +175,40 @@ def _barrier(world: int) -> None:
 
 # --- model construction ------------------------------------------------------------------
 
+def _load_source(path: str) -> tuple[nn.Module, ModelSpec, dict]:
+    """(model, spec, metadata) of a checkpoint file or a bundle directory (decoded)."""
+    from .api import is_bundle, load_any
+    if is_bundle(path):  # a bundle directory: decoded (ctnet.api), a file: read as a checkpoint
+        model, meta = load_any(path)
+        return model, ModelSpec.from_dict(meta["model"]), meta
+    source = ckpt_io.read_checkpoint(path)
+    return ckpt_io.model_from_checkpoint(source), source.spec, source.meta
+
+
+def _teacher(config: TrainConfig, spec: ModelSpec) -> nn.Module:
+    """The --distill-from model, frozen, once it is shown to speak the student's labels."""
+    assert config.distill_from is not None
+    try:
+        teacher, tspec, tmeta = _load_source(config.distill_from)
+    except CtnetError as exc:
+        raise TrainingError(f"--distill-from: {exc}") from exc  # exc names the file
+    if tspec.num_classes != spec.num_classes:
+        raise TrainingError(f"--distill-from {config.distill_from} has {tspec.num_classes} classes, "
+                            f"the model being trained {spec.num_classes}")
+    labels = tmeta.get("label_map")
+    if labels is not None and labels != label_map(spec.num_classes):
+        raise TrainingError(f"--distill-from {config.distill_from} was trained with another label map")
+    size = tmeta.get("image_size")
+    if size is not None and size != config.image_size:
+        raise TrainingError(f"--distill-from {config.distill_from} was trained at {size} px, --image-size is "
+                            f"{config.image_size}")
+    return teacher.eval().requires_grad_(False)
+
+
 def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
     """The starting model: resume > init-from > pretrained > random init."""
     if config.init_from:
-        from .api import is_bundle, load_any
-        model = None
-        if is_bundle(config.init_from):  # a bundle directory: decoded (ctnet.api), a file: read as a checkpoint
-            model, meta = load_any(config.init_from)
-            spec = ModelSpec.from_dict(meta["model"])
-        else:
-            source = ckpt_io.read_checkpoint(config.init_from)
-            spec = source.spec
+        model, spec, _ = _load_source(config.init_from)
         if spec.arch != config.arch:
             raise TrainingError(f"--init-from {config.init_from} is a {spec.arch}, but --arch is {config.arch}")
         if config.num_classes not in (None, spec.num_classes):
@@ -188,8 +218,6 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
         if spec.ctnet and spec.dct_block_size != config.dct_block_size:
             raise TrainingError(f"--init-from was trained with DCT block size {spec.dct_block_size}, "
                                 f"--dct-block-size is {config.dct_block_size}")
-        if model is None:
-            model = ckpt_io.model_from_checkpoint(source)
     elif config.pretrained:
         try:
             model = plain_model(config.arch, num_classes=config.num_classes or 1000, pretrained=True)
@@ -364,20 +392,36 @@ def _prepare_output(config: TrainConfig, *, is_main: bool, log) -> Path | None:
     return new
 
 
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the logits softened by ``temperature``, scaled by T² so its
+    gradient keeps the size of the cross-entropy's (Hinton et al., 2015)."""
+    t = float(temperature)
+    return F.kl_div(F.log_softmax(logits.float() / t, dim=1), F.log_softmax(teacher_logits.float() / t, dim=1),
+                    log_target=True, reduction="batchmean") * (t * t)
+
+
 def step_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: TrainConfig, lam: float, *,
-              regularise: bool, forward: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+              regularise: bool, forward: nn.Module | None = None,
+              teacher: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One training step's loss and (when ``regularise``) its rate (detached): the forward pass (bf16
-    autocast with ``config.amp``), cross-entropy and ``λ·(Σ R_layer + α·Σ c²)``, the rate and L2
-    in one fused pass per tensor. Inside ``shared_export_grids`` the export-aware forward and
-    the rate on the export grid compute each tensor's tile statistics once. No host sync."""
+    autocast with ``config.amp``), cross-entropy (mixed with the distillation term when a
+    ``teacher`` is given) and ``λ·(Σ R_layer + α·Σ c² [+ group·Σ G])``, the rate and L2 in
+    one fused pass per tensor. Inside ``shared_export_grids`` the export-aware forward and the
+    rate on the export grid compute each tensor's tile statistics once. No host sync."""
     with shared_export_grids():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.amp):
             logits = (forward or model)(x)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+        if teacher is not None:
+            w = config.distill_weight
+            loss = (1 - w) * loss + w * distill_loss(logits, teacher_logits, config.distill_temperature)
         if not regularise:
             return loss, None
         penalty, rate = regularisers(model, alpha=config.lambda_alpha, qstep=config.qstep, steepness=config.steepness,
-                                     grid=config.rate_grid, bits=config.pixel_bit_depth or 8)
+                                     grid=config.rate_grid, bits=config.pixel_bit_depth or 8, group=config.group_rate)
     return loss + lam * penalty, rate
 
 
@@ -427,22 +471,22 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     if config.amp:
         check_amp(resolve_device(config.device))  # before anything is written
     target = Path(config.output_dir)
-    staging = None if config.evaluate_only else _prepare_output(config, is_main=int(os.environ.get("RANK", "0")) == 0,
-                                                                log=log)
-
     rank, world, device = _dist_setup(config.device)
     torch.manual_seed(config.seed + rank)
     is_main = rank == 0
-    out = staging or target  # a --force run trains beside the run it replaces, then swaps
     if resume_ckpt is not None:
         model = ckpt_io.model_from_checkpoint(resume_ckpt)
         spec = resume_ckpt.spec
     else:
         model, spec = _build(config)
+    teacher = _teacher(config, spec).to(device).to(memory_format=torch.channels_last) if config.distill_from else None
+    # every input is read and checked before the output folder is touched
+    staging = None if config.evaluate_only else _prepare_output(config, is_main=is_main, log=log)
+    out = staging or target  # a --force run trains beside the run it replaces, then swaps
     if spec.ctnet:
         configure_export_training(model, noise_q=config.qstep if config.train_noise else 0.0,
                                   dct_dropout=config.dct_dropout, pixel_bit_depth=config.pixel_bit_depth)
-    model.to(device, memory_format=torch.channels_last)  # faster on CUDA and on the CPU (oneDNN) alike
+    model.to(device).to(memory_format=torch.channels_last)  # faster on CUDA and on the CPU (oneDNN) alike
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     labels = label_map(spec.num_classes)
@@ -510,7 +554,7 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
             x = augment(normalize(images), gen).contiguous(memory_format=torch.channels_last)
             lam = rate_weight_at(epoch - 1 + step / steps_per_epoch, config.lambda_rate, config.rate_warmup_epochs)
             loss_total, rate = step_loss(model, x, targets, config, lam, regularise=spec.ctnet and config.lambda_rate > 0,
-                                         forward=ddp_model)
+                                         forward=ddp_model, teacher=teacher)
             if rate is not None:
                 rate_sum += rate.detach()
             optimizer.zero_grad(set_to_none=True)

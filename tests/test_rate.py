@@ -6,7 +6,8 @@ from torch import nn
 
 from ctnet.layers import DCTConv2d
 from ctnet.quant import export_step
-from ctnet.rate import l2_penalty, layer_rate, rate_proxy, rate_terms, rate_weight_at, regularisers
+from ctnet.models import plain_model, replace_with_dct_convs
+from ctnet.rate import group_count, l2_penalty, layer_rate, rate_proxy, rate_terms, rate_weight_at, regularisers
 
 
 def hand_rate(values, q, s, weights):
@@ -128,3 +129,29 @@ def test_eager_cpu_chunks_add_up(monkeypatch):
     part_grads = torch.autograd.grad(parts[0], [c for _, c, _ in rate_terms(net)])
     assert all(a.item() == pytest.approx(b.item(), rel=1e-6) for a, b in zip(whole, parts))
     assert all(torch.equal(a, b) for a, b in zip(whole_grads, part_grads))
+
+
+def test_group_count_counts_non_empty_plane_rows_and_columns():
+    c = torch.zeros(4, 3, 3, 3)
+    assert group_count(c, 0.1, 10.0).item() == 0.0  # all-zero rows cost nothing
+    c[1, 2, 0, 0] = 1.0  # level 10 in plane (0, 0): one row and one column there
+    assert group_count(c, 0.1, 10.0).item() == pytest.approx(2.0, abs=1e-6)
+    c[1, 0, 0, 0] = 1.0  # same row, another column
+    assert group_count(c, 0.1, 10.0).item() == pytest.approx(3.0, abs=1e-6)
+    m = torch.zeros(5, 7, requires_grad=True)
+    with torch.no_grad():
+        m[2, 3] = 0.04  # level 0.4: a maybe
+    g = group_count(m, 0.1, 10.0)
+    assert 0 < g.item() < 2
+    g.backward()
+    assert torch.isfinite(m.grad).all() and m.grad[2, 3] > 0  # pushes the lone level to zero
+
+
+def test_regularisers_add_the_priced_group_term():
+    torch.manual_seed(0)
+    model = replace_with_dct_convs(plain_model("resnet18", num_classes=10))
+    base, rate = regularisers(model, alpha=0.5, grid="export", bits=8)
+    with_group, rate2 = regularisers(model, alpha=0.5, grid="export", bits=8, group=420.0)
+    g = sum(group_count(c, export_step(c, 8), 10.0) for _, c, _ in rate_terms(model))
+    assert torch.equal(rate, rate2)  # the logged rate stays the proxy alone
+    assert with_group.item() == pytest.approx(base.item() + 420.0 * g.item(), rel=1e-5)

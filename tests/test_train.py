@@ -129,3 +129,32 @@ def test_ddp_two_cpu_processes(tiny_imagenette, tmp_path):
     rows = _log(run)
     assert [r["epoch"] for r in rows] == [1]
     assert rows[0]["acc1"] >= 0 and (run / "checkpoints" / "last.safetensors").exists()
+
+
+def test_distill_loss_is_zero_for_the_teacher_itself():
+    from ctnet.train import distill_loss
+    logits = torch.randn(8, 10)
+    assert distill_loss(logits, logits, 4.0).abs().item() < 1e-6
+    assert distill_loss(torch.randn(8, 10), logits, 4.0).item() > 0
+
+
+def test_distill_from_trains_and_refuses_teachers_that_do_not_fit(tiny_imagenette, shared_resnet18, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "1", "--init-from",
+                 str(shared_resnet18), "--distill-from", str(shared_resnet18), "--distill-weight", "0.7", *TINY,
+                 "--image-size", "128", "--limit-train", "20"]) == 0
+    config = read_checkpoint(run / "checkpoints" / "last.safetensors").meta["train_config"]
+    assert config["distill_from"] == str(shared_resnet18) and config["distill_weight"] == 0.7
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    wide = tmp_path / "wide.pt"
+    from ctnet.models import plain_model
+    torch.save(plain_model("resnet18", num_classes=1000).state_dict(), wide)
+    for teacher, extra, message in [(junk, [], "--distill-from"), (wide, [], "has 1000 classes"),
+                                    (run / "checkpoints" / "best.safetensors", ["--image-size", "64"], "at 128 px")]:
+        out = tmp_path / "refused"
+        args = ["train", str(tiny_imagenette), "--output-dir", str(out), *TINY, *extra, "--distill-from", str(teacher)]
+        assert main(args) == 2
+        last = capsys.readouterr().err.splitlines()[-1]  # (torch.compile's CUDA_HOME warning may precede it)
+        assert last.startswith("ctnet train: error: --distill-from") and message in last, last
+        assert not out.exists()

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from ctnet import quant
+from ctnet.cli import main
+from ctnet.layers import DCT_LAYERS
 from ctnet.layers import configure_export_training
 from ctnet.models import plain_model, replace_with_dct_convs
 from ctnet.rate import l2_penalty, rate_proxy
@@ -70,4 +72,37 @@ def test_bench_runs_and_prints_ratios():
                           "--repeats", "1"], cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "CTNET_COMPILE": "0"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count("x\n") == 6 and "rate proxy + 8-bit STE + L2" in out.stdout
+    assert out.stdout.count("x\n") == 8 and "full recipe, bf16 + channels-last against fp32" in out.stdout
+
+
+def test_amp_keeps_the_export_simulation_float32_and_exact(recipe):
+    """Under bf16 autocast (``--amp``) the STE and the inverse DCT still run in float32, bit for
+    bit as without it: only the convolutions themselves see bf16."""
+    model, config, x, y = recipe
+    layers = [m for m in model.modules() if isinstance(m, DCT_LAYERS)]
+    plain_weights = [m.materialized_weight().detach() for m in layers]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for m, ref in zip(layers, plain_weights):
+            stored = m.stored_value(m.weight_dct)
+            assert stored.dtype == torch.float32
+            assert torch.equal(stored, quant.fake_quantize(m.weight_dct, 8))
+            w = m.materialized_weight()
+            assert w.dtype == torch.float32 and torch.equal(w.detach(), ref)
+
+
+def test_amp_step_has_the_same_regularisers(recipe):
+    model, config, x, y = recipe
+    _, rate = step_loss(model, x, y, config, 1e-6, regularise=True)
+    amp = TrainConfig(**{**config.to_dict(), "amp": True})
+    loss, rate_amp = step_loss(model, x, y, amp, 1e-6, regularise=True)
+    assert torch.equal(rate, rate_amp) and loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_amp_refused_where_bf16_is_emulated(tiny_imagenette, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--device", "cpu", "--amp"]) == 2
+    err = capsys.readouterr().err
+    assert "no native bfloat16" in err and err.count("\n") == 1
+    assert not run.exists()

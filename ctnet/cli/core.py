@@ -67,6 +67,14 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=list(PIXEL_BIT_DEPTHS),
                    help="export-aware training: simulate the N-bit export (0 = off)")
     p.add_argument("--rate-warmup-epochs", type=float, default=d.rate_warmup_epochs)
+    p.add_argument("--group-rate", type=float, default=d.group_rate, metavar="BITS",
+                   help="rate term for format v2's layout: proxy bits per non-empty row/column of each frequency "
+                        "plane (0 = off; 420 is what the v2 calibration fits, docs/method.md)")
+    p.add_argument("--distill-from", metavar="CKPT", help="distil from this trained model's logits "
+                   "(a checkpoint or bundle with the same classes, e.g. the --init-from model)")
+    p.add_argument("--distill-temperature", type=float, default=d.distill_temperature, metavar="T")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
+                   help="loss = (1 − W)·cross-entropy + W·T²·KL(teacher ‖ student)")
     p.add_argument("--cache-dataset", action="store_true", help="decode the dataset once into tensors on the device")
     p.add_argument("--resume", metavar="PATH", help="continue from a 'last' checkpoint")
     p.add_argument("--force", action="store_true",
@@ -74,7 +82,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate", dest="evaluate_only", action="store_true", help="only evaluate the starting model")
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast + channels-last (CUDA, or a CPU with AVX-512 BF16 / AMX; ~1.9x faster there); "
+                        "the export simulation and the rate terms stay float32")
     p.add_argument("--limit-train", type=int, default=None, help="use N training images (class-balanced)")
     p.add_argument("--limit-val", type=int, default=None, help="use N validation images (class-balanced)")
     p.add_argument("--seed", type=int, default=d.seed)
