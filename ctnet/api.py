@@ -15,6 +15,7 @@ from torch import nn
 from .checkpoint import load_model
 from .data import load_split
 from .evaluate import evaluate, resolve_device
+from .types import LoadedModel
 
 if TYPE_CHECKING:  # the codec imports PyAV; loading and training must not need it
     from .codec.bundle import EncodeResult
@@ -30,6 +31,12 @@ def load_any(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         from .codec.bundle import read_bundle  # the codec needs PyAV; training does not
         return read_bundle(path)
     return load_model(path)
+
+
+def load(path: str | os.PathLike) -> LoadedModel:
+    """A checkpoint file or a bundle directory, loaded: model, metadata, kind of source, path."""
+    model, meta = load_any(path)
+    return LoadedModel(model, meta, "bundle" if is_bundle(path) else "checkpoint", Path(path))
 
 
 def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int = 256,

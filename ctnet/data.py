@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .errors import CtnetError
+from .errors import DatasetError
 
 # WordNet ID → (name, ImageNet-1k index), in folder (sorted) order
 IMAGENETTE_CLASSES = {
@@ -40,10 +40,6 @@ IMAGENETTE_URLS = {
     "full": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
 }
 
-
-class DatasetError(CtnetError, ValueError):
-    """The dataset folder is missing or laid out wrongly, or an image in it cannot be used;
-    the message names the problem (and the file)."""
 
 
 def label_map(num_classes: int) -> dict[str, int]:

@@ -5,11 +5,8 @@ import torch
 from torch import nn
 
 from .data import Split, batches, normalize
-from .errors import ConfigError, CtnetError
+from .errors import ConfigError, DeviceError
 
-
-class DeviceError(CtnetError, RuntimeError):
-    """The device asked for is not there (a RuntimeError, as callers caught before)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:

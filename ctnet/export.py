@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .limits import BIT_DEPTHS
 from .quant import TILE, entropy_bits, image_shape, tile_grid
 
 # Bytes of a tensor's levels in a format-v2 bundle (x265 lossless, default settings) ≈
@@ -19,7 +20,7 @@ from .quant import TILE, entropy_bits, image_shape, tile_grid
 # to the dense paper-proxy run (bench/size_calibration.py): whole bundles within −2 … +6 %.
 # The demo's weights sit on the 8-bit grid, so they cannot calibrate 10/12 bit (their levels
 # there are the 8-bit ones scaled); those depths use the 8-bit constants, uncalibrated.
-SIZE_CALIBRATION = {bits: (1.0789, -0.1451, 2290.1) for bits in (8, 10, 12)}
+SIZE_CALIBRATION = {bits: (1.0789, -0.1451, 2290.1) for bits in BIT_DEPTHS}
 # Bytes that are not levels: manifest, and the compressed tables — grid (scale + zero point
 # per tile), row/column classes, frame bitmap — and BN as its 24-bit-float affine.
 METADATA_FIXED = 1600

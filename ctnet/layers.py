@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import dct
+from .dct import block_dct2, dct2, dct_matrix, padded_size, radial_weights, zigzag_weights
 from .quant import TILE, fake_quantize
-from .types import PIXEL_BIT_DEPTHS
+from .limits import PIXEL_BIT_DEPTHS
 
 
 class ExportAware:
@@ -105,9 +105,9 @@ class DCTConv2d(_CachedWeight, nn.Module):
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.weight_dct = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.register_buffer("c_h", dct.dct_matrix(kh), persistent=False)
-        self.register_buffer("c_w", dct.dct_matrix(kw), persistent=False)
-        self.register_buffer("rate_weight", dct.zigzag_weights(kh, kw), persistent=False)
+        self.register_buffer("c_h", dct_matrix(kh), persistent=False)
+        self.register_buffer("c_w", dct_matrix(kw), persistent=False)
+        self.register_buffer("rate_weight", zigzag_weights(kh, kw), persistent=False)
         if init:  # skipped when weights are about to be loaded
             nn.init.kaiming_normal_(self.weight_dct, mode="fan_out", nonlinearity="relu")
 
@@ -120,7 +120,7 @@ class DCTConv2d(_CachedWeight, nn.Module):
             return layer
         with torch.no_grad():
             w = conv.weight.double()
-            coeffs = dct.dct2(w, layer.c_h.double(), layer.c_w.double())
+            coeffs = dct2(w, layer.c_h.double(), layer.c_w.double())
             layer.weight_dct.copy_(coeffs.to(conv.weight.dtype))
             if conv.bias is not None:
                 assert layer.bias is not None  # built with bias=conv.bias is not None
@@ -165,13 +165,13 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
             raise ValueError(f"block size must be ≥ 0, got {block_size}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.block_size = stride, block_size
-        rows, cols = dct.padded_size(out_channels, block_size), dct.padded_size(in_channels, block_size)
+        rows, cols = padded_size(out_channels, block_size), padded_size(in_channels, block_size)
         self.weight_dct = nn.Parameter(torch.zeros(rows, cols))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         if block_size:
-            radial = dct.radial_weights(block_size, block_size).repeat(rows // block_size, cols // block_size)
+            radial = radial_weights(block_size, block_size).repeat(rows // block_size, cols // block_size)
         else:
-            radial = dct.radial_weights(rows, cols)
+            radial = radial_weights(rows, cols)
         self.register_buffer("rate_weight", radial, persistent=False)
 
     @classmethod
@@ -185,14 +185,14 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
         with torch.no_grad():
             m = torch.zeros(layer.weight_dct.shape, dtype=torch.float64, device=conv.weight.device)
             m[: conv.out_channels, : conv.in_channels] = conv.weight[:, :, 0, 0].double()
-            layer.weight_dct.copy_(dct.block_dct2(m, block_size).to(conv.weight.dtype))
+            layer.weight_dct.copy_(block_dct2(m, block_size).to(conv.weight.dtype))
             if conv.bias is not None:
                 assert layer.bias is not None  # built with bias=conv.bias is not None
                 layer.bias.copy_(conv.bias)
         return layer
 
     def _weight_from_stored(self, stored):
-        m = dct.block_dct2(stored, self.block_size, inverse=True)
+        m = block_dct2(stored, self.block_size, inverse=True)
         return m[: self.out_channels, : self.in_channels, None, None]
 
     def forward(self, x):
@@ -248,7 +248,7 @@ def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dro
     if not 0.0 <= dct_dropout < 1.0:
         raise ValueError(f"DCT dropout must be in [0, 1), got {dct_dropout}")
     if pixel_bit_depth not in PIXEL_BIT_DEPTHS:
-        raise ValueError(f"pixel bit depth must be 0 (off), 8, 10 or 12, got {pixel_bit_depth}")
+        raise ValueError(f"pixel bit depth must be 0 (off) or one of {PIXEL_BIT_DEPTHS[1:]}, got {pixel_bit_depth}")
     for m in model.modules():
         if isinstance(m, EXPORT_AWARE):
             m.noise_q, m.dct_dropout, m.pixel_bit_depth = noise_q, dct_dropout, pixel_bit_depth

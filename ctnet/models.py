@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .errors import ConfigError
 from .layers import ChannelDCTConv1x1, DCTConv2d, QuantConv2d, QuantLinear
 
 # torchvision builders of the plain networks CTNet is derived from
@@ -132,7 +133,6 @@ class ModelSpec:
         """The strict parser of a stored model description: every field of its JSON type
         (no strings for numbers, no numbers for booleans), every integer in range, no
         unknown field. Raises :class:`ctnet.errors.ConfigError` (a ``ValueError``)."""
-        from .errors import ConfigError
         if not isinstance(d, dict):
             raise ConfigError(f"model description must be a JSON object, not {type(d).__name__}")
         unknown = sorted(str(k) for k in d if k not in _SPEC_FIELDS)
@@ -148,7 +148,6 @@ class ModelSpec:
     def validate(self) -> None:
         """Types and ranges, checked before anything is built (a block size of 4096 would
         take gigabytes before failing elsewhere)."""
-        from .errors import ConfigError
         if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {str(self.arch)[:40]!r}; choose one of {sorted(ARCHITECTURES)}")
         if not _is_int(self.num_classes):

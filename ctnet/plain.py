@@ -31,9 +31,10 @@ import torch
 import torchvision
 from torch import nn
 
-from .checkpoint import atomic_path, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, label_map
-from .errors import CtnetError
+from .errors import PlainExportError
+from .fileio import atomic_path
 from .layers import DCT_LAYERS, QuantConv2d, QuantLinear
 from .models import swap_modules
 
@@ -49,9 +50,6 @@ _RESNETS = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3
             ("Bottleneck", (3, 4, 6, 3)): "resnet50", ("Bottleneck", (3, 4, 23, 3)): "resnet101",
             ("Bottleneck", (3, 8, 36, 3)): "resnet152"}
 
-
-class PlainExportError(CtnetError, ValueError):
-    """The model cannot be written as a plain torchvision / ONNX model; the message says why."""
 
 
 # --- conversion ------------------------------------------------------------------------------

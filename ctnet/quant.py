@@ -23,8 +23,9 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from .limits import BIT_DEPTHS
+
 TILE = 128
-SUPPORTED_BITS = (8, 10, 12)
 _CPU_CHUNK = 1 << 18  # elements: what the STE's elementwise passes work on at once on a CPU
 
 
@@ -116,8 +117,8 @@ def _tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
 
 def _grid_params(tiles: torch.Tensor, bits: int):
     """Per-tile (scale, zero_point) of tiles viewed (rows, tile, cols, tile), shaped (rows, 1, cols, 1)."""
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit depth must be one of {SUPPORTED_BITS}, got {bits}")
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bits}")
     # the range of every tile extended to contain 0 (padding is 0, so it contains 0 already
     # where there is padding; the clamps do it for the others)
     lo = tiles.amin(dim=3, keepdim=True).amin(dim=1, keepdim=True).clamp_(max=0)  # inner dim first: faster
@@ -131,8 +132,8 @@ def _grid_params(tiles: torch.Tensor, bits: int):
 
 def _tile_params_flat(t: torch.Tensor, bits: int, tile: int):
     """Per-tile (scale, zero_point) as flat vectors, plus the element → tile index."""
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit depth must be one of {SUPPORTED_BITS}, got {bits}")
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bits}")
     scale, zero_point = _grid_params(_tiles(t, tile), bits)
     return scale.reshape(-1), zero_point.reshape(-1), tile_index(t.shape, tile, t.device)
 

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
-from .errors import CtnetError
+from .errors import RDError
+from .limits import MAX_INT
 
 CACHE_FORMAT = "ctnet-rd-cache"
 CACHE_VERSION = 1
@@ -52,9 +53,6 @@ NNCODEC_QPS = (-38, -32, -30, -29, -28, -27)
 INT_BITS = (8, 4)
 REFERENCE = "fp32"
 
-
-class RDError(CtnetError, ValueError):
-    """A sweep that cannot run as asked; the message names the problem."""
 
 
 # --- what to measure ----------------------------------------------------------------------------
@@ -92,12 +90,12 @@ def _job(method: str, codec: str, settings: dict) -> Job:
 
 
 def _uses_preset(codec: str) -> bool:
-    from .codec.video import CODECS
+    from .codec.registry import CODECS
     return CODECS[codec].uses_preset
 
 
 def codec_names() -> tuple[str, ...]:
-    from .codec.video import CODECS
+    from .codec.registry import CODECS
     return tuple(CODECS)
 
 
@@ -107,8 +105,8 @@ def bundle_jobs(codecs: Iterable[str], *, bits: Iterable[int] = DEFAULT_BITS, cr
     ``crfs[codec]`` (default :data:`LOSSY_CRFS`) for codecs with a lossy mode; bit depths a
     codec lacks are skipped (AV1 and H.264 have no 12-bit). Each settings combination is
     validated here, so a bad request fails before anything runs."""
-    from .codec.bundle import BundleError, EncodeSettings
-    from .codec.video import CODECS
+    from .codec.manifest import BundleError, EncodeSettings
+    from .codec.registry import CODECS
     crfs = {**LOSSY_CRFS, **(crfs or {})}
     jobs = []
     for codec in codecs:
@@ -152,7 +150,6 @@ def baseline_jobs(*, nncodec_qps: Iterable[int] = NNCODEC_QPS, int_bits: Iterabl
 # --- a measured point ------------------------------------------------------------------------------
 
 MAX_CACHE_BYTES = 64 << 20  # a cache of every point the default sweep measures is ~100 KiB
-MAX_INT = 2**53  # byte counts and image counts: exact as JSON numbers (doubles) everywhere
 _SHORT, _TEXT = 64, 512  # characters of a name (codec, setting) and of a text (label, data id)
 _JSON_DEPTH, _JSON_NODES = 8, 10_000  # of the free-form extras (streams, notes)
 
@@ -479,7 +476,7 @@ def write_point(path: str | os.PathLike, key: str, point: RDPoint) -> None:
     """Add one point to the cache file, keeping whatever else is there: read, add and
     replace (atomically) under :func:`cache_lock`, so points that other processes add
     meanwhile are kept."""
-    from .checkpoint import atomic_write_text
+    from .fileio import atomic_write_text
     if not isinstance(point, RDPoint) or not _is_sha256(key):  # only a checked point is ever written
         raise TypeError(f"write_point takes a point_key and an RDPoint, not {_show(key)} and {type(point).__name__}")
     with cache_lock(path):

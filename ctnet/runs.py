@@ -14,7 +14,7 @@ No Streamlit here: the app's pages only draw what these functions return.
 """
 from __future__ import annotations
 
-from .errors import CtnetError
+from .errors import RunError
 
 import hashlib
 import io
@@ -38,9 +38,6 @@ MAX_UPLOAD_BYTES = 2 << 30
 MAX_ZIP_MEMBERS = 4096
 MAX_ZIP_RATIO = 200  # uncompressed/compressed beyond this is a zip bomb, not a bundle
 
-
-class RunError(CtnetError, ValueError):
-    """A folder or upload that cannot be browsed as described; the message names the problem."""
 
 
 @dataclass(frozen=True)

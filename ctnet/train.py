@@ -20,26 +20,25 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from .data import augment, batches, label_map, load_split, normalize
-from .errors import ConfigError, CtnetError
+from .errors import ConfigError, CtnetError, TrainingError
 from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
+from .fileio import atomic_write_text
 from .layers import configure_export_training
+from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
                      plain_model, replace_with_dct_convs)
 from .quant import shared_export_grids
 from .rate import RATE_GRIDS, rate_weight_at, regularisers
-from .types import IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
 
 LOG_NAME = "train_log.jsonl"
+OPTIMIZERS = ("adamw", "sgd")
 CHECKPOINT_DIR = "checkpoints"
 MIN_PARETO_RATIO = 5
 
 
 REPLACE_COMPLETE = ".ctnet-replace-complete"  # in a --force staging folder: training finished
 
-
-class TrainingError(CtnetError, RuntimeError):
-    """Training cannot go on; the message says why (nothing good was overwritten)."""
 
 
 @dataclass
@@ -119,7 +118,7 @@ class TrainConfig:
                 raise ConfigError(msg)
         check(self.arch in ARCHITECTURES, f"--arch must be one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
         check(self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}")
-        check(self.optimizer in ("adamw", "sgd"), f"--optimizer must be adamw or sgd, got {self.optimizer!r}")
+        check(self.optimizer in OPTIMIZERS, f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         check(0 < self.lr <= 10, f"--lr must be in (0, 10], got {self.lr}")
         check(0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         check(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
@@ -133,7 +132,8 @@ class TrainConfig:
         check(0 <= self.dct_dropout < 1, f"--dct-dropout must be in [0, 1), got {self.dct_dropout}")
         check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= MAX_DCT_BLOCK_SIZE,
               f"--dct-block-size must be 0 (full) or in [2, {MAX_DCT_BLOCK_SIZE}], got {self.dct_block_size}")
-        check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS, f"--pixel-bit-depth must be 0, 8, 10 or 12, got {self.pixel_bit_depth}")
+        check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS,
+              f"--pixel-bit-depth must be one of {PIXEL_BIT_DEPTHS}, got {self.pixel_bit_depth}")
         check(0 <= self.group_rate <= 1e6, f"--group-rate must be in [0, 1e6], got {self.group_rate}")
         check(0 < self.distill_temperature <= 100, f"--distill-temperature must be in (0, 100], got {self.distill_temperature}")
         check(0 <= self.distill_weight <= 1, f"--distill-weight must be in [0, 1], got {self.distill_weight}")
@@ -301,7 +301,7 @@ def _link_roles(source: Path, roles: list[str], folder: Path) -> None:
 
 def _metrics_row(model: nn.Module, config: TrainConfig, epoch: int, acc: dict, loss: float, rate: float,
                  lr: float, seconds: float) -> dict:
-    sizes = {str(b): estimate_bytes(model, b) for b in (8, 10, 12)}
+    sizes = {str(b): estimate_bytes(model, b) for b in BIT_DEPTHS}
     export_bits = str(config.pixel_bit_depth or 8)
     fp32 = fp32_bytes(model)
     return {"epoch": epoch, "acc1": round(acc["acc1"], 4), "acc5": round(acc["acc5"], 4), "loss": loss,
@@ -532,7 +532,7 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
-        ckpt_io.atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
     base_meta = {"model": spec.to_dict(), "label_map": labels, "image_size": config.image_size,
                  "pixel_bit_depth": config.pixel_bit_depth, "train_config": config.to_dict()}
@@ -575,7 +575,7 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
             row = _metrics_row(model, config, epoch, acc, mean_loss, float(rate_sum) / steps_per_epoch,
                                cast(float, scheduler.get_last_lr()[0]), time.time() - t0)  # lr: a float
             history.append(row)
-            ckpt_io.atomic_write_text(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in history))
+            atomic_write_text(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in history))
             roles = tracker.update(row)
             folder = out / CHECKPOINT_DIR
             meta = {**base_meta, "epoch": epoch, "metrics": row}

@@ -3,11 +3,12 @@
 A checkpoint's JSON header comes from a file anyone may have edited. :meth:`CheckpointMeta.from_json`
 is its one parser: every field is type- and range-checked (integers are bounded before any
 arithmetic touches them, strings and containers are size-limited), and whatever is wrong
-becomes one :class:`ctnet.checkpoint.CheckpointError` naming the field — never a
+becomes one :class:`ctnet.errors.CheckpointError` naming the field — never a
 ``KeyError``/``TypeError``/``OverflowError``/``MemoryError`` deep inside evaluation or training.
 
-:class:`LoadedModel` is what loading any model source gives: the model, its metadata (a plain
-dict, as ``ctnet.api.load_any`` returns it), which kind of source it came from and its path.
+:class:`LoadedModel` is what loading any model source gives (``ctnet.api.load``): the model, its
+metadata (a plain dict, as ``ctnet.api.load_any`` returns it), which kind of source it came from
+and its path.
 """
 from __future__ import annotations
 
@@ -18,20 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .errors import CheckpointError
+from .limits import IMAGE_SIZE_RANGE, MAX_INT, PIXEL_BIT_DEPTHS
+from .models import ModelSpec
+
 FORMAT = "ctnet-checkpoint"
 VERSION = 1
 MAX_HEADER_CHARS = 1 << 20  # a checkpoint's metadata is a few kB; refuse megabytes of JSON
-MAX_INT = 1 << 53  # every integer a checkpoint stores (byte counts, epochs, steps) fits here
 MAX_DEPTH = 8
 MAX_ITEMS = 100_000
-IMAGE_SIZE_RANGE = (16, 1024)  # TrainConfig's bounds too: one place
-PIXEL_BIT_DEPTHS = (0, 8, 10, 12)
 KNOWN_FIELDS = ("format", "version", "model", "label_map", "image_size", "pixel_bit_depth", "train_config",
                 "epoch", "metrics", "resume_state", "optimizer", "digest")
 
 
 def _fail(where: str, msg: str) -> NoReturn:
-    from .checkpoint import CheckpointError
     raise CheckpointError(f"{where}metadata {msg}")
 
 
@@ -155,7 +156,7 @@ class CheckpointMeta:
     """A checkpoint's metadata, every field checked. ``other`` keeps fields this version
     does not know (bounded JSON), so a reader never drops what a writer stored."""
 
-    model: Any  # ModelSpec
+    model: ModelSpec
     version: int = VERSION
     label_map: dict[str, int] | None = None
     image_size: int = 128
@@ -171,8 +172,7 @@ class CheckpointMeta:
     @classmethod
     def from_json(cls, text: str | bytes | dict, *, source: str | os.PathLike | None = None) -> CheckpointMeta:
         """Parse the ``ctnet`` entry of a safetensors header (a JSON string) or an already
-        decoded dict. Raises :class:`ctnet.checkpoint.CheckpointError` naming the field."""
-        from .models import ModelSpec
+        decoded dict. Raises :class:`ctnet.errors.CheckpointError` naming the field."""
         where = f"{source}: " if source is not None else ""
         if isinstance(text, (str, bytes)):
             if len(text) > MAX_HEADER_CHARS:
@@ -200,7 +200,6 @@ class CheckpointMeta:
         if not _is_int(version):
             _fail(where, f"'version' must be an integer, not {type(version).__name__} {_short(version)}")
         if version > VERSION:
-            from .checkpoint import CheckpointError
             raise CheckpointError(f"{where}checkpoint version {_short(version)} is newer than this ctnet ({VERSION})")
         _int(where, "version", version, 1, VERSION)
         if "model" not in doc:
@@ -242,7 +241,7 @@ class CheckpointMeta:
                    digest, other)
 
     @classmethod
-    def for_spec(cls, spec) -> CheckpointMeta:
+    def for_spec(cls, spec: ModelSpec) -> CheckpointMeta:
         """Metadata of a file without any (a torchvision ``.pt``): the inferred model only."""
         return cls(spec)
 
@@ -266,12 +265,6 @@ class LoadedModel:
     meta: dict
     source: str  # "checkpoint" or "bundle"
     path: Path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> LoadedModel:
-        from .api import is_bundle, load_any
-        model, meta = load_any(path)
-        return cls(model, meta, "bundle" if is_bundle(path) else "checkpoint", Path(path))
 
     @property
     def num_classes(self) -> int:

@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctnet import api  # noqa: E402
-from ctnet.checkpoint import atomic_write_text, load_model  # noqa: E402
+from ctnet.checkpoint import load_model  # noqa: E402
+from ctnet.fileio import atomic_write_text  # noqa: E402
 from ctnet.codec.manifest import EncodeSettings  # noqa: E402
 from ctnet.data import load_split, split_dir  # noqa: E402
 from ctnet.evaluate import evaluate  # noqa: E402

@@ -1,12 +1,15 @@
-"""The structure the design promises, checked: the command line is a layer of its own (no
-library module imports ``ctnet.cli``), only ``ctnet.codec.video`` imports PyAV, ``ctnet``
-never imports streamlit, and describing the codecs (``ctnet rd --help``) loads no PyAV."""
+"""The structure the design promises, checked: no import cycle among ctnet's modules (imports
+inside functions count), the floor (errors, limits, fileio) imports nothing from ctnet, the
+command line is a layer of its own (no library module imports ``ctnet.cli``), only
+``ctnet.codec.video`` imports PyAV, ``ctnet`` never imports streamlit, and describing the
+codecs (``ctnet rd --help``) loads no PyAV."""
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
 CTNET = Path(__file__).resolve().parents[1] / "ctnet"
+FLOOR = ("ctnet.errors", "ctnet.fileio", "ctnet.limits")
 
 
 def _imports(path: Path) -> set[str]:
@@ -20,6 +23,99 @@ def _imports(path: Path) -> set[str]:
             names.add(base)
             names |= {f"{base}.{a.name}" if base.endswith(".") is False else base + a.name for a in node.names}
     return names
+
+
+def _module_name(path: Path) -> str:
+    parts = ("ctnet",) + path.relative_to(CTNET).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the ctnet modules it imports, anywhere in the file (inside functions and
+    ``TYPE_CHECKING`` blocks too). ``from P import n`` depends on the package ``P`` (its
+    ``__init__`` runs first) and on ``P.n`` where that is a module."""
+    files = {_module_name(p): p for p in CTNET.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                deps |= {base} | {f"{base}.{a.name}" for a in node.names}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each as one cycle
+    through it: a -> b -> … -> a."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    out = []
+    for group in groups:  # a shortest way back to the start, inside the group
+        start = min(group)
+        paths = {start: [start]}
+        frontier = [start]
+        while frontier and start not in {w for v in frontier for w in graph[v]}:
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph[v] & group):
+                    if w not in paths:
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+            frontier = nxt
+        last = next(v for v in frontier if start in graph[v])
+        out.append(paths[last] + [start])
+    return out
+
+
+def test_there_is_no_import_cycle_among_ctnet_modules():
+    found = cycles(import_graph())
+    assert not found, "import cycle(s): " + "; ".join(" -> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_cycle_closed_inside_a_function():
+    graph = import_graph()
+    assert not cycles(graph)
+    graph["ctnet.limits"] = graph["ctnet.limits"] | {"ctnet.quant"}  # quant imports limits
+    assert cycles(graph) == [["ctnet.limits", "ctnet.quant", "ctnet.limits"]]
+
+
+def test_the_floor_imports_nothing_from_ctnet():
+    graph = import_graph()
+    assert {m: graph[m] for m in FLOOR} == {m: set() for m in FLOOR}
 
 
 def test_library_modules_do_not_import_the_cli_or_streamlit():

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 import ctnet.checkpoint as ckpt_io
-from ctnet import rd
+from ctnet import api, fileio, rd
 from ctnet.checkpoint import (
     CheckpointError,
     load_model,
@@ -34,7 +34,7 @@ from ctnet.data import IMAGENETTE_CLASSES, DatasetError, load_image
 from ctnet.errors import CtnetError
 from ctnet.models import ModelSpec, build_model, plain_model
 from ctnet.train import TrainConfig, TrainingError, fit, recover_replace
-from ctnet.types import CheckpointMeta, LoadedModel
+from ctnet.types import CheckpointMeta
 
 SPEC = ModelSpec("resnet18", 10, True, 16)
 HUGE = int("9" * 401)
@@ -172,7 +172,7 @@ def test_typed_meta_round_trips_and_keeps_unknown_fields():
 
 def test_loaded_model_describes_its_source(tmp_path, state):
     path = save_checkpoint(tmp_path / "a.safetensors", state, {"model": SPEC.to_dict(), "image_size": 16})
-    loaded = LoadedModel.load(path)
+    loaded = api.load(path)
     assert loaded.source == "checkpoint" and loaded.path == path and loaded.num_classes == 10
     assert loaded.image_size == 16 and not loaded.model.training
 
@@ -391,10 +391,10 @@ def test_interrupted_replace_is_recovered_or_reported(tmp_path):
 
 
 def test_orphan_temporary_files_are_cleaned_and_modes_follow_the_umask(tmp_path, state):
-    dead = tmp_path / f".a.safetensors.~{ckpt_io._HOST}~999999999~x.tmp"  # no such process
+    dead = tmp_path / f".a.safetensors.~{fileio._HOST}~999999999~x.tmp"  # no such process
     stale = tmp_path / ".b.safetensors.tmp"
     fresh = tmp_path / ".c.safetensors.tmp"  # someone may be writing it
-    live = tmp_path / f".d.safetensors.~{ckpt_io._HOST}~{os.getpid()}~x.tmp"
+    live = tmp_path / f".d.safetensors.~{fileio._HOST}~{os.getpid()}~x.tmp"
     for p in (dead, stale, fresh, live):
         p.write_bytes(b"partial")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))

@@ -13,6 +13,8 @@ import time
 from ..codec.manifest import BN_MODES, EncodeSettings
 from ..codec.plan import FRAME_SIZES, ORDERS
 from ..codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
+from ..limits import BIT_DEPTHS
+from ..models import ARCHITECTURES
 from .common import _guarded, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
@@ -27,7 +29,7 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crf", type=int, default=d.crf,
                    help="CRF (hevc/h264 0..51, av1 0..63); 0 = true lossless (x265/SVT-AV1 lossless=1, x264 qp=0); "
                         "ffv1/xz/zstd take 0 only")
-    g.add_argument("--bit-depth", type=int, default=d.bit_depth, choices=[8, 10, 12],
+    g.add_argument("--bit-depth", type=int, default=d.bit_depth, choices=list(BIT_DEPTHS),
                    help="bit depth of the export grid (what --pixel-bit-depth training simulates); the frames are "
                         "coded 1–2 bits deeper so every signed level fits")
     g.add_argument("--pix-fmt", default=None, choices=list(PIX_FMTS),
@@ -102,7 +104,7 @@ def _load_checkpoint(path, args):
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="checkpoint file (safetensors or weights-only .pt) or bundle directory")
     p.add_argument("--checkpoint", "--resume", dest="checkpoint_flag", metavar="CKPT", help="same as CKPT")
-    p.add_argument("--arch", default=None, choices=["resnet18", "resnet50"],
+    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES),
                    help="refuse a checkpoint of another architecture")
     p.add_argument("--dct-block-size", type=int, default=None, help="refuse a checkpoint trained with another block size")
 

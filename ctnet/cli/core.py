@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..types import PIXEL_BIT_DEPTHS
+from ..limits import PIXEL_BIT_DEPTHS
+from ..models import ARCHITECTURES
 from .common import _guarded, add_eval_args
 
 
@@ -12,7 +13,7 @@ from .common import _guarded, add_eval_args
 
 def summary_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
-    p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet50"])
+    p.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES))
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--dct-block-size", type=int, default=16)
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convolutions plain (ResNet-50 hybrid)")
@@ -36,19 +37,20 @@ def summary_main(argv: list[str] | None = None) -> int:
 # --- train -----------------------------------------------------------------------------------
 
 def train_parser() -> argparse.ArgumentParser:
-    from ..train import TrainConfig
+    from ..rate import RATE_GRIDS
+    from ..train import OPTIMIZERS, TrainConfig
     d = TrainConfig(data="")
     p = argparse.ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
     p.add_argument("data", help="ImageNette root holding train/ and val/ WNID folders")
     p.add_argument("--output-dir", default=d.output_dir)
-    p.add_argument("--arch", default=d.arch, choices=["resnet18", "resnet50"])
+    p.add_argument("--arch", default=d.arch, choices=sorted(ARCHITECTURES))
     p.add_argument("--plain", action="store_true", help="train the plain torchvision model (baseline, no DCT, no rate)")
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convs as plain Conv2d (ResNet-50 hybrid)")
     p.add_argument("--num-classes", type=int, default=None, help="10 (default) or 1000 (ImageNet head; labels remapped)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights (from its cache)")
     p.add_argument("--init-from", metavar="CKPT", help="start from a trained plain or CTNet checkpoint")
-    p.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "sgd"])
+    p.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -57,7 +59,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear LR warm-up, then cosine decay")
     p.add_argument("--lambda-rate", type=float, default=d.lambda_rate, help="weight λ of the rate proxy")
     p.add_argument("--qstep", type=float, default=d.qstep, help="quantisation step q of the rate proxy and noise")
-    p.add_argument("--rate-grid", default=d.rate_grid, choices=["qstep", "export"],
+    p.add_argument("--rate-grid", default=d.rate_grid, choices=list(RATE_GRIDS),
                    help="measure coefficient levels in the fixed --qstep (paper) or in each tile's own export step")
     p.add_argument("--lambda-alpha", type=float, default=d.lambda_alpha, help="L2 weight λ2 = α·λ")
     p.add_argument("--steepness", type=float, default=d.steepness, help="slope s of the significance sigmoid")
@@ -136,10 +138,11 @@ def eval_main(argv: list[str] | None = None) -> int:
 # --- download --------------------------------------------------------------------------------
 
 def download_main(argv: list[str] | None = None) -> int:
+    from ..data import IMAGENETTE_URLS
     p = argparse.ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
     p.add_argument("dataset", choices=["imagenette"])
     p.add_argument("dest")
-    p.add_argument("--variant", default="160", choices=["160", "320", "full"])
+    p.add_argument("--variant", default="160", choices=list(IMAGENETTE_URLS))
     p.add_argument("--url", help="archive URL to use instead of fast.ai's (e.g. file:///path/imagenette2-160.tgz)")
     args = p.parse_args(argv)
 

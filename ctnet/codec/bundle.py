@@ -659,8 +659,8 @@ def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        from ..checkpoint import _umask
-        umask = _umask()
+        from ..fileio import umask as read_umask
+        umask = read_umask()
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
         for name in files:
             os.chmod(tmp / name, 0o666 & ~umask)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .. import quant
+from ..limits import MAX_DITHER
 
 MIN_SIDE = 16  # libx265's smallest comfortable frame side; smaller tiles are wrapped to it
-MAX_DITHER = 4.0  # dither amplitude limit, in pixel steps
 
 
 @dataclass

@@ -20,7 +20,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields
 
-from ..errors import CtnetError
+from ..errors import BundleError
+from ..limits import BIT_DEPTHS, MAX_DITHER, MAX_INT
 from ..models import ModelSpec
 from . import plan as PL
 from .registry import CODECS, PIX_FMTS, PRESETS
@@ -32,19 +33,13 @@ MANIFEST = "manifest.json"
 TABLES = "tables.bin"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILE_BYTES = 4 << 30
-MAX_INT = 1 << 53  # JSON integers beyond this are refused before any arithmetic
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _WNID = re.compile(r"^n[0-9]{8}$")
 BN_MODES = ("affine", "raw")
-BIT_DEPTHS = (8, 10, 12)
 MAX_TILE = 1024
-MAX_DITHER = 4.0
 ROLES = ("weights", "tables")
 
-
-class BundleError(CtnetError, ValueError):
-    """A bundle that cannot be written or read as described; the message names the problem."""
 
 
 def check_name(name) -> str:
@@ -173,7 +168,8 @@ class EncodeSettings:
         if unknown:
             raise BundleError(f"manifest field '{where}{unknown[0]}' is not a setting of this ctnet")
         s = cls(codec=get_str(d, "codec", where, CODECS), crf=get_int(d, "crf", where, 0, 63),
-                bit_depth=get_int(d, "bit_depth", where, 8, 12), pix_fmt=get_str(d, "pix_fmt", where, PIX_FMTS),
+                bit_depth=get_int(d, "bit_depth", where, min(BIT_DEPTHS), max(BIT_DEPTHS)),
+                pix_fmt=get_str(d, "pix_fmt", where, PIX_FMTS),
                 preset=get_str(d, "preset", where, PRESETS), frame=get_int(d, "frame", where, 1, 4096),
                 order=get_str(d, "order", where, PL.ORDERS), bn_mode=get_str(d, "bn_mode", where, BN_MODES),
                 dither=get_float(d, "dither", where, 0.0, MAX_DITHER), seed=get_int(d, "seed", where, 0, 2**63 - 1),
@@ -346,7 +342,7 @@ class Manifest:
         want_roles = sorted(["tables"] + (["weights"] if coded else []))
         if roles != want_roles:
             raise BundleError(f"manifest lists members {roles}, a bundle with {coded} coded frames needs {want_roles}")
-        return cls(spec, labels, get_int(m, "image_size", "", 16, 4096), get_int(m, "pixel_bit_depth", "", 0, 12),
+        return cls(spec, labels, get_int(m, "image_size", "", 16, 4096), get_int(m, "pixel_bit_depth", "", 0, max(BIT_DEPTHS)),
                    source, get_int(m, "fp32_bytes", "", 1, 1 << 40), settings, frames, coded, escapes, raw_bytes,
                    dict(options), workaround, tuple(members), digest, m)
 

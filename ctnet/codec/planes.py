@@ -17,7 +17,7 @@ float32 (``bn.safetensors.xz``): 78,328 → 58,377 B on that model, bit-exact.
 """
 from __future__ import annotations
 
-from ..errors import CtnetError
+from ..errors import PlaneError
 
 import lzma
 import math
@@ -38,9 +38,6 @@ ZSTD_LEVEL = 19  # 22 (--ultra) is 0.7 % smaller on the real CTNet-18's pixels a
 KINDS = tuple(XZ_FILTERS)
 ORDER = "frequency-major"
 
-
-class PlaneError(CtnetError, ValueError):
-    """Plane data that cannot be coded or decoded as described; the message names it."""
 
 
 def kind_of(bits: int) -> str:

@@ -22,13 +22,13 @@ the top bits and ``bits_per_raw_sample`` set, and decode as gray10le/gray12le.
 """
 from __future__ import annotations
 
-from ..errors import CtnetError
-
 import os
 from dataclasses import dataclass
 
+from ..errors import VideoError
+from ..limits import BIT_DEPTHS as GRID_BIT_DEPTHS
+
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
-BIT_DEPTHS = (8, 10, 12)
 PIX_FMTS = ("gray", "yuv420")
 MAX_SIDE = 8192
 MAX_FRAMES = 1_000_000
@@ -52,9 +52,6 @@ NARROW = 128
 def geometry_workaround(height: int, width: int, codec: str = "hevc") -> str:
     return INTRA if codec == "hevc" and min(height, width) < NARROW else ""
 
-
-class VideoError(CtnetError, ValueError):
-    """A stream that cannot be made or read as described; the message names the problem."""
 
 
 @dataclass(frozen=True)
@@ -215,11 +212,13 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     Ffv1("ffv1", "FFV1 v3 (lossless)", "video", "ffv1", ("ffv1",), "matroska", ".mkv", None, PIX_FMTS,
          (8, 10, 12), 0, uses_preset=False),
     PlaneCodec("xz", "xz (LZMA2) of the layer images", "planes", "lzma", (), None, ".xz", None, ("gray",),
-               (8, 10, 12), 0, uses_preset=False),
+               GRID_BIT_DEPTHS, 0, uses_preset=False),
     PlaneCodec("zstd", "zstd -19 of the layer images", "planes", "zstandard", (), None, ".zst", None, ("gray",),
-               (8, 10, 12), 0, uses_preset=False),
+               GRID_BIT_DEPTHS, 0, uses_preset=False),
 )}
 PLANE_CODECS = tuple(n for n, c in CODECS.items() if c.family == "planes")
+# the pixel depths some video codec codes frames at (a grid is coded at its container_bits)
+VIDEO_BIT_DEPTHS = tuple(sorted({d for c in CODECS.values() if c.family == "video" for d in c.bit_depths}))
 DEFAULT_CODEC_ENV = "CTNET_CODEC"
 
 
@@ -257,8 +256,8 @@ class VideoSettings:
         if self.codec not in CODECS:
             raise VideoError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
         c = self.spec
-        if self.bit_depth not in BIT_DEPTHS:
-            raise VideoError(f"bit depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
+        if self.bit_depth not in VIDEO_BIT_DEPTHS:
+            raise VideoError(f"bit depth must be one of {VIDEO_BIT_DEPTHS}, got {self.bit_depth}")
         if self.bit_depth not in c.bit_depths:
             raise VideoError(f"{c.name} ({c.encoder}) codes {'/'.join(map(str, c.bit_depths))}-bit pixels only, "
                              f"not {self.bit_depth}-bit")

@@ -22,8 +22,8 @@ os.environ.setdefault("SVT_LOG", "1")
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .registry import (BIT_DEPTHS, CODECS, INTRA, INTRA_FALLBACK, MAX_FRAMES, MAX_SIDE, NARROW,  # noqa: E402,F401
-                       PIX_FMTS, PLANE_CODECS, PRESETS, WORKAROUNDS, Codec, VideoError, VideoSettings,
+from .registry import (CODECS, INTRA, INTRA_FALLBACK, MAX_FRAMES, MAX_SIDE, NARROW,  # noqa: E402,F401
+                       PIX_FMTS, PLANE_CODECS, PRESETS, VIDEO_BIT_DEPTHS, WORKAROUNDS, Codec, VideoError, VideoSettings,
                        default_codec, geometry_workaround)
 
 
@@ -281,8 +281,9 @@ def _frames(container, stream, packet_sizes: list | None):
     packet_sizes[:] = [sizes[k] for k in sorted(sizes)]
 
 
-__all__ = ["BIT_DEPTHS", "CODECS", "Codec", "EncodedStream", "INTRA", "PIX_FMTS",
-           "PLANE_CODECS", "PRESETS", "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
+__all__ = ["CODECS", "Codec", "EncodedStream", "INTRA", "PIX_FMTS",
+           "PLANE_CODECS", "PRESETS", "VIDEO_BIT_DEPTHS",
+           "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
            "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 
