@@ -21,6 +21,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ from app import forms
 from app.jobs import Job, Runner, error_text
 from app.worker import Worker
 from ctnet import api, runs
-from ctnet.codec.bundle import EncodeResult
 from ctnet import inspect as ci
+from ctnet.api import EncodeSettings, LoadedModel
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_ENV = "CTNET_DEMO_DIR"
@@ -44,7 +45,7 @@ CURRENT = "current"  # path of the current checkpoint file or bundle folder, for
 UPLOADS = "uploads"  # [(label, path)] of this session's uploaded checkpoints and bundles
 UPLOAD_SEEN = "upload_seen"  # file id of the last upload handled, so a rerun does not redo it
 NOTICE = "notice"  # (level, text) to show once on the next run (e.g. after a failed selection)
-LAB_SETTINGS = "lab_settings"  # EncodeSettings fields (dict) the Codec lab encodes with
+LAB_SETTINGS = "lab_settings"  # the EncodeSettings the Codec lab encodes with
 LAB_ENCODES = "lab_encodes"  # job keys of this session's encodes, oldest first
 URL_READ = "url_read"  # the URL's state was read into this session
 ACC_SOURCE = "acc_source"  # "sample" or "path"
@@ -81,7 +82,7 @@ RD_FLOOR_DEFAULT = "rd_floor_default"  # the floor the Rate–distortion page la
 W_ACC_RUN = "w_acc_run"
 
 
-def lab_defaults() -> dict:
+def lab_defaults() -> EncodeSettings:
     """The Codec lab's first settings: EncodeSettings' defaults (codec: ``$CTNET_CODEC``)."""
     return forms.defaults()
 
@@ -106,8 +107,7 @@ def init_session() -> None:
         try:
             ss[LAB_SETTINGS] = lab_defaults()
         except ValueError as exc:  # a bad $CTNET_CODEC: say so, start from HEVC
-            from ctnet.codec.manifest import EncodeSettings
-            ss[LAB_SETTINGS] = EncodeSettings().to_dict()
+            ss[LAB_SETTINGS] = EncodeSettings()
             ss[NOTICE] = ("error", str(exc))
     ss.setdefault(LAB_ENCODES, [])
     ss.setdefault(ACC_SOURCE, "sample")
@@ -202,14 +202,14 @@ def catalog(root: str | os.PathLike) -> list[runs.Run]:
 
 
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
-def _load(path: str, stamp: tuple):
-    model, meta = api.load_any(path)
-    model.requires_grad_(False)  # nothing here trains it
-    return model, meta
+def _load(path: str, stamp: tuple) -> LoadedModel:
+    loaded = api.load_any(path)
+    loaded.model.requires_grad_(False)  # nothing here trains it
+    return loaded
 
 
-def load(path: str):
-    """(model, metadata) of a checkpoint file or bundle folder, shared and read-only.
+def load(path: str) -> LoadedModel:
+    """The checkpoint file or bundle folder at ``path``, loaded, shared and read-only.
     Raises the loader's error (CheckpointError, BundleError, ValueError) naming the problem."""
     return _load(path, runs.stamp(path))
 
@@ -309,8 +309,7 @@ def default_entry(entries: list[runs.Entry]) -> runs.Entry | None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def source_digest(path: str, stamp: tuple) -> str:
-    from ctnet import rd
-    return rd.source_hash(path)
+    return api.source_hash(path)
 
 
 def digest(path: str) -> str:
@@ -326,17 +325,17 @@ def layer_stats(key: tuple, q: float, _model) -> list[dict]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def grid_stats(key: tuple, _model, _meta) -> list[dict]:
-    return ci.grid_stats(_model, _meta)
+def grid_stats(key: tuple, _loaded: LoadedModel) -> list[dict]:
+    return ci.grid_stats(_loaded.model, _loaded.meta)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def layer_summary(key: tuple, _model, _meta) -> dict[str, dict]:
-    return ci.layer_summary(_model, _meta)
+def layer_summary(key: tuple, _loaded: LoadedModel) -> dict[str, dict]:
+    return ci.layer_summary(_loaded)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def level_frequency_map(key: tuple, name: str, _model, _meta, _settings):
+def level_frequency_map(key: tuple, name: str, _model, _meta, _settings: EncodeSettings | None):
     """``key``: what names the model (its file stamp, or an encode's job key)."""
     return ci.level_frequency_map(_model, _meta, name, _settings)
 
@@ -356,15 +355,15 @@ def histogram(key: tuple, name: str, q: float, _model):
     return ci.magnitude_histogram(ci.coefficient_tensors(_model)[name], q)
 
 
-def layout_of(settings: dict) -> tuple:
+def layout_of(settings: EncodeSettings) -> tuple:
     """The settings that decide how levels become frames (not how frames are coded)."""
-    return tuple((k, settings[k]) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile"))
+    return tuple((k, getattr(settings, k)) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile"))
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def coded_frames(key: tuple, layout: tuple, _model, _meta, _settings: dict) -> ci.CodedFrames:
+def coded_frames(key: tuple, layout: tuple, _loaded: LoadedModel, _settings: EncodeSettings) -> ci.CodedFrames:
     """The frames the codec sees under these settings (shared, read-only)."""
-    return ci.coded_frames(_model, _meta, _settings)
+    return ci.coded_frames(_loaded.model, _loaded.meta, _settings)
 
 
 VIEWS = {"levels": "|level|, stretched", "pixels": "pixels as coded (top 8 bits)"}
@@ -388,17 +387,16 @@ PREVIEW_SIDE = 256  # the preview video's frames: at most this many pixels a sid
 
 @st.cache_data(max_entries=6, show_spinner=False)
 def preview_video(key: tuple, layout: tuple, view: str, fps: int, _frames8) -> bytes:
-    from ctnet.codec import video
     frames = _frames8
     side = max(frames.shape[1:])
     if side > PREVIEW_SIDE:  # shrink by max-pooling, so sparse levels stay visible
         frames = np.stack([ci.max_pool(f.astype(np.float32), PREVIEW_SIDE)[0] for f in frames]).astype(np.uint8)
     else:
         frames = ci.upscale(frames, max(1, PREVIEW_SIDE // side))
-    return video.preview_mp4(list(frames), fps)
+    return api.preview_mp4(list(frames), fps)
 
 
-def frame_bytes(path: str, meta: dict, settings: dict) -> tuple[list | None, str | None]:
+def frame_bytes(path: str, loaded: LoadedModel, settings: EncodeSettings) -> tuple[list | None, str | None]:
     """Bytes of each plan frame (None for frames not coded) and where they come from: this
     session's encode of this checkpoint at these settings when there is one, else the
     bundle's own manifest when the bundle was made with these settings; (None, None) else."""
@@ -407,10 +405,9 @@ def frame_bytes(path: str, meta: dict, settings: dict) -> tuple[list | None, str
         info = job.result()["result"].frame_info
         return [f["bytes"] if f["coded"] else None for f in info], \
             f"the Codec lab's encode ({forms.label(settings)})"
-    b = meta.get("bundle") or {}
-    if b.get("frame_bytes") is not None and meta.get("settings") == settings:
-        fb = b["frame_bytes"]
-        return [int(x) if x else None for x in fb], "this bundle's manifest"
+    b = loaded.bundle
+    if b is not None and b.frame_bytes is not None and loaded.settings == settings:
+        return [x or None for x in b.frame_bytes], "this bundle's manifest"
     return None, None
 
 
@@ -437,16 +434,16 @@ ENCODE_PRIOR = {"ultrafast": 6.0, "superfast": 6.0, "veryfast": 6.5, "faster": 7
 EVAL_PRIOR = 0.012  # seconds per image on 2 CPU cores (CTNet-18 at 128 px)
 
 
-def encode_key(path: str, settings: dict) -> tuple:
-    return ("encode", digest(path), forms.canonical(settings))
+def encode_key(path: str, settings: EncodeSettings) -> tuple:
+    return ("encode", digest(path), settings)
 
 
-def decoded_id(d: str, settings: dict) -> tuple:
+def decoded_id(d: str, settings: EncodeSettings) -> tuple:
     """Model id (for accuracy jobs) of the model that an encode of the checkpoint with content
     hash ``d`` at ``settings`` decodes to. A lossless encode decodes to the same levels at
     every preset, so the preset is not part of it: its preview and the exact encode share one
     accuracy run."""
-    return ("encode", d, forms.canonical({**settings, "preset": "*"} if settings["crf"] == 0 else settings))
+    return ("encode", d, replace(settings, preset="*") if settings.crf == 0 else settings)
 
 
 # The lab's quick preview: a lossless encode of a large model at a slower x26x preset is coded
@@ -459,41 +456,41 @@ PREVIEW_CODECS = ("hevc", "h264")
 PREVIEW_ABOVE = 1_500_000  # bytes of the model's bundle (or training's estimate of them)
 
 
-def preview_settings(settings: dict, meta: dict | None = None) -> dict | None:
-    """The settings of the quick preview of an encode at ``settings`` of the model with
-    metadata ``meta``; None when it has none."""
-    if settings["codec"] not in PREVIEW_CODECS or settings["crf"] != 0 or settings["preset"] == PREVIEW_PRESET:
+def preview_settings(settings: EncodeSettings, loaded: LoadedModel | None = None) -> EncodeSettings | None:
+    """The settings of the quick preview of an encode at ``settings`` of the model
+    ``loaded``; None when it has none."""
+    if settings.codec not in PREVIEW_CODECS or settings.crf != 0 or settings.preset == PREVIEW_PRESET:
         return None
-    if meta is not None:
-        size = (meta.get("bundle") or {}).get("total_bytes") or (meta.get("metrics") or {}).get("est_bytes_export")
+    if loaded is not None:
+        size = loaded.bundle.total_bytes if loaded.bundle is not None else loaded.metrics.get("est_bytes_export")
         if isinstance(size, (int, float)) and size <= PREVIEW_ABOVE:
             return None
-    return {**settings, "preset": PREVIEW_PRESET}
+    return replace(settings, preset=PREVIEW_PRESET)
 
 
-def preview_job(path: str | None, settings: dict) -> Job | None:
+def preview_job(path: str | None, settings: EncodeSettings) -> Job | None:
     """The quick preview of the encode of ``path`` at ``settings`` (running or finished)."""
     preview = preview_settings(settings)  # whether or not the model is large: a preview made earlier is shown
     return encode_job(path, preview) if preview is not None else None
 
 
-def encode_job(path: str | None, settings: dict) -> Job | None:
+def encode_job(path: str | None, settings: EncodeSettings) -> Job | None:
     """The encode of ``path`` at ``settings``, running or finished, whoever started it."""
     if path is None or not os.path.exists(path):
         return None
     return runner().get(encode_key(path, settings))
 
 
-def _encode_work(source: str, settings: dict, worker: Worker):
+def _encode_work(source: str, settings: EncodeSettings, worker: Worker):
     def work(job: Job) -> dict:
-        """Lane thread: the encode runs in the lab's worker process, its result is rebuilt
-        here. Touches no Streamlit state."""
-        out = worker.run("encode", {"path": source, "settings": dict(settings)}, report=job.report,
+        """Lane thread: the encode runs in the lab's worker process (the settings cross as
+        their dict), its result is rebuilt here. Touches no Streamlit state."""
+        out = worker.run("encode", {"path": source, "settings": settings.to_dict()}, report=job.report,
                          cancel=job.cancel_event)
         job.report(1, 1, "receiving the result")
-        result = EncodeResult.from_report(out.pop("report"))
+        result = api.encode_result(out.pop("report"))
         result.model.requires_grad_(False)
-        return {"source": source, "settings": dict(settings), "result": result, **out, "finished": time.time()}
+        return {"source": source, "settings": settings, "result": result, **out, "finished": time.time()}
     return work
 
 
@@ -506,28 +503,27 @@ def prepare_encoder(source: str) -> None:
                     lambda job: worker.run("prepare", {"path": source}, report=job.report, cancel=job.cancel_event))
 
 
-def encode_estimate(settings: dict) -> float | None:
-    return runner().estimate(f"encode:{settings['preset']}", 1, ENCODE_PRIOR.get(settings["preset"]))
+def encode_estimate(settings: EncodeSettings) -> float | None:
+    return runner().estimate(f"encode:{settings.preset}", 1, ENCODE_PRIOR.get(settings.preset))
 
 
-def start_encode(source: str, settings: dict) -> Job:
+def start_encode(source: str, settings: EncodeSettings) -> Job:
     """The encode of ``source`` at ``settings``: the existing job (running or done), else a
     new one (queued behind any other). A bad combination raises BundleError, in the page."""
     forms.valid(settings)
-    _, meta = load(source)  # a checkpoint that does not load fails here, in the page
-    preview = preview_settings(settings, meta)
+    preview = preview_settings(settings, load(source))  # a checkpoint that does not load fails here, in the page
     if preview is not None and encode_job(source, settings) is None:
         _submit_encode(source, preview, f"Preview of {describe(source)} at {PREVIEW_PRESET}")
-    job = _submit_encode(source, settings, f"Encoding {describe(source)} at {settings['preset']}")
+    job = _submit_encode(source, settings, f"Encoding {describe(source)} at {settings.preset}")
     encodes = [k for k in st.session_state[LAB_ENCODES] if k != job.key]
     st.session_state[LAB_ENCODES] = encodes + [job.key]
     return job
 
 
-def _submit_encode(source: str, settings: dict, label: str) -> Job:
-    return runner().submit(encode_key(source, settings), "encode", label, _encode_work(source, dict(settings), lab_worker()),
-                           units=1, prior=ENCODE_PRIOR.get(settings["preset"]), rate_key=f"encode:{settings['preset']}",
-                           meta={"source": source, "settings": dict(settings)})
+def _submit_encode(source: str, settings: EncodeSettings, label: str) -> Job:
+    return runner().submit(encode_key(source, settings), "encode", label, _encode_work(source, settings, lab_worker()),
+                           units=1, prior=ENCODE_PRIOR.get(settings.preset), rate_key=f"encode:{settings.preset}",
+                           meta={"source": source, "settings": settings})
 
 
 def running_jobs(kind: str | None = None) -> list[Job]:
@@ -564,14 +560,13 @@ def _split_store() -> tuple[dict, threading.Lock]:
 
 def split(path: str, num_classes: int, size: int, limit: int | None, progress=None):
     """Decoded val images (read-only, shared). Raises DatasetError naming the problem."""
-    from ctnet.data import load_split, split_dir
-    split_dir(path, "val")  # a missing or wrongly laid out folder fails here, before caching
+    api.split_dir(path, "val")  # a missing or wrongly laid out folder fails here, before caching
     key = (str(Path(path).expanduser()), dataset_stamp(path), num_classes, size, limit)
     store, lock = _split_store()
     with lock:
         if key in store:
             return store[key]
-    data = load_split(key[0], "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=progress)
+    data = api.load_split(key[0], "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=progress)
     with lock:
         while len(store) >= 4:
             store.pop(next(iter(store)))
@@ -582,11 +577,10 @@ def split(path: str, num_classes: int, size: int, limit: int | None, progress=No
 def evaluate(model, data, device: str, progress=None) -> dict:
     """Top-1/top-5 and confusion matrix; the shared model is never moved: another device
     gets a copy."""
-    from ctnet.evaluate import evaluate as run_eval, resolve_device
-    dev = resolve_device(device)
+    dev = api.resolve_device(device)
     m = model if dev.type == "cpu" else copy.deepcopy(model).to(dev)
     with torch.no_grad():
-        return run_eval(m, data, device=dev, batch_size=100, progress=progress, confusion=True)
+        return api.evaluate(m, data, device=dev, batch_size=100, progress=progress, confusion=True)
 
 
 def devices() -> list[str]:
@@ -611,17 +605,17 @@ def accuracy_job(model_id: tuple, data_path: str, limit: int | None, device: str
     return runner().get(accuracy_key(model_id, data_path, limit, device))
 
 
-def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: str, limit: int | None,
+def start_accuracy(model_id: tuple, label: str, model, loaded: LoadedModel, data_path: str, limit: int | None,
                    device: str) -> Job:
-    """Top-1/top-5 of ``model`` on ``data_path`` in the background (cached by the key). A
-    missing or malformed data folder raises DatasetError here, in the page."""
-    from ctnet.data import label_map, list_images, split_dir
+    """Top-1/top-5 of ``model`` (``loaded``'s, or a decoded re-encode of it) on ``data_path``
+    in the background (cached by the key). A missing or malformed data folder raises
+    DatasetError here, in the page."""
     key = accuracy_key(model_id, data_path, limit, device)
     old = runner().get(key)
     if old is not None and (old.running or old.ok):  # what submit returns; its folder was checked then
         return old
-    num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
-    list_images(split_dir(data_path, "val"), meta.get("label_map") or label_map(num_classes))  # fails here, not later
+    num_classes, size = loaded.num_classes, loaded.image_size
+    api.list_images(api.split_dir(data_path, "val"), loaded.label_map or api.label_map(num_classes))  # fails here
 
     def work(job: Job) -> dict:
         job.report(0, 1, "reading images")
@@ -638,7 +632,7 @@ def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: st
                            units=units, prior=EVAL_PRIOR, meta={"label": label, "model_id": model_id})
 
 
-def lab_accuracy(path: str, settings: dict) -> tuple[Job | None, Job | None]:
+def lab_accuracy(path: str, settings: EncodeSettings) -> tuple[Job | None, Job | None]:
     """The Codec lab's accuracy on the embedded sample: (the checkpoint as loaded, the
     decoded re-encode at ``settings``), started in the background once the encode is done."""
     sample = sample_dir()
@@ -647,11 +641,11 @@ def lab_accuracy(path: str, settings: dict) -> tuple[Job | None, Job | None]:
     enc = encode_job(path, settings)
     if enc is None or not enc.ok:
         return None, None
-    model, meta = load(path)
+    loaded = load(path)
     d = digest(path)
-    src = start_accuracy(("loaded", d), describe(path), model, meta, str(sample), None, "auto")
+    src = start_accuracy(("loaded", d), describe(path), loaded.model, loaded, str(sample), None, "auto")
     dec = start_accuracy(decoded_id(d, settings), f"{describe(path)} at {forms.label(settings)}",
-                         enc.result()["result"].model, meta, str(sample), None, "auto")
+                         enc.result()["result"].model, loaded, str(sample), None, "auto")
     return src, dec
 
 
@@ -661,25 +655,24 @@ def model_summary(path: str, job: Job | None = None, entry: runs.Entry | None = 
     the lab's encode ``job`` of it: per-layer {bytes, non-zero, values}, total bytes, ratio,
     the model and its id for accuracy jobs, and the accuracies known (stored in results.json,
     at training, measured here on the embedded sample)."""
-    model, meta = load(path)
+    loaded = load(path)
     d = digest(path)
     if job is not None:
         res = job.result()["result"]
         layers = {x["name"]: {"bytes": x["bytes"], "non-zero": x["nonzero"], "values": None}
                   for x in res.layers if x["kind"] == "weight"}
         out = {"layers": layers, "total": res.total_bytes, "ratio": res.ratio, "model": res.model,
-               "model_id": decoded_id(d, job.meta["settings"]), "meta": meta, "acc": {},
+               "model_id": decoded_id(d, job.meta["settings"]), "loaded": loaded, "acc": {},
                "settings": job.meta["settings"], "key": job.key}
     else:
-        b = meta.get("bundle") or {}
-        out = {"layers": layer_summary(runs.stamp(path), model, meta), "total": b.get("total_bytes"),
-               "ratio": b.get("ratio"), "model": model, "model_id": ("loaded", d), "meta": meta, "acc": {},
-               "settings": meta["settings"] if b.get("version") == 2 else None, "key": runs.stamp(path)}
+        b = loaded.bundle
+        out = {"layers": layer_summary(runs.stamp(path), loaded), "total": b.total_bytes if b else None,
+               "ratio": b.ratio if b else None, "model": loaded.model, "model_id": ("loaded", d), "loaded": loaded,
+               "acc": {}, "settings": loaded.settings, "key": runs.stamp(path)}
         if entry is not None and entry.decoded:
             out["acc"]["stored (results.json)"] = entry.decoded.get("acc1")
-        m = meta.get("metrics") or (meta.get("source") or {}).get("metrics") or {}
-        if m.get("acc1") is not None:
-            out["acc"]["at training"] = m["acc1"]
+        if loaded.metrics.get("acc1") is not None:
+            out["acc"]["at training"] = loaded.metrics["acc1"]
     acc = accuracy_job(out["model_id"], str(sample_dir()), None, "auto")
     if acc is not None and acc.ok:
         out["acc"]["sample (measured here)"] = acc.result()["acc1"]
@@ -694,18 +687,16 @@ RD_DIR = "rd"  # beside the demo's runs: cache files of the sweeps shipped with 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def data_key(path: str, stamp: tuple) -> str:
-    from ctnet import rd
-    return rd.data_id(path)
+    return api.data_id(path)
 
 
 def rd_points(path: str, data: str, limit: int | None) -> list[dict]:
     """Every measured point of ``path`` on ``data``: the demo's shipped sweeps, then this
     machine's cache (``ctnet rd``'s, shared with the CLI), which wins where both have a point."""
-    from ctnet import rd
     d, dkey = digest(path), data_key(data, dataset_stamp(data))
     found: dict[str, dict] = {}
-    for cache in (demo_dir() / RD_DIR / f"{d[:32]}.json", rd.default_cache(d)):
-        found.update(rd.matching_points(cache, d, dkey, limit))
+    for cache in (demo_dir() / RD_DIR / f"{d[:32]}.json", api.default_cache(d)):
+        found.update(api.matching_points(cache, d, dkey, limit))
     return list(found.values())
 
 
@@ -718,11 +709,10 @@ def sweep_job(source: str, data: str, limit: int | None) -> Job | None:
 
 
 def start_sweep(source: str, data: str, limit: int | None, todo: list, device: str = "auto") -> Job:
-    """Measure ``todo`` (``ctnet.rd.Job``, those not measured yet) in the background."""
-    from ctnet import rd
-    model, meta = load(source)
+    """Measure ``todo`` (``api.RDJob``, those not measured yet) in the background."""
+    loaded = load(source)
     # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
-    images = split(data, int(meta["model"]["num_classes"]), int(meta.get("image_size", 128)), limit)
+    images = split(data, loaded.num_classes, loaded.image_size, limit)
     key = sweep_key(source, data, limit)
     old = runner().get(key)
     if old is not None and old.ok:
@@ -731,7 +721,7 @@ def start_sweep(source: str, data: str, limit: int | None, todo: list, device: s
     def work(job: Job):
         def progress(done, total, point_job, point):
             job.report(done, total, f"{point_job.label()}")
-        result = rd.sweep(source, data, todo, limit=limit, loaded=(model, meta), progress=progress, device=device,
+        result = api.sweep(source, data, todo, limit=limit, loaded=loaded, progress=progress, device=device,
                           split=images)
         return {"errors": result.errors, "nncodec": result.nncodec, "points": len(result.points)}
     return runner().submit(key, "sweep", f"Measuring {len(todo)} points", work, units=len(todo), prior=30.0,

@@ -5,7 +5,8 @@ import streamlit as st
 
 from app import state
 from app.jobs import Job
-from ctnet import runs
+from ctnet import api, runs
+from ctnet.api import LoadedModel
 
 # page files as st.page_link resolves them: relative to app/main.py
 PAGE_LINKS = {name: f"../pages/{name}.py" for name in ("checkpoints", "coefficients", "frames", "codec_lab",
@@ -45,7 +46,7 @@ def show_notice() -> None:
 
 
 def current_model(title: str):
-    """Page title and the current checkpoint's (path, cache key, model, meta); stops the
+    """Page title and the current checkpoint's (path, cache key, LoadedModel); stops the
     page with a message when there is none or it cannot be loaded."""
     st.title(title)
     choose_default()
@@ -57,23 +58,20 @@ def current_model(title: str):
         st.stop()
     try:
         with st.spinner(f"Loading {state.describe(path)}…"):
-            model, meta = state.load(path)
+            loaded = state.load(path)
     except Exception as exc:  # loader errors name the problem
         st.error(f"Cannot load {state.describe(path)}: {exc}")
         st.stop()
-    source = meta.get("source") or {}
-    metrics = meta.get("metrics") or source.get("metrics") or {}
-    epoch = meta.get("epoch", source.get("epoch"))
-    arch = meta["model"]["arch"] + (" CTNet" if meta["model"].get("ctnet") else " plain")
+    arch = loaded.spec.arch + (" CTNet" if loaded.spec.ctnet else " plain")
     bits = [f"**{state.describe(path)}**", arch]
-    if epoch is not None:
-        bits.append(f"epoch {epoch}")
-    if metrics.get("acc1") is not None:
-        bits.append(f"top-1 {metrics['acc1']:.2f} % at training")
-    if "bundle" in meta:
-        bits.append(f"bundle {meta['bundle']['total_bytes']:,} B ({meta['bundle']['ratio']:.1f}×)")
+    if loaded.epoch is not None:
+        bits.append(f"epoch {loaded.epoch}")
+    if loaded.metrics.get("acc1") is not None:
+        bits.append(f"top-1 {loaded.metrics['acc1']:.2f} % at training")
+    if loaded.bundle is not None:
+        bits.append(f"bundle {loaded.bundle.total_bytes:,} B ({loaded.bundle.ratio:.1f}×)")
     st.caption(" · ".join(bits))
-    return path, state.current_key(), model, meta
+    return path, state.current_key(), loaded
 
 
 def job_progress(jobs: list[Job | None], key: str, every: float = 1.0) -> None:
@@ -143,12 +141,11 @@ DOWNLOAD_FORMATS = {"safetensors": "plain torchvision (safetensors)", "onnx": "O
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)  # bytes: shared, not copied per hit
-def _model_file(key, fmt: str, _model, _meta) -> tuple[bytes, str]:
-    from ctnet.plain import model_file
-    return model_file(_model, _meta, fmt)
+def _model_file(key, fmt: str, _loaded: LoadedModel) -> tuple[bytes, str]:
+    return api.model_file(_loaded, fmt)
 
 
-def model_downloads(key, model, meta, stem: str, where: str) -> None:
+def model_downloads(key, loaded: LoadedModel, stem: str, where: str) -> None:
     """The decoded model as a file (``ctnet decode --out``): pick a format, prepare, download."""
     c1, c2 = st.columns([3, 2])
     fmt = c1.selectbox("Decoded model as", list(DOWNLOAD_FORMATS), format_func=DOWNLOAD_FORMATS.get,
@@ -156,7 +153,7 @@ def model_downloads(key, model, meta, stem: str, where: str) -> None:
     if c2.button("Prepare file", key=f"w_dl_prepare_{where}"):
         try:
             with st.spinner(f"Writing {DOWNLOAD_FORMATS[fmt]}…"):
-                st.session_state[f"dl_ready_{where}"] = (key, fmt, *_model_file(key, fmt, model, meta))
+                st.session_state[f"dl_ready_{where}"] = (key, fmt, *_model_file(key, fmt, loaded))
         except Exception as exc:  # the exporter's errors name the problem
             st.error(f"Cannot export: {exc}")
     ready = st.session_state.get(f"dl_ready_{where}")

@@ -11,13 +11,13 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, forms, state, ui
-from ctnet.data import DatasetError, class_names, label_map
+from ctnet.api import DatasetError, class_names, label_map
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Accuracy")
-num_classes = int(meta["model"]["num_classes"])
+path, key, loaded = ui.current_model("Accuracy")
+model, num_classes = loaded.model, loaded.num_classes
 d = state.digest(path)
-is_bundle = "bundle" in meta
+is_bundle = loaded.bundle is not None
 
 # --- which data, how much, where ------------------------------------------------------------------
 data_path, limit, device = ui.data_controls(state.W_ACC_DATA)
@@ -63,7 +63,7 @@ measured = candidates[-1]
 st.markdown(f"**Measuring:** {measured[1]} — {state.describe(path)}"
             + (f", against the {loaded_label}" if len(candidates) > 1 else ""))
 
-source_metrics = (meta.get("source") or {}).get("metrics") if is_bundle else None
+source_metrics = loaded.metrics if is_bundle else None
 jobs = {role: (state.accuracy_job(mid, data_path, limit, device) if data_path else None)
         for role, _, _, mid in candidates}
 results = {role: (j.result() if j is not None and j.ok else None) for role, j in jobs.items()}
@@ -81,7 +81,7 @@ if run:
     else:
         try:
             for role, label, m, mid in missing:
-                jobs[role] = state.start_accuracy(mid, label, m, meta, data_path, limit, device)
+                jobs[role] = state.start_accuracy(mid, label, m, loaded, data_path, limit, device)
         except DatasetError as exc:
             st.error(f"Dataset problem: {exc}")
 for role, j in jobs.items():
@@ -113,7 +113,7 @@ if "original" in done and "decoded" in done:
 if done:
     role = "decoded" if "decoded" in done else "original"
     r = done[role]
-    names = class_names(meta.get("label_map") or label_map(num_classes))
+    names = class_names(loaded.label_map or label_map(num_classes))
     st.subheader(f"Confusion matrix ({role}, {r['images']} images on {r['device']})")
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})

@@ -148,11 +148,11 @@ if entries:
                                       ("compare", "Compare", ":material/compare:")):
                 st.page_link(ui.PAGE_LINKS[page], label=label, icon=icon)
         try:
-            cur_model, cur_meta = state.load(current)
+            cur = state.load(current)
         except Exception as exc:  # the loaders' errors name the problem
             st.error(f"Cannot load {state.describe(current)}: {exc}")
         else:
-            ui.model_downloads(state.current_key(), cur_model, cur_meta,
+            ui.model_downloads(state.current_key(), cur,
                                state.describe(current).replace(" · ", "-").replace(" ", "_"), "checkpoints")
     front = {e.path for e in runs.frontier(entries, which)}
     table = pd.DataFrame([{"current": "★" if e.path == current else "", "frontier": "✓" if e.path in front else "",

@@ -9,16 +9,17 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, forms, state, ui
+from ctnet import api
 from ctnet import inspect as ci
 from ctnet import runs
-from ctnet.codec.manifest import BundleError
+from ctnet.api import BundleError, EncodeSettings
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Codec lab")
+path, key, loaded = ui.current_model("Codec lab")
 forms.seed(ss[state.LAB_SETTINGS])
 
 
-def _use(settings: dict) -> None:
+def _use(settings: EncodeSettings) -> None:
     forms.seed(forms.fit(settings), force=True)
 
 
@@ -26,7 +27,7 @@ with st.expander("Codec settings", expanded=True):
     settings = forms.render()
 ss[state.LAB_SETTINGS] = settings
 state.write_url()  # now: the page may stop early below
-bundle_settings = meta.get("settings") if (meta.get("bundle") or {}).get("version") == 2 else None
+bundle_settings = loaded.settings  # a format-v2 bundle's own
 
 try:
     forms.valid(settings)
@@ -56,7 +57,7 @@ with st.container(horizontal=True):
 if invalid:
     st.error(f"These settings cannot be encoded: {invalid}")
 elif job is None:
-    st.caption(f"Encode + decode of this checkpoint at {settings['preset']}: "
+    st.caption(f"Encode + decode of this checkpoint at {settings.preset}: "
                f"{ui.estimate_text(state.encode_estimate(settings))} on this server; then its top-1 on the "
                "embedded sample is measured in the background.")
 ui.show_notice()
@@ -95,7 +96,7 @@ if shown is None:
 lab = shown.result()
 res, s = lab["result"], lab["settings"]
 if previewing:
-    st.info(f"**Preview**, coded at {state.PREVIEW_PRESET} while the exact encode at {settings['preset']} runs: the "
+    st.info(f"**Preview**, coded at {state.PREVIEW_PRESET} while the exact encode at {settings.preset} runs: the "
             "same levels, so the decoded model, its errors and its top-1 are already those of the exact encode; "
             f"only the bytes will change ({state.PREVIEW_PRESET} spends a little more). This page shows the exact "
             "result when it is done.")
@@ -134,9 +135,10 @@ src_line = (f"Source (as loaded): top-1 {src_r['acc1']:.2f} % on the same {src_r
 st.caption(src_line + f"{res.nonzero:,} non-zero levels; weights {res.weights_bytes:,} B, tables and "
            f"manifest {res.metadata_bytes:,} B; encode + decode {lab['seconds']:.1f} s; "
            f"{sum(x['frames'] for x in res.streams)} coded frames of {len(res.frame_info)} in the plan.")
-if "bundle" in meta:
-    st.caption(f"The bundle this checkpoint was loaded from holds {meta['bundle']['total_bytes']:,} B "
-               f"({meta['bundle']['ratio']:.2f}×) at {forms.label(meta['settings'])}.")
+if loaded.bundle is not None:
+    st.caption(f"The bundle this checkpoint was loaded from holds {loaded.bundle.total_bytes:,} B "
+               f"({loaded.bundle.ratio:.2f}×) at "
+               + (f"{forms.label(loaded.settings)}." if loaded.settings else f"format v{loaded.bundle.version}."))
 
 rows = ci.encode_layer_table(res.layers, lab["errors"])
 video_rows = [r for r in rows if r["kind"] == "weight"]
@@ -178,8 +180,8 @@ with st.expander("Streams and files"):
     st.dataframe(pd.DataFrame([{"file": n, "bytes": len(b)} for n, b in sorted(res.files.items())]),
                  hide_index=True, width="stretch")
 
-stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
-        f"{s['preset']}-crf{s['crf']}")
+stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s.codec}-"
+        f"{s.preset}-crf{s.crf}")
 st.download_button("Download this bundle (zip)", lambda: runs.zip_bundle(res.files, stem),  # zipped on the click
                    file_name=f"{stem}.zip", mime="application/zip", type="secondary")
-ui.model_downloads(("lab", res.digest), res.model, res.manifest, stem, "lab")
+ui.model_downloads(("lab", res.digest), api.encoded_model(res), stem, "lab")

@@ -16,10 +16,11 @@ MAX_HEATMAP_SIDE = 512  # larger images are max-pooled for display (plotly draws
 FLOOR = 1e-6
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Coefficients")
+path, key, loaded = ui.current_model("Coefficients")
+model = loaded.model
 
 GRID, UNIFORM = "export grid", "uniform q"
-grid_rows = state.grid_stats(key, model, meta)
+grid_rows = state.grid_stats(key, loaded)
 mode = st.radio("Count non-zero coefficients", [GRID, UNIFORM], horizontal=True, key=state.W_GRID,
                 format_func=lambda m: "levels ≠ 0 on the checkpoint's export grid (what a bundle codes)" if m == GRID
                 else "|c| ≥ q/2 at one uniform step q (the paper's rate proxy)")
@@ -27,7 +28,7 @@ if mode == GRID:
     rows = grid_rows
     q = None
 else:
-    default_q = float(((meta.get("train_config") or {}).get("qstep")) or 0.1)
+    default_q = float((loaded.train_config or {}).get("qstep") or 0.1)
     if state.W_Q not in ss:
         ss[state.W_Q] = default_q
     q = st.number_input("Quantisation step q (a coefficient counts as non-zero when |c| ≥ q/2)", min_value=1e-5,
@@ -40,7 +41,7 @@ c1.metric("stored coefficients", f"{total:,}")
 c2.metric("non-zero levels on the export grid" if q is None else f"non-zero at q/2 = {q / 2:g}", f"{nz:,}")
 c3.metric("sparsity", f"{100.0 * (total - nz) / total:.2f} %")
 if q is None:
-    st.caption(f"The grid of {'this bundle' if 'bundle' in meta else 'an 8-bit export (EncodeSettings defaults)'}: "
+    st.caption(f"The grid of {'this bundle' if loaded.bundle is not None else 'an 8-bit export (EncodeSettings defaults)'}: "
                "per-tile scales, levels rounded as the encoder rounds them; the results table and the Codec lab "
                "count the same levels.")
 

@@ -87,7 +87,7 @@ if todo and (sample / "val").is_dir():
     if st.button(f"Measure top-1 on the embedded sample ({ui.estimate_text(est)})", key="w_cmp_measure"):
         for tag, s in todo:
             state.start_accuracy(s["model_id"], options[a_key if tag == "A" else b_key]["label"], s["model"],
-                                 s["meta"], str(sample), None, "auto")
+                                 s["loaded"], str(sample), None, "auto")
         st.rerun()
 ui.job_progress([s["acc_job"] for s in (A, B)], "cmp")
 
@@ -106,7 +106,7 @@ maps = {}
 if spatial:
     st.markdown("**Sparsity map**: fraction of non-zero levels per DCT frequency of one layer, over its filters")
     layer = st.selectbox("Layer", spatial, key="w_cmp_layer")
-    maps = {tag: state.level_frequency_map(m["key"], layer, m["model"], m["meta"], m["settings"])
+    maps = {tag: state.level_frequency_map(m["key"], layer, m["model"], m["loaded"].meta, m["settings"])
             for tag, m in (("A", A), ("B", B))}
 if maps and maps["A"] is not None and maps["B"] is not None:
     c1, c2, c3 = st.columns(3)

@@ -17,14 +17,14 @@ THUMB = 32  # thumbnail side (px, max-pooled: isolated levels stay visible)
 COLUMNS = 16
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Frames")
+path, key, loaded = ui.current_model("Frames")
 settings = ss[state.LAB_SETTINGS]
 layout = state.layout_of(settings)
 st.html("<style>[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img "
         "{image-rendering: pixelated;}</style>")
 
 with st.spinner("Laying the levels out as frames…"):
-    cf = state.coded_frames(key, layout, model, meta, settings)
+    cf = state.coded_frames(key, layout, loaded, settings)
 n = len(cf.ids)
 st.caption(f"Laid out as the Codec lab's settings say ({forms.label(settings)}): {cf.plan_frames} frames of "
            f"{cf.frame}×{cf.frame} in the plan, {n} coded ({cf.plan_frames - n} hold only level 0 and are not "
@@ -38,7 +38,7 @@ view = st.radio("Show", list(state.VIEWS), format_func=state.VIEWS.get, horizont
                 help="The coded pixels are nearly uniform grey around level 0; |level| stretched makes the "
                      "sparse levels visible.")
 frames8 = state.frame_view(key, layout, view, cf)
-fbytes, bytes_from = state.frame_bytes(path, meta, settings)
+fbytes, bytes_from = state.frame_bytes(path, loaded, settings)
 
 if not isinstance(ss.get(state.W_FRAME), int) or not 0 <= ss[state.W_FRAME] < n:
     ss[state.W_FRAME] = 0

@@ -1,6 +1,7 @@
 """The structure the design promises, checked: no import cycle among ctnet's modules (imports
-inside functions count), the floor (errors, limits, fileio) imports nothing from ctnet, the
-command line is a layer of its own (no library module imports ``ctnet.cli``), only
+inside functions count), the floor (errors, limits, fileio, strict) imports nothing from ctnet, the CLI
+and the app reach the library only through ``ctnet.api`` (and the read-only ``ctnet.inspect``
+and ``ctnet.runs``), the command line is a layer of its own (no library module imports ``ctnet.cli``), only
 ``ctnet.codec.video`` imports PyAV, ``ctnet`` never imports streamlit, and describing the
 codecs (``ctnet rd --help``) loads no PyAV."""
 import ast
@@ -8,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-CTNET = Path(__file__).resolve().parents[1] / "ctnet"
-FLOOR = ("ctnet.errors", "ctnet.fileio", "ctnet.limits")
+REPO = Path(__file__).resolve().parents[1]
+CTNET = REPO / "ctnet"
+FLOOR = ("ctnet.errors", "ctnet.fileio", "ctnet.limits", "ctnet.strict")
+DOOR = ("ctnet.api", "ctnet.inspect", "ctnet.runs")  # all that the CLI and the app may import of ctnet
 
 
 def _imports(path: Path) -> set[str]:
@@ -116,6 +119,34 @@ def test_the_cycle_check_finds_a_cycle_closed_inside_a_function():
 def test_the_floor_imports_nothing_from_ctnet():
     graph = import_graph()
     assert {m: graph[m] for m in FLOOR} == {m: set() for m in FLOOR}
+
+
+def _ctnet_imports_of(path: Path, package: str | None = None) -> set[str]:
+    """The ctnet modules a file outside the library (or in ``ctnet.cli``) imports by name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "ctnet"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # inside ctnet.cli: resolve against the package
+                assert package is not None, path
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base == "ctnet":
+                found |= {f"ctnet.{a.name}" for a in node.names}
+            elif base.startswith("ctnet."):
+                found.add(base)
+    return found
+
+
+def test_the_cli_and_the_app_come_in_through_the_door():
+    outside = {p: _ctnet_imports_of(p) for d in ("app", "pages") for p in sorted((REPO / d).rglob("*.py"))}
+    outside |= {p: _ctnet_imports_of(p, "ctnet.cli") - {"ctnet.cli.common"} for p in sorted((CTNET / "cli").glob("*.py"))}
+    past = {str(p.relative_to(REPO)): sorted(m - set(DOOR)) for p, m in outside.items() if m - set(DOOR)}
+    assert not past, f"imports past ctnet.api / ctnet.inspect / ctnet.runs: {past}"
+    assert any("ctnet.api" in m for m in outside.values())  # the check sees imports at all
 
 
 def test_library_modules_do_not_import_the_cli_or_streamlit():

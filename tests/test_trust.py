@@ -172,9 +172,9 @@ def test_typed_meta_round_trips_and_keeps_unknown_fields():
 
 def test_loaded_model_describes_its_source(tmp_path, state):
     path = save_checkpoint(tmp_path / "a.safetensors", state, {"model": SPEC.to_dict(), "image_size": 16})
-    loaded = api.load(path)
-    assert loaded.source == "checkpoint" and loaded.path == path and loaded.num_classes == 10
-    assert loaded.image_size == 16 and not loaded.model.training
+    loaded = api.load_any(path)
+    assert loaded.kind == "checkpoint" and loaded.path == path and loaded.num_classes == 10 and loaded.spec == SPEC
+    assert loaded.image_size == 16 and not loaded.model.training and loaded.bundle is None and loaded.settings is None
 
 
 # --- the block size: bounded, and tied to the weights -------------------------------------------

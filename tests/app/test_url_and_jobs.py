@@ -3,6 +3,8 @@ background jobs in the server's store, found again by a new session (a reload, a
 tab, a shared link) instead of being lost or run twice."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def test_url_holds_checkpoint_and_settings_and_a_shared_link_restores_them(demo_
     # a reload / bookmark / shared link: a new session with that URL, on any page
     again = session(url, "codec_lab")
     assert again.session_state["current"] == str(demo_env / other)
-    assert again.session_state["lab_settings"]["crf"] == 30 and again.session_state["lab_settings"]["frame"] == 128
+    assert again.session_state["lab_settings"].crf == 30 and again.session_state["lab_settings"].frame == 128
     assert again.slider(key="w_lab_crf").value == 30 and not again.checkbox(key="w_lab_lossless").value
     assert again.selectbox(key="w_lab_frame").value == 128
 
@@ -53,7 +55,7 @@ def test_a_broken_link_says_so_and_opens_the_default(demo_env):
     text = " ".join(w.value for w in at.warning)
     assert "could not be opened" in text and "frame size" in text
     assert at.session_state["current"] is not None and str(demo_env) in at.session_state["current"]
-    assert at.session_state["lab_settings"]["frame"] == 256
+    assert at.session_state["lab_settings"].frame == 256
 
 
 def test_a_reload_reattaches_to_a_running_encode(demo_env):
@@ -114,14 +116,15 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
     from app.jobs import Cancelled
     at = session(page="codec_lab")
     path, settings = at.session_state["current"], at.session_state["lab_settings"]
-    assert settings["preset"] == "medium" and settings["crf"] == 0
+    assert settings.preset == "medium" and settings.crf == 0
     preview = state.preview_settings(settings)
-    assert preview == {**settings, "preset": "ultrafast"}
+    assert preview == replace(settings, preset="ultrafast")
     d = state.digest(path)
     assert state.decoded_id(d, preview) == state.decoded_id(d, settings)
-    assert state.decoded_id(d, {**settings, "crf": 20}) != state.decoded_id(d, {**settings, "crf": 20, "preset": "fast"})
-    assert state.preview_settings({**settings, "crf": 20}) is None and state.preview_settings(preview) is None
-    small, large = {"bundle": {"total_bytes": 800_000}}, {"bundle": {"total_bytes": 2_900_000}}
+    assert state.decoded_id(d, replace(settings, crf=20)) != state.decoded_id(d, replace(settings, crf=20, preset="fast"))
+    assert state.preview_settings(replace(settings, crf=20)) is None and state.preview_settings(preview) is None
+    loaded = state.load(path)
+    small, large = (replace(loaded, bundle=replace(loaded.bundle, total_bytes=n)) for n in (800_000, 2_900_000))
     assert state.preview_settings(settings, small) is None and state.preview_settings(settings, large) == preview
 
     def held(job):  # the exact encode, held back as a long one would be
