@@ -6,7 +6,7 @@
 * switching checkpoint: another one picked in the Checkpoints page → the app idle again
   (the new model loaded: a bundle is decoded from its H.265 streams);
 * re-encoding CTNet-18 at the lab's default settings (`medium`, lossless): the Codec lab's
-  Encode pressed → its first result shown (the ultrafast preview, app/state.py), → the exact
+  Encode pressed → its first result shown (the ultrafast preview, app/encodes.py), → the exact
   medium result shown, then → its decoded top-1 on the embedded sample shown
   (measured in the background: the accuracy in the lab); at the end, the same click → result
   for every other demo checkpoint;

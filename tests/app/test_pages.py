@@ -49,9 +49,9 @@ def metric(at: AppTest, label: str) -> str:
 def wait_for_jobs(at: AppTest, seconds: float = 300) -> AppTest:
     """Rerun until the background jobs (encode, accuracy) have finished (what the pages'
     pollers do live)."""
-    from app import state
+    from app import background
     deadline = time.monotonic() + seconds
-    while state.running_jobs():
+    while background.running_jobs():
         assert time.monotonic() < deadline, "background jobs did not finish"
         time.sleep(0.5)
         at.run()
@@ -60,8 +60,8 @@ def wait_for_jobs(at: AppTest, seconds: float = 300) -> AppTest:
 
 def lab_shown(at: AppTest) -> dict:
     """The encode the Codec lab shows for its widgets' settings (job result)."""
-    from app import state
-    job = state.encode_job(current(at), at.session_state["lab_settings"])
+    from app import encodes
+    job = encodes.encode_job(current(at), at.session_state["lab_settings"])
     assert job is not None and job.ok, job and job.error()
     return job.result()
 
@@ -130,9 +130,9 @@ def test_select_checkpoint_from_a_training_folder(demo_env, training_run):
 def test_coefficients_widgets(demo_env):
     at = ok(app("coefficients"))
     # by default: levels ≠ 0 on the checkpoint's export grid, the count the bundle codes
-    from app import state
+    from app import models
     from ctnet import inspect as ci
-    loaded = state.load(current(at))
+    loaded = models.load(current(at))
     grid_nz = sum(r["non-zero"] for r in ci.grid_stats(loaded.model, loaded.meta))
     assert metric(at, "non-zero levels on the export grid") == f"{grid_nz:,}"
     layers = at.selectbox(key="w_layer").options
@@ -372,13 +372,13 @@ def test_missing_demo_says_how_to_get_it(monkeypatch, tmp_path):
 
 def test_cached_models_are_never_mutated(demo_env):
     """After every page has used the shared model, its tensors equal a fresh load's."""
-    from app import state
+    from app import models
     from ctnet.api import load_any
     at = app()
     for page in PAGES:
         ok(at.switch_page(PAGES[page]).run())
     path = current(at)
-    shared, fresh = state.load(path).model, load_any(path).model
+    shared, fresh = models.load(path).model, load_any(path).model
     a, b = shared.state_dict(), fresh.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
