@@ -5,6 +5,7 @@ and ``ctnet.runs``), the command line is a layer of its own (no library module i
 ``ctnet.codec.video`` imports PyAV, ``ctnet`` never imports streamlit, and describing the
 codecs (``ctnet rd --help``) loads no PyAV."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,39 @@ def test_the_cli_and_the_app_come_in_through_the_door():
     past = {str(p.relative_to(REPO)): sorted(m - set(DOOR)) for p, m in outside.items() if m - set(DOOR)}
     assert not past, f"imports past ctnet.api / ctnet.inspect / ctnet.runs: {past}"
     assert any("ctnet.api" in m for m in outside.values())  # the check sees imports at all
+
+
+def readme_layers() -> dict[str, int]:
+    """Module → layer, as the README's map draws them: lines `` N file, file …`` under
+    ``ctnet/`` (``cli/`` stands for the package and every module in it)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("\n## Map\n"):].split("```")[1]
+    layers = {}
+    for line in block.splitlines():
+        m = re.match(r"^ (\d+) (\S.*?)(?:\s{2,}.*)?$", line)
+        if not m:
+            continue
+        for item in (x.strip() for x in m.group(2).split(",")):
+            if item.endswith("/"):  # a package: its __init__ and every module in it
+                package = "ctnet." + item.strip("/").replace("/", ".")
+                layers.update({mod: int(m.group(1)) for mod in import_graph() if mod == package
+                               or mod.startswith(package + ".")})
+            else:
+                layers["ctnet." + item.removesuffix(".py").replace("/", ".")] = int(m.group(1))
+    return layers
+
+
+PACKAGES = ("ctnet", "ctnet.codec")  # where ``from . import x`` lands first: re-exports, not a layer
+
+
+def test_the_readme_map_draws_every_module_in_its_layer():
+    graph, layers = import_graph(), readme_layers()
+    assert set(layers) == set(graph) - set(PACKAGES), "modules missing from / unknown to the README's map: " \
+        f"{sorted(set(graph) - set(PACKAGES) - set(layers))} / {sorted(set(layers) - set(graph))}"
+    upward = [f"{m} (layer {layers[m]}) imports {d} (layer {layers[d]})" for m, deps in graph.items() if m in layers
+              for d in sorted(deps) if d in layers and layers[d] > layers[m]]
+    assert not upward, "imports against the README map's layers: " + "; ".join(upward)
+    assert [layers[m] for m in FLOOR] == [0] * len(FLOOR) and layers["ctnet.api"] > layers["ctnet.rd"]
 
 
 def test_library_modules_do_not_import_the_cli_or_streamlit():

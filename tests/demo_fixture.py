@@ -1,10 +1,10 @@
 """Build a demo folder in the layout of ``assets/demo`` from real training runs.
 
 The app tests use ``assets/demo`` when it exists; until then they build a small one with
-:func:`build_demo` from a short real CPU training run (see ``conftest.py``). It also
+:func:`build_demo` from a short real CPU training run (see ``tests/conftest.py``). It also
 builds a development demo from local runs::
 
-    .venv/bin/python tests/app/demo_fixture.py DEST --data ../shared/data/imagenette2-128 \
+    .venv/bin/python tests/demo_fixture.py DEST --data ../shared/data/imagenette2-128 \
         --run runs/gpu/ctnet18-export-lam1e-6:best,smallest --run ... [--preset fast]
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 # what the app tests open: the entry point, and each page as AppTest.switch_page names it
