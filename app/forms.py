@@ -9,8 +9,8 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from ctnet.api import BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, MAX_DITHER, ORDERS, PRESETS, BundleError, EncodeSettings
-from ctnet.api import default_codec
+from ctnet.api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, MAX_DITHER, ORDERS, PRESETS, BundleError, EncodeSettings,
+                       default_codec)
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings))
 TYPES = {f.name: type(getattr(EncodeSettings(), f.name)) for f in fields(EncodeSettings)}

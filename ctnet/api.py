@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .baselines import nncodec_status
 from .codec.manifest import BN_MODES, EncodeSettings
 from .codec.plan import FRAME_SIZES, ORDERS
-from .baselines import nncodec_status
 from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from .data import IMAGENETTE_URLS, class_names, download_imagenette, label_map, list_images, load_split, split_dir
 from .errors import (BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError, PlainExportError,
@@ -80,7 +80,7 @@ def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progr
     from .codec.bundle import encode_model
     settings = settings if settings is not None else EncodeSettings()
     settings = replace(settings, **overrides) if overrides else settings
-    return encode_model(loaded.model, loaded.meta, settings.validate(), progress=progress)
+    return encode_model(loaded.model, loaded.meta, settings, progress=progress)
 
 
 def encode_result(report: dict) -> EncodeResult:

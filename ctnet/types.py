@@ -298,7 +298,8 @@ class LoadedModel:
     @classmethod
     def of(cls, model, meta: dict, kind: str, path: Path | None) -> LoadedModel:
         """The typed view of a loader's ``(model, metadata)``: the one place that reads the
-        metadata dict's keys (they differ between checkpoints, v1 and v2 bundles)."""
+        metadata dict's keys (they differ between checkpoints, v1 and v2 bundles). The loaders'
+        parsers checked every field already, so nothing is validated again here."""
         source: dict = meta["source"] if isinstance(meta.get("source"), dict) else {}
         b = meta.get("bundle")
         bundle = settings = None
@@ -308,9 +309,9 @@ class LoadedModel:
                                  dict(b.get("files") or {}),
                                  tuple(int(x) for x in frame_bytes) if frame_bytes is not None else None)
             if bundle.version == 2:
-                settings = EncodeSettings.from_dict(meta["settings"])
+                settings = EncodeSettings(**meta["settings"])
         epoch = meta.get("epoch", source.get("epoch"))
-        return cls(model, kind, path, ModelSpec.from_dict(meta["model"]), int(meta.get("image_size", 128)),
+        return cls(model, kind, path, ModelSpec(**meta["model"]), int(meta.get("image_size", 128)),
                    int(meta.get("pixel_bit_depth", 0)), meta.get("label_map"),
                    epoch if isinstance(epoch, int) else None,
                    dict(meta.get("metrics") or source.get("metrics") or {}), meta.get("train_config"),

@@ -68,7 +68,7 @@ lq = q if q is not None else max(float(row.get("q (largest step)") or 0.0), 1e-6
 st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
 img = views.coefficient_image(key, layer, model)
 shown, factor = ci.max_pool(ci.log_magnitude(img, FLOOR), MAX_HEATMAP_SIDE)
-tile = int(ss[keys.LAB_SETTINGS]["tile"])
+tile = ss[keys.LAB_SETTINGS].tile
 axes = (("output channel × k_h", "input channel × k_w") if row["kind"] == ci.KIND_SPATIAL
         else ("output channel", "input channel"))
 st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR), axes),

@@ -38,7 +38,7 @@ def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
 def test_frames_are_the_codecs_frames(model_meta, encoded):
     """The Frames page's frames, plan and bytes are exactly the encoder's (format v2)."""
     model, meta = model_meta
-    cf = ci.coded_frames(model, meta, encoded.settings)
+    cf = ci.coded_frames(model, meta, api.EncodeSettings(**encoded.settings))
     assert np.array_equal(cf.pixels, encoded.frames)
     assert cf.plan_frames == len(encoded.frame_info)
     assert cf.ids == [k for k, f in enumerate(encoded.frame_info) if f["coded"]]
