@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .checkpoint import load_model
-from .errors import CheckpointError
+from .checkpoint import check_expected, load_model
 from .types import LoadedModel
 
 
@@ -27,12 +26,7 @@ def load_any(path: str | os.PathLike, *, expected_arch: str | None = None,
         model, meta = load_model(path, expected_arch=expected_arch, expected_block_size=expected_block_size)
         return LoadedModel.of(model, meta, "checkpoint", Path(path))
     loaded = read_bundle(path)
-    spec = loaded.spec
-    if expected_arch is not None and spec.arch != expected_arch:
-        raise CheckpointError(f"{path} is a {spec.arch}, not a {expected_arch}")
-    if expected_block_size is not None and spec.ctnet and spec.dct_block_size != expected_block_size:
-        raise CheckpointError(f"{path} was trained with DCT block size {spec.dct_block_size}, not "
-                              f"{expected_block_size}; the weights would decode wrongly")
+    check_expected(loaded.spec, str(path), expected_arch=expected_arch, expected_block_size=expected_block_size)
     return loaded
 
 
