@@ -31,7 +31,8 @@ from .plain import check_destination, evaluate_exported, is_exported
 from .rate import RATE_GRIDS
 from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
 from .rd import Job as RDJob
-from .rd import codec_names, data_id, default_cache, matching_points, missing_jobs, reference_point, source_hash, sweep
+from .rd import codec_names, data_id, default_cache, full_split_points, matching_points, missing_jobs, reference_point
+from .rd import source_hash, sweep
 from .rd import frontier as rd_frontier
 from .sources import decode_files, is_bundle, load_any, read_bundle
 from .train import OPTIMIZERS, TrainConfig, fit
@@ -162,7 +163,8 @@ __all__ = [
     "is_exported",
     # rate-distortion sweeps
     "RDJob", "Sweep", "sweep", "bundle_jobs", "baseline_jobs", "codec_names", "best_at_floor", "rd_frontier",
-    "reference_point", "missing_jobs", "matching_points", "default_cache", "data_id", "source_hash", "nncodec_status",
+    "reference_point", "missing_jobs", "matching_points", "full_split_points", "default_cache", "data_id", "source_hash",
+    "nncodec_status",
     "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
     # the tables flags and forms are built from
     "ARCHITECTURES", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "BN_MODES", "CODECS", "PIX_FMTS", "PRESETS",

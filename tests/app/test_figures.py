@@ -13,7 +13,7 @@ def test_pareto_figure_reads_well():
     assert figures.human_bytes(2_500_000) == "2.5 MB" and figures.human_bytes(500_000) == "500 kB"
     e = [runs.Entry(run="r", roles=(role,), path=f"/x/{role}", kind="bundle", acc1=80.0, real_bytes=1000,
                     fp32_bytes=50_000) for role in ("best", "smallest")]
-    fig = figures.pareto(e, "/x/best", "acc1", "ratio", (81.0, "notes"))
+    fig = figures.pareto(e, "/x/best", "acc1", "ratio", runs.Baseline(81.0, "notes"))
     pts = next(t for t in fig.data if t.customdata is not None and len(t.x) == 2)
     assert pts.x[0] != pts.x[1]  # the same place: spread sideways
     assert any(s.type == "rect" and s.y0 == 80.0 and s.y1 == 81.0 for s in fig.layout.shapes)
