@@ -266,12 +266,19 @@ def coefficient_heatmap(logmag: np.ndarray, factor: int, tile: int, floor_log: f
     return fig
 
 
-def frequency_heatmap(z: np.ndarray, title: str, axes: tuple[str, str], log: bool) -> go.Figure:
+def frequency_heatmap(z: np.ndarray, title: str, axes: tuple[str, str], log: bool,
+                      diverging: bool = False) -> go.Figure:
+    """A per-frequency map; ``diverging``: a difference, on a red–blue scale centred at 0 (no
+    change is white, not the darkest cell)."""
     # exact zeros have no logarithm: left blank rather than pinned to an arbitrary floor
     values = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan) if log else z
-    fig = go.Figure(go.Heatmap(z=values, colorscale="Magma" if log else "Blues",
-                               text=np.vectorize(lambda v: f"{v:.3g}")(z),
+    span = float(np.nanmax(np.abs(z))) if diverging and z.size else 0.0
+    scale = dict(colorscale="RdBu_r", zmid=0.0, zmin=-(span or 1.0), zmax=span or 1.0) if diverging else \
+        dict(colorscale="Magma" if log else "Blues")
+    fig = go.Figure(go.Heatmap(z=values, **scale,
+                               text=np.vectorize(lambda v: f"{v:.2g}")(z),
                                texttemplate="%{text}" if z.size <= 64 else None,
+                               textfont=dict(size=10),
                                colorbar=dict(title="log10" if log else ""),
                                hovertemplate=f"{axes[0]} %{{y}}, {axes[1]} %{{x}}<br>{title} %{{text}}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text=axes[0], scaleanchor="x")

@@ -13,7 +13,7 @@ from .common import _guarded, add_eval_args
 def summary_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
     p.add_argument("--arch", default="resnet18", choices=sorted(api.ARCHITECTURES))
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10: ImageNette)")
     p.add_argument("--dct-block-size", type=int, default=16)
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convolutions plain (ResNet-50 hybrid)")
     p.add_argument("--json", action="store_true")

@@ -58,3 +58,12 @@ def test_pareto_points_that_would_overlap_are_moved_apart_and_each_stays_clickab
     assert (star.x[0], star.y[0]) == (best.x[i], best.y[i])
     # hover keeps the true ratio
     assert best.customdata[i][4] == e[0].ratio
+
+
+def test_a_difference_map_is_centred_at_zero():
+    """Issue 24.10: B − A on a diverging scale centred at 0, so "no change" is the middle colour."""
+    import numpy as np
+    fig = figures.frequency_heatmap(np.array([[0.0, 0.25], [-0.5, 0.0]]), "B − A", ("k_h", "k_w"), log=False,
+                                    diverging=True)
+    h = fig.data[0]
+    assert h.zmid == 0.0 and (h.zmin, h.zmax) == (-0.5, 0.5) and h.colorscale[0][1] != h.colorscale[-1][1]
