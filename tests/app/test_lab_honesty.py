@@ -31,6 +31,13 @@ def wait(at: AppTest, seconds: float = 600) -> AppTest:
     return ok(at.run())
 
 
+def in_order(node):
+    """Every element of the page in the order it is drawn (depth first)."""
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from in_order(child)
+
+
 def v2_bundle(demo) -> str:
     v2 = [p.parent for p in sorted(demo.glob("runs/*/bundles/*/manifest.json"))
           if json.loads(p.read_text()).get("version") == 2]
@@ -40,7 +47,7 @@ def v2_bundle(demo) -> str:
 
 
 def test_exact_requantised_interval_and_the_tabs_encodes(demo_env):
-    at = AppTest.from_file(MAIN, default_timeout=240)
+    at = AppTest.from_file(MAIN, default_timeout=900)
     at.query_params["ckpt"] = v2_bundle(demo_env)
     ok(at.run())
     at.switch_page(PAGES["codec_lab"]).run()
@@ -49,6 +56,12 @@ def test_exact_requantised_interval_and_the_tabs_encodes(demo_env):
     at.button(key="w_encode").click().run()
     wait(at)
     assert any(s.value.startswith("**Exact on the trained grid:**") for s in at.success), [s.value for s in at.success]
+    # issue 24.6: what Encode produces comes before the settings form (in the first viewport)
+    drawn = list(in_order(at.main))
+    first_metric = next(i for i, e in enumerate(drawn) if e.type == "metric")
+    settings_form = next(i for i, e in enumerate(drawn) if e.type == "expander" and "Codec settings" in str(
+        getattr(e, "label", "")))
+    assert first_metric < settings_form
     exact = next(m for m in at.metric if m.label.startswith("decoded top-1"))
     # issue 24.3: the change carries its interval (an exact encode: no image changed, ± 0.00)
     assert " ± " in exact.delta and exact.delta.endswith("vs source"), exact.delta
