@@ -17,6 +17,7 @@ from ctnet import inspect as ci
 from ctnet import runs
 from ctnet.api import BundleError, DatasetError, EncodeSettings
 
+GRID_FIELDS = ("bit_depth", "tile", "dither", "seed")  # what decides the levels a weight is rounded to
 ss = st.session_state
 path, key, loaded = ui.current_model("Codec lab")
 forms.seed(ss[keys.LAB_SETTINGS])
@@ -124,7 +125,6 @@ with top:  # the buttons and the result, above the settings
                        f"{full[1]['acc1']:.2f} %, {accuracy.delta_text(pd_full)} ({full[0]['acc1']:.2f} %); "
                        + accuracy.delta_words(pd_full))
 
-
     history = encodes.history()
     for j in done_here:  # kept as a few numbers once the job store drops their decoded models
         if j.key not in history and not j.meta.get("preview_of"):
@@ -148,7 +148,6 @@ with top:  # the buttons and the result, above the settings
                 "ratio ×": st.column_config.NumberColumn(format="%.2f"),
                 "top-1 % (sample)": st.column_config.NumberColumn(format="%.2f"),
                 "seconds": st.column_config.NumberColumn(format="%.1f")})
-
 
     if shown is None:
         if job is None or not job.running:
@@ -180,7 +179,7 @@ with top:  # the buttons and the result, above the settings
                    "weight decodes bit for bit.")
     elif fidelity.lossless:
         own = loaded.settings or forms.defaults()
-        differ = forms.diff(own, s)
+        differ = [x for x in forms.diff(own, s) if x.split(" ")[0] in GRID_FIELDS]
         st.warning("**Re-quantised, not exact:** the codec is lossless, but this grid is not the one the weights sit on"
                    + (f" (against {'the bundle' if loaded.settings else 'the export grid'}'s own: {'; '.join(differ)})"
                       if differ else "") + f", so they are rounded onto it: {moved}. The decoded top-1 can differ from "
@@ -210,7 +209,8 @@ with top:  # the buttons and the result, above the settings
                   help="± : the 95 % interval of the change, paired image by image against the source on the same "
                        "images (grey: not distinguishable from no change).")
         if shown.key in history:
-            history[shown.key].update(top1=dec_r["acc1"], delta=accuracy.delta_text(paired, "") if paired else None)
+            change = accuracy.delta_text(paired).removesuffix(" vs source") if paired else None
+            history[shown.key].update(top1=dec_r["acc1"], delta=change)
     elif dec_acc is not None and not dec_acc.done:
         m3.metric("decoded top-1 (sample)", "measuring…")
     else:
