@@ -28,6 +28,7 @@ from .evaluate import evaluate, resolve_device
 from .limits import BIT_DEPTHS, MAX_DITHER, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
 from .plain import check_destination, evaluate_exported, is_exported
+from . import __version__ as VERSION
 from .rate import RATE_GRIDS
 from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
 from .rd import Job as RDJob
@@ -160,7 +161,7 @@ __all__ = [
     # the codec and plain export
     "EncodeSettings", "encode", "encode_result", "encoded_model", "write_encoded", "decode", "decode_files", "verify",
     "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file", "check_destination", "evaluate_exported",
-    "is_exported",
+    "is_exported", "VERSION",
     # rate-distortion sweeps
     "RDJob", "Sweep", "sweep", "bundle_jobs", "baseline_jobs", "codec_names", "best_at_floor", "rd_frontier",
     "reference_point", "missing_jobs", "matching_points", "full_split_points", "default_cache", "data_id", "source_hash",
