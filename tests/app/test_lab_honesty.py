@@ -19,7 +19,7 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def wait(at: AppTest, seconds: float = 600) -> AppTest:
+def wait(at: AppTest, seconds: float = 1500) -> AppTest:
     import time
 
     from app import background
