@@ -208,7 +208,7 @@ def library_figures(demo: Path, label: str, log) -> dict:
     out["encode_bytes"] = enc.total_bytes
     log(f"ctnet.api.encode at the defaults, same checkpoint: {out['encode_s']:.1f} s, {enc.total_bytes:,} B")
     t0 = time.perf_counter()
-    split = load_split(demo / "sample", "val", num_classes=int(meta["model"]["num_classes"]),
+    split = load_split(demo / "sample", "val", labels=meta.get("label_map"), num_classes=int(meta["model"]["num_classes"]),
                        size=int(meta.get("image_size", 128)), cache=True)
     res = evaluate(enc.model, split, device="cpu", batch_size=100)
     out["accuracy_sample_s"] = time.perf_counter() - t0

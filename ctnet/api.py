@@ -50,7 +50,7 @@ def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = No
                    batch_size: int = 256, workers: int = 4, progress=None, confusion: bool = False) -> dict:
     """Top-1/top-5 on ``data``'s val split with the labels the model was trained with."""
     dev = resolve_device(device)
-    split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
+    split = load_split(data, "val", labels=meta.get("label_map"), num_classes=int(meta["model"]["num_classes"]),
                        size=int(meta.get("image_size", 128)), limit=limit)
     model = model.to(dev)
     with torch.no_grad():

@@ -588,7 +588,8 @@ def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *
 
     def images():
         if split_cache[0] is None:
-            split_cache[0] = load_split(data, "val", num_classes=int(src.meta["model"]["num_classes"]),
+            split_cache[0] = load_split(data, "val", labels=src.meta.get("label_map"),
+                                        num_classes=int(src.meta["model"]["num_classes"]),
                                         size=int(src.meta.get("image_size", 128)), limit=limit, cache=True)
         return split_cache[0]
 

@@ -54,9 +54,10 @@ def reencode(out: Path, data: str, settings) -> int:
             bundle = results_path.parent / r["bundle"]
             model, meta = api.load_any(bundle)
             enc = api.encode(model, meta, settings)
-            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            key = (meta["model"]["num_classes"], meta.get("image_size", 128), json.dumps(meta.get("label_map")))
             if key not in splits:
-                splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
+                splits[key] = load_split(data, "val", labels=meta.get("label_map"), num_classes=key[0], size=key[1],
+                                         cache=True)
             decoded = evaluate(api.decode(enc.files)["model"], splits[key], workers=0)
             was_v1 = "bn_crf" in r["settings"]  # v1 settings; a bundle replaced by an interrupted run is v2 already
             previous = r.get("previous") or {"version": 1 if was_v1 else meta["bundle"]["version"],
@@ -109,9 +110,10 @@ def main(argv=None) -> int:
             model, meta = load_model(src / "checkpoints" / f"{role}.safetensors")
             enc = api.encode(model, meta, settings)
             bundle = api.write_encoded(enc, dst / "bundles" / role, overwrite=True)
-            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            key = (meta["model"]["num_classes"], meta.get("image_size", 128), json.dumps(meta.get("label_map")))
             if key not in splits:
-                splits[key] = load_split(args.data, "val", num_classes=key[0], size=key[1], cache=True)
+                splits[key] = load_split(args.data, "val", labels=meta.get("label_map"), num_classes=key[0],
+                                         size=key[1], cache=True)
             decoded = evaluate(api.decode(bundle)["model"], splits[key], workers=0)
             results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
                              "epoch": meta.get("epoch"), "acc1_before_export": meta.get("metrics", {}).get("acc1"),

@@ -14,8 +14,7 @@ from ..codec.manifest import BN_MODES, EncodeSettings
 from ..codec.plan import FRAME_SIZES, ORDERS
 from ..codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from ..limits import BIT_DEPTHS
-from ..models import ARCHITECTURES
-from .common import _guarded, add_eval_args
+from .common import _guarded, add_arch_arg, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
@@ -104,8 +103,7 @@ def _load_checkpoint(path, args):
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="checkpoint file (safetensors or weights-only .pt) or bundle directory")
     p.add_argument("--checkpoint", "--resume", dest="checkpoint_flag", metavar="CKPT", help="same as CKPT")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES),
-                   help="refuse a checkpoint of another architecture")
+    add_arch_arg(p, default=None, help="refuse a checkpoint of another architecture")
     p.add_argument("--dct-block-size", type=int, default=None, help="refuse a checkpoint trained with another block size")
 
 

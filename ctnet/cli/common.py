@@ -25,6 +25,19 @@ def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, wor
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def add_arch_arg(p: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """``--arch NAME``: a registered architecture (``ctnet.models.ARCHITECTURES``); any other
+    name is refused with the reason (a vision transformer, an unregistered CNN, a typo)."""
+    from ..models import ARCHITECTURES, refusal
+
+    def architecture(name: str) -> str:
+        if name not in ARCHITECTURES:
+            raise argparse.ArgumentTypeError(refusal(name))
+        return name
+    p.add_argument("--arch", default=default, type=architecture, metavar="NAME",
+                   help=f"{help}: {', '.join(ARCHITECTURES)}")
+
+
 _PACKAGE = str(Path(__file__).resolve().parents[1])  # ctnet/
 
 
