@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import gc
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -562,16 +563,20 @@ def _split_store() -> tuple[dict, threading.Lock]:
     return {}, threading.Lock()
 
 
-def split(path: str, num_classes: int, size: int, limit: int | None, progress=None):
-    """Decoded val images (read-only, shared). Raises DatasetError naming the problem."""
+def split(path: str, meta: dict, limit: int | None, progress=None):
+    """Decoded val images (read-only, shared), labelled by the model's label map. Raises
+    DatasetError naming the problem."""
     from ctnet.data import load_split, split_dir
     split_dir(path, "val")  # a missing or wrongly laid out folder fails here, before caching
-    key = (str(Path(path).expanduser()), dataset_stamp(path), num_classes, size, limit)
+    labels, num_classes, size = meta.get("label_map"), int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
+    key = (str(Path(path).expanduser()), dataset_stamp(path), json.dumps(labels, sort_keys=True), num_classes, size,
+           limit)
     store, lock = _split_store()
     with lock:
         if key in store:
             return store[key]
-    data = load_split(key[0], "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=progress)
+    data = load_split(key[0], "val", labels=labels, num_classes=num_classes, size=size, limit=limit, cache=True,
+                      progress=progress)
     with lock:
         while len(store) >= 4:
             store.pop(next(iter(store)))
@@ -615,17 +620,17 @@ def start_accuracy(model_id: tuple, label: str, model, meta: dict, data_path: st
                    device: str) -> Job:
     """Top-1/top-5 of ``model`` on ``data_path`` in the background (cached by the key). A
     missing or malformed data folder raises DatasetError here, in the page."""
-    from ctnet.data import label_map, list_images, split_dir
+    from ctnet.data import dataset_label_map, list_images, split_dir
     key = accuracy_key(model_id, data_path, limit, device)
     old = runner().get(key)
     if old is not None and (old.running or old.ok):  # what submit returns; its folder was checked then
         return old
-    num_classes, size = int(meta["model"]["num_classes"]), int(meta.get("image_size", 128))
-    list_images(split_dir(data_path, "val"), meta.get("label_map") or label_map(num_classes))  # fails here, not later
+    num_classes = int(meta["model"]["num_classes"])
+    list_images(split_dir(data_path, "val"), meta.get("label_map") or dataset_label_map(data_path, num_classes))  # fails here
 
     def work(job: Job) -> dict:
         job.report(0, 1, "reading images")
-        data = split(data_path, num_classes, size, limit,
+        data = split(data_path, meta, limit,
                      progress=lambda done, total: job.report(done, total, f"reading images {done}/{total}"))
         t0 = time.perf_counter()
         res = evaluate(model, data, device, progress=lambda done, total: job.report(
@@ -648,6 +653,13 @@ def lab_accuracy(path: str, settings: dict) -> tuple[Job | None, Job | None]:
     if enc is None or not enc.ok:
         return None, None
     model, meta = load(path)
+    from ctnet.data import DatasetError, class_folders, dataset_label_map
+    try:
+        labels = meta.get("label_map") or dataset_label_map(sample, int(meta["model"]["num_classes"]))
+    except DatasetError:
+        return None, None
+    if not set(class_folders(sample / "val")) <= labels.keys():  # a model of another dataset than ImageNette's
+        return None, None
     d = digest(path)
     src = start_accuracy(("loaded", d), describe(path), model, meta, str(sample), None, "auto")
     dec = start_accuracy(decoded_id(d, settings), f"{describe(path)} at {forms.label(settings)}",
@@ -722,7 +734,7 @@ def start_sweep(source: str, data: str, limit: int | None, todo: list, device: s
     from ctnet import rd
     model, meta = load(source)
     # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
-    images = split(data, int(meta["model"]["num_classes"]), int(meta.get("image_size", 128)), limit)
+    images = split(data, meta, limit)
     key = sweep_key(source, data, limit)
     old = runner().get(key)
     if old is not None and old.ok:

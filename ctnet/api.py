@@ -112,7 +112,7 @@ def decode(source) -> dict:
 
 def decode_plain(source) -> nn.Module:
     """A bundle directory, the ``files`` of an :func:`encode` result or a checkpoint file →
-    the plain torchvision ResNet (eval mode, CPU) with the materialised weights; it needs
+    the plain torchvision network (eval mode, CPU) with the materialised weights; it needs
     no ctnet to run (see ``ctnet.plain``)."""
     from .plain import to_torchvision
     model, meta = (decode(source)[k] for k in ("model", "meta")) if isinstance(source, dict) else load_any(source)

@@ -27,8 +27,8 @@ from torch import nn
 from .errors import CheckpointError
 from .fileio import atomic_path, write_reason
 from .layers import configure_export_training
-from .models import ARCHITECTURES, ModelSpec, build_model
 from .limits import MAX_NUM_CLASSES
+from .models import ARCHITECTURES, ModelSpec, build_model
 from .types import FORMAT, VERSION, CheckpointMeta
 
 

@@ -1,7 +1,7 @@
 """Rate–distortion curves: every way of storing one model's weights, measured on the same
 weights — bytes against decoded top-1 (``ctnet rd``, the app's Rate–distortion page).
 
-For a checkpoint or a bundle directory (``ctnet.api.load_any``) and an ImageNette folder,
+For a checkpoint or a bundle directory (``ctnet.api.load_any``) and a dataset folder,
 each *point* encodes the model one way, decodes the bytes back and evaluates the decoded
 model:
 

@@ -77,7 +77,8 @@ if missing:
                f"on this server ({'all' if not limit else limit} images).")
 if run:
     if not data_path:
-        st.error("No dataset folder given: type the path of an ImageNette copy (with val/<WNID>/ folders).")
+        st.error("No dataset folder given: type the path of a dataset (ImageNette, or your own with val/<class>/ "
+                 "folders).")
     else:
         try:
             for role, label, m, mid in missing:
@@ -113,7 +114,7 @@ if "original" in done and "decoded" in done:
 if done:
     role = "decoded" if "decoded" in done else "original"
     r = done[role]
-    names = class_names(meta.get("label_map") or label_map(num_classes))
+    names = class_names(meta.get("label_map") or (label_map(num_classes) if num_classes in (10, 1000) else {}))
     st.subheader(f"Confusion matrix ({role}, {r['images']} images on {r['device']})")
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})

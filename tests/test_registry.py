@@ -14,7 +14,7 @@ from ctnet import api, plain, quant
 from ctnet.cli import main
 from ctnet.export import bn_layers, video_tensors
 from ctnet.layers import EXPORT_AWARE, SideTensorLayer, configure_export_training
-from ctnet.models import (ARCHITECTURES, SUMMARY_GROUPS, ModelSpec, head, meta_model,
+from ctnet.models import (ARCHITECTURES, SUMMARY_GROUPS, ModelSpec, fp32_bytes, head, meta_model,
                           plain_model, replace_with_dct_convs)
 from ctnet.train import TrainConfig, step_loss
 
@@ -58,9 +58,12 @@ def _logits(model, x):
 def test_architecture_end_to_end(arch, tmp_path):
     torch.manual_seed(0)
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    # conversion from a plain network, verified (ConversionError otherwise)
-    model = replace_with_dct_convs(plain_model(arch, num_classes=CLASSES))
-    assert head(model, arch).out_features == CLASSES
+    # conversion from a plain network, verified in float64 (ConversionError otherwise)
+    reference = plain_model(arch, num_classes=CLASSES).eval()
+    model = replace_with_dct_convs(copy.deepcopy(reference)).eval()
+    ref = _logits(reference, x)
+    assert float((_logits(model, x) - ref).abs().max()) < 1e-4 * max(1.0, float(ref.abs().max()))  # float32
+    assert head(model, arch).out_features == CLASSES and fp32_bytes(model) == fp32_bytes(reference)
     held = {type(m) for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
     assert all(issubclass(t, (*EXPORT_AWARE, torch.nn.modules.batchnorm._BatchNorm)) for t in held), held
 

@@ -170,7 +170,8 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
-    p.add_argument("--data", help="ImageNette root (val/ is used) to report decoded top-1/top-5")
+    p.add_argument("--data", help="dataset root (its val/ is used: ImageNette or your own) to report decoded "
+                   "top-1/top-5")
     p.add_argument("--out", metavar="FILE", help="write the decoded model to FILE (atomically)")
     p.add_argument("--format", default=None, metavar="FMT",
                    help="safetensors: plain torchvision state dict (default; .onnx files: onnx), "

@@ -15,7 +15,7 @@ BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 
 
 def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
-    """The flags of every command that evaluates on ImageNette val: --limit, --device,
+    """The flags of every command that evaluates on a val split: --limit, --device,
     --batch-size, --workers (default: up to 4, no more than the cores), --json."""
     p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")

@@ -116,11 +116,12 @@ def train_main(argv: list[str] | None = None) -> int:
 # --- eval ------------------------------------------------------------------------------------
 
 def eval_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on ImageNette val of a checkpoint, a bundle, "
+    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on a val split of a checkpoint, a bundle, "
                                 "or a file written by `ctnet decode --out` (plain safetensors in torchvision, "
                                 ".onnx in onnxruntime).")
     p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
-    p.add_argument("--data", required=True, help="ImageNette root (its val/ is used) or a folder of WNID folders")
+    p.add_argument("--data", required=True, help="dataset root (its val/ is used) or a folder of class folders, read "
+                   "by the model's label map")
     add_eval_args(p)
     args = p.parse_args(argv)
 
