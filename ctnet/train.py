@@ -26,12 +26,11 @@ from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .fileio import atomic_write_text
 from .layers import configure_export_training
-from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
+from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_NUM_CLASSES, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
                      head, plain_model, refusal, replace_with_dct_convs)
 from .quant import shared_export_grids
 from .rate import RATE_GRIDS, rate_weight_at, regularisers
-from .limits import MAX_NUM_CLASSES
 
 LOG_NAME = "train_log.jsonl"
 OPTIMIZERS = ("adamw", "sgd")
@@ -180,10 +179,10 @@ def _barrier(world: int) -> None:
 
 def _load_source(path: str) -> tuple[nn.Module, ModelSpec, dict]:
     """(model, spec, metadata) of a checkpoint file or a bundle directory (decoded)."""
-    from .api import is_bundle, load_any
-    if is_bundle(path):  # a bundle directory: decoded (ctnet.api), a file: read as a checkpoint
-        model, meta = load_any(path)
-        return model, ModelSpec.from_dict(meta["model"]), meta
+    from .sources import is_bundle, load_any
+    if is_bundle(path):  # a bundle directory: decoded, a file: read as a checkpoint
+        loaded = load_any(path)
+        return loaded.model, loaded.spec, loaded.meta
     source = ckpt_io.read_checkpoint(path)
     return ckpt_io.model_from_checkpoint(source), source.spec, source.meta
 

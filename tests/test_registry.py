@@ -86,8 +86,8 @@ def test_architecture_end_to_end(arch, tmp_path):
     spec = ModelSpec(arch, CLASSES, True, 16)
     meta = {"model": spec.to_dict(), "label_map": {f"class {i}": i for i in range(CLASSES)}, "image_size": SIZE,
             "pixel_bit_depth": 8}
-    enc = api.encode(model, meta, preset="ultrafast")
-    decoded = api.decode(enc.files)["model"]
+    enc = api.encode(api.LoadedModel.of(model, meta, "checkpoint", None), preset="ultrafast")
+    decoded = api.decode(enc.files).model
     want, got = video_tensors(model), video_tensors(decoded)
     assert want.keys() == got.keys()
     for name, t in want.items():
@@ -105,7 +105,7 @@ def test_architecture_end_to_end(arch, tmp_path):
     assert type(net) is type(meta_model(arch, CLASSES))
     ref = _logits(decoded, x)  # float32 (test_plain_export checks a ResNet in float64)
     assert float((_logits(net, x) - ref).abs().max()) < 1e-4 * max(1.0, float(ref.abs().max()))
-    dmeta = api.decode(enc.files)["meta"]
+    dmeta = api.decode(enc.files).meta
     report = plain.write_decoded(decoded, dmeta, tmp_path / "m.safetensors", "safetensors")
     loaded, info = plain.load_plain(report["out"])
     assert info["arch"] == arch and json.loads(info["label_map"]) == meta["label_map"]

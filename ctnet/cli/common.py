@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from ..errors import CtnetError
+from ..api import ARCHITECTURES, CtnetError, architecture_refusal
 
 BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 
@@ -26,13 +26,11 @@ def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, wor
 
 
 def add_arch_arg(p: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
-    """``--arch NAME``: a registered architecture (``ctnet.models.ARCHITECTURES``); any other
+    """``--arch NAME``: a registered architecture (``ctnet.api.ARCHITECTURES``); any other
     name is refused with the reason (a vision transformer, an unregistered CNN, a typo)."""
-    from ..models import ARCHITECTURES, refusal
-
     def architecture(name: str) -> str:
         if name not in ARCHITECTURES:
-            raise argparse.ArgumentTypeError(refusal(name))
+            raise argparse.ArgumentTypeError(architecture_refusal(name))
         return name
     p.add_argument("--arch", default=default, type=architecture, metavar="NAME",
                    help=f"{help}: {', '.join(ARCHITECTURES)}")

@@ -68,10 +68,10 @@ def test_coefficients_and_frames_of_depthwise_se_and_linear_layers(demo_env, mob
     at.switch_page(PAGES["frames"]).run()
     ok(at)
     assert any("frames of 256×256 in the plan" in c.value for c in at.caption)
-    from app import state
+    from app import models
     from ctnet import inspect as ci
-    model, meta = state.load(current(at))
-    cf = ci.coded_frames(model, meta, at.session_state["lab_settings"])
+    loaded = models.load(current(at))
+    cf = ci.coded_frames(loaded.model, loaded.meta, at.session_state["lab_settings"])
     pos = next(i for i, text in enumerate(cf.labels) if text.startswith(depthwise))  # a depthwise layer's frame
     at.slider(key="w_frame").set_value(pos).run()
     ok(at)
