@@ -1,5 +1,6 @@
-"""Accuracy: decoded against original top-1/top-5 on ImageNette (the embedded sample or a
-full copy), with a confusion matrix. It says exactly which decoded model it measures — the
+"""Accuracy: decoded against original top-1/top-5 on a dataset (the embedded ImageNette sample,
+a full copy or the user's own folder, read by the model's label map), with a confusion matrix
+in its class names. It says exactly which decoded model it measures — the
 bundle as stored, or one of the encodes of this checkpoint made in the Codec lab (picked
 here) — and measures in the background (with an estimate, progress and cancel); results are
 kept per (model content, codec settings, data, subset, device)."""
