@@ -30,7 +30,7 @@ HELP = {
     "frame": "Side of the coded frames: every layer's frequency planes are packed into S×S frames.",
     "order": "count: each layer's rows and columns sorted by their non-zero count (zeros gather, whole frames "
              "drop out); natural: model order.",
-    "bn_mode": "affine: BN as its eval-mode scale and shift in float16; raw: the four float32 vectors (exact).",
+    "bn_mode": "affine: BN as its eval-mode scale and shift, as 24-bit floats; raw: the four float32 vectors (exact).",
     "tile": "The quantisation grid's tile (each tile has its own scale); training used 128.",
     "preset": "Encoder speed/size trade-off (video codecs).",
 }

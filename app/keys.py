@@ -23,6 +23,7 @@ UPLOAD_SEEN = "upload_seen"  # file id of the last upload handled, so a rerun do
 NOTICE = "notice"  # (level, text) to show once on the next run (e.g. after a failed selection)
 LAB_SETTINGS = "lab_settings"  # the EncodeSettings the Codec lab encodes with
 LAB_ENCODES = "lab_encodes"  # job keys of this session's encodes, oldest first
+W_LAB_FULL = "w_full_val"  # the ImageNette folder the lab measures the full val split on
 URL_READ = "url_read"  # the URL's state was read into this session
 ACC_SOURCE = "acc_source"  # "sample" or "path"
 ACC_PATH = "acc_path"  # full ImageNette path typed by the user

@@ -30,10 +30,12 @@ from .limits import BIT_DEPTHS, MAX_DITHER, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
 from .models import refusal as architecture_refusal
 from .plain import check_destination, evaluate_exported, is_exported
+from . import __version__ as VERSION
 from .rate import RATE_GRIDS
 from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
 from .rd import Job as RDJob
-from .rd import codec_names, data_id, default_cache, matching_points, missing_jobs, reference_point, source_hash, sweep
+from .rd import codec_names, data_id, default_cache, full_split_points, matching_points, missing_jobs, reference_point
+from .rd import source_hash, sweep
 from .rd import frontier as rd_frontier
 from .sources import decode_files, is_bundle, load_any, read_bundle
 from .train import OPTIMIZERS, TrainConfig, fit
@@ -163,10 +165,11 @@ __all__ = [
     # the codec and plain export
     "EncodeSettings", "encode", "encode_result", "encoded_model", "write_encoded", "decode", "decode_files", "verify",
     "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file", "check_destination", "evaluate_exported",
-    "is_exported",
+    "is_exported", "VERSION",
     # rate-distortion sweeps
     "RDJob", "Sweep", "sweep", "bundle_jobs", "baseline_jobs", "codec_names", "best_at_floor", "rd_frontier",
-    "reference_point", "missing_jobs", "matching_points", "default_cache", "data_id", "source_hash", "nncodec_status",
+    "reference_point", "missing_jobs", "matching_points", "full_split_points", "default_cache", "data_id", "source_hash",
+    "nncodec_status",
     "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
     # the tables flags and forms are built from
     "ARCHITECTURES", "architecture_refusal", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "BN_MODES", "CODECS",

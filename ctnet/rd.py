@@ -638,6 +638,14 @@ def matching_points(cache: str | os.PathLike, digest: str, data_key: str, limit:
             if p.get("source_sha256") == digest and p.get("data") == data_key and p.get("limit") == limit}
 
 
+def full_split_points(cache: str | os.PathLike, digest: str, images: int) -> list[dict]:
+    """The points of one cache file measured on the weights with SHA-256 ``digest`` on a whole
+    val split of ``images`` images (no ``--limit`` subset): the points that may sit beside
+    other numbers measured on that same split. [] without a file."""
+    return [{**p, "cached": True} for p in read_cache(cache).values()
+            if p["source_sha256"] == digest and p["limit"] is None and p["images"] == images]
+
+
 def cached_points(source: str | os.PathLike, data: str | os.PathLike, limit: int | None,
                   cache: str | os.PathLike | None = None) -> list[dict]:
     """Every cached point of ``source`` on ``data``/``limit`` (whatever sweep made them)."""
@@ -695,5 +703,5 @@ def best_at_floor(points: list[dict], floor: float | None = None, tolerance: flo
 
 
 __all__ = ["Job", "RDError", "RDPoint", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
-           "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key",
-           "read_cache", "source_hash", "sweep"]
+           "cached_points", "default_cache", "frontier", "full_split_points", "matching_points", "missing_jobs",
+           "point_key", "read_cache", "source_hash", "sweep"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
-from ..api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, EncodeSettings, LoadedModel,
-                   check_destination, decode, default_codec, encode, evaluate_model, load_any, verify, write_decoded,
-                   write_encoded)
+from ..api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, BundleError, EncodeSettings,
+                   LoadedModel, check_destination, decode, default_codec, encode, evaluate_model, load_any, verify,
+                   write_decoded, write_encoded)
 from .common import _guarded, add_arch_arg, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
@@ -45,9 +46,9 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
                    help=f"BatchNorm as its eval-mode scale and shift in 24-bit floats ({d.bn_mode}, the default) or the four "
                         "float32 vectors (raw, exact)")
     g.add_argument("--bn-crf", type=int, default=None,
-                   help="the seed's spelling: --bn-crf 0 (lossless BN) selects --bn-mode raw")
+                   help="older spelling, kept for scripts: --bn-crf 0 (lossless BN) selects --bn-mode raw")
     g.add_argument("--bn-bit-depth", type=int, default=None, choices=[8, 10, 12],
-                   help="the seed's spelling, accepted with --bn-crf 0 (BN is then stored exactly)")
+                   help="older spelling, accepted with --bn-crf 0 (BN is then stored exactly)")
     g.add_argument("--tile", type=int, default=d.tile,
                    help="tile of the export grid (training simulates 128; another tile re-quantises)")
 
@@ -151,7 +152,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     p = argparse.ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
-    p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
+    p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="older spelling of the bundle argument")
     p.add_argument("--data", help="dataset root (its val/ is used: ImageNette or your own) to report decoded "
                    "top-1/top-5")
     p.add_argument("--out", metavar="FILE", help="write the decoded model to FILE (atomically)")
@@ -260,6 +261,11 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
     args = p.parse_args(argv)
 
     def run():
+        folder = Path(args.bundle)
+        if folder.is_dir() and not (folder / "manifest.json").is_file():
+            inside = sorted(p.parent.name for p in folder.glob("bundles/*/manifest.json"))
+            raise BundleError(f"{folder} is not a bundle (no manifest.json)" + (
+                f"; it is a run folder: its bundles are {', '.join(f'bundles/{n}' for n in inside)}" if inside else ""))
         r = verify(args.bundle)
         if args.json:
             print(json.dumps(r))

@@ -117,14 +117,23 @@ def test_select_checkpoint_from_a_training_folder(demo_env, training_run):
         p.stem for p in (training_run / "checkpoints").glob("*.safetensors")}
     choice = table["file"][0]
     assert choice != before and choice.endswith(".safetensors")
-    pick = at.selectbox(key="w_pick")
-    assert pick.value == before  # the demo's checkpoint stays current until another is picked
-    pick.set_value(choice).run()
-    ok(at)
-    assert current(at) == choice
+    # issue 24.1: typing the folder opens its checkpoint, and the URL names both, so a reload or a
+    # shared link comes back to the folder, not to the demo
+    assert current(at) == choice and at.selectbox(key="w_pick").value == choice
+    assert at.query_params["root"] == str(training_run) and at.query_params["ckpt"] == choice
     at.switch_page(PAGES["coefficients"]).run()
     ok(at)
     assert "ctnet18-cpu-smoke" in at.main.caption[0].value
+    shared = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in dict(at.query_params).items():
+        shared.query_params[k] = v
+    ok(shared.run())
+    assert current(shared) == choice and shared.session_state["run_root"] == str(training_run)
+    assert shared.text_input(key="w_root").value == str(training_run)
+    assert len(shared.dataframe[0].value) == 1
+    # a folder typed while one of its checkpoints is current keeps that one
+    shared.text_input(key="w_root").set_value(str(training_run) + "/").run()
+    assert current(shared) == choice
 
 
 def test_coefficients_widgets(demo_env):
