@@ -12,11 +12,16 @@ from ctnet.codec.manifest import BIT_DEPTHS, BN_MODES, MAX_DITHER, BundleError, 
 from ctnet.codec.plan import FRAME_SIZES, ORDERS
 from ctnet.codec.registry import CODECS, PRESETS, default_codec
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings))
-TYPES = {f.name: type(getattr(EncodeSettings(), f.name)) for f in fields(EncodeSettings)}
+# every field but the per-layer grids, which have their own widget (LAYER_GRID) and travel in
+# a settings dict only when set ("layer_bits", as EncodeSettings.to_dict writes it)
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings) if f.name != "layer_bits")
+TYPES = {n: type(getattr(EncodeSettings(), n)) for n in FIELDS}
 TILES = (64, 128, 256)
 PREFIX = "w_lab_"
 LOSSLESS = PREFIX + "lossless"  # CRF is one field, two widgets: a lossless box and a slider
+LAYER_GRID = PREFIX + "layer_grid"  # "uniform" or one of the per-layer maps the page offers (LAYER_MAPS)
+LAYER_MAPS = "lab_layer_maps"  # choice → {tensor: bits}, set by the page before the widgets are read
+UNIFORM = "uniform (grid bit depth)"
 
 LABELS = {"codec": "Codec", "crf": "CRF (when not lossless)", "bit_depth": "Grid bit depth", "pix_fmt": "Pixel format",
           "preset": "Preset", "frame": "Frame size", "order": "Row/column order", "bn_mode": "BatchNorm",
@@ -98,6 +103,9 @@ def from_widgets() -> dict:
     s = {n: TYPES[n](ss[key(n)]) for n in FIELDS}
     c = CODECS[s["codec"]]
     s["crf"] = 0 if (ss[LOSSLESS] or not c.lossy) else int(ss[key("crf")])
+    layer_bits = (ss.get(LAYER_MAPS) or {}).get(ss.get(LAYER_GRID))
+    if layer_bits:
+        s.update(bit_depth=max(layer_bits.values()), layer_bits=dict(layer_bits))
     return s
 
 
@@ -134,10 +142,21 @@ def render(width: int = 230) -> dict:
     """Every field of EncodeSettings as a widget, each in a box ``width`` px wide that wraps
     to the next line (usable from 800 px wide up); the settings they hold."""
     s = from_widgets()
+    maps = st.session_state.get(LAYER_MAPS) or {}
     with st.container(horizontal=True, wrap=True, gap="medium"):
         for name in FIELDS:
             with st.container(width=width):
-                _widget(name, s)
+                if name == "bit_depth" and st.session_state.get(LAYER_GRID, UNIFORM) != UNIFORM:
+                    st.caption("Grid bit depth: per layer (below)")
+                else:
+                    _widget(name, s)
+        with st.container(width=width):
+            options = [UNIFORM, *maps]
+            if st.session_state.get(LAYER_GRID) not in options:
+                st.session_state[LAYER_GRID] = UNIFORM
+            st.selectbox("Per-layer grid", options, key=LAYER_GRID, disabled=not maps,
+                         help="A grid per layer, chosen by each layer's measured sensitivity on a slice of the "
+                              "train split (ctnet encode --bit-depth auto), or the one a bundle was coded with.")
     return from_widgets()
 
 
@@ -146,8 +165,10 @@ def render(width: int = 230) -> dict:
 def label(s: dict) -> str:
     """One line naming codec settings: codec, preset, rate, grid, frames, order, BN."""
     c = CODECS.get(s.get("codec"))
+    lb = s.get("layer_bits")
+    grid = f"per-layer {min(lb.values())}–{max(lb.values())}-bit" if lb else f"{s['bit_depth']}-bit"
     parts = [s["codec"]] + ([s["preset"]] if c is not None and c.uses_preset else []) + [
-        "lossless" if s.get("crf", 0) == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s.get('pix_fmt', 'gray')}"]
+        "lossless" if s.get("crf", 0) == 0 else f"CRF {s['crf']}", f"{grid} {s.get('pix_fmt', 'gray')}"]
     if "frame" in s:
         parts.append(f"{s['frame']}² frames")
     if s.get("dither"):
@@ -161,7 +182,12 @@ def label(s: dict) -> str:
 
 def diff(a: dict, b: dict) -> list[str]:
     """``field: a → b`` for every field that differs."""
-    return [f"{n} {a.get(n)!s} → {b.get(n)!s}" for n in FIELDS if a.get(n) != b.get(n)]
+    out = [f"{n} {a.get(n)!s} → {b.get(n)!s}" for n in FIELDS if a.get(n) != b.get(n)]
+    if (a.get("layer_bits") or {}) != (b.get("layer_bits") or {}):
+        out.append("per-layer grid " + " → ".join("uniform" if not x.get("layer_bits") else
+                                                  f"{min(x['layer_bits'].values())}–{max(x['layer_bits'].values())}"
+                                                  " bits" for x in (a, b)))
+    return out
 
 
 def to_query(s: dict) -> dict[str, str]:
@@ -192,4 +218,5 @@ def valid(s: dict) -> EncodeSettings:
 
 def canonical(s: dict) -> tuple:
     """Hashable settings (a job key part)."""
-    return tuple((n, s[n]) for n in FIELDS)
+    per_layer = (("layer_bits", tuple(sorted(s["layer_bits"].items()))),) if s.get("layer_bits") else ()
+    return tuple((n, s[n]) for n in FIELDS) + per_layer

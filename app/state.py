@@ -66,6 +66,7 @@ W_GRID = "w_grid"
 W_Q = "w_q"
 W_LAYER = "w_layer"
 W_FRAME = "w_frame"
+W_LAB_BUDGET = "w_lab_budget"
 W_THUMBS = "w_thumbs"
 W_PLAY = "w_play"
 W_FPS = "w_fps"
@@ -358,7 +359,8 @@ def histogram(key: tuple, name: str, q: float, _model):
 
 def layout_of(settings: dict) -> tuple:
     """The settings that decide how levels become frames (not how frames are coded)."""
-    return tuple((k, settings[k]) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile"))
+    return tuple((k, settings[k]) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile")) + \
+        tuple(sorted((settings.get("layer_bits") or {}).items()))
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -685,6 +687,35 @@ def model_summary(path: str, job: Job | None = None, entry: runs.Entry | None = 
         out["acc"]["sample (measured here)"] = acc.result()["acc1"]
     out["acc_job"] = acc
     return out
+
+
+# --- per-layer grids (the Codec lab) -----------------------------------------------------------------
+
+SENSITIVITY_DIR = "sensitivity"  # beside the demo's runs: the sensitivity profiles of its bundles (read-only)
+AUTO = "auto (measured sensitivity)"
+OWN = "this bundle's own"
+
+
+def sensitivity_profile(d: str):
+    """The sensitivity profile of the model with content hash ``d``: the demo's, else this
+    machine's (``ctnet encode --bit-depth auto`` caches it); None when none was measured.
+    Read on every call (a small file), so a profile measured meanwhile shows up."""
+    from ctnet import bitalloc
+    return bitalloc.find_profile(d, folders=(demo_dir() / SENSITIVITY_DIR,))
+
+
+def layer_grid_maps(path: str, meta: dict, budget: float) -> dict[str, dict[str, int]]:
+    """The per-layer grids the lab offers for ``path``: the allocation of its sensitivity
+    profile at ``budget``, and the bundle's own per-layer grid when it has one."""
+    from ctnet import bitalloc
+    maps = {}
+    prof = sensitivity_profile(digest(path))
+    if prof is not None:
+        maps[AUTO] = bitalloc.allocate(prof, budget)
+    own = (meta.get("settings") or {}).get("layer_bits") if (meta.get("bundle") or {}).get("version") == 2 else None
+    if own:
+        maps[OWN] = dict(own)
+    return maps
 
 
 # --- rate–distortion sweeps (pages/rate_distortion.py) ----------------------------------------------

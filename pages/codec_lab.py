@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import figures, forms, state, ui
 from ctnet import inspect as ci
-from ctnet import runs
+from ctnet import bitalloc, runs
 from ctnet.codec.manifest import BundleError
 
 ss = st.session_state
@@ -23,7 +23,17 @@ def _use(settings: dict) -> None:
 
 
 with st.expander("Codec settings", expanded=True):
+    budget = ss.get(state.W_LAB_BUDGET, bitalloc.DEFAULT_BUDGET)
+    ss[forms.LAYER_MAPS] = state.layer_grid_maps(path, meta, budget)
     settings = forms.render()
+    if state.AUTO in ss[forms.LAYER_MAPS]:
+        st.number_input("Loss budget of the per-layer grid (auto)", 0.0, 10.0, value=float(budget), step=0.005,
+                        format="%.3f", key=state.W_LAB_BUDGET,
+                        help="Allowed increase of the train slice's mean cross-entropy, summed over layers each "
+                             "coarsened alone (ctnet encode --budget).")
+    else:
+        st.caption("Per-layer grid (auto): no sensitivity profile of this checkpoint yet — `ctnet encode SOURCE "
+                   "--bit-depth auto --data DATA --out DIR` measures one.")
 ss[state.LAB_SETTINGS] = settings
 state.write_url()  # now: the page may stop early below
 bundle_settings = meta.get("settings") if (meta.get("bundle") or {}).get("version") == 2 else None
