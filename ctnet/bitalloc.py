@@ -1,17 +1,22 @@
 """Per-layer grid bit depths chosen by measured sensitivity (``ctnet encode --bit-depth auto``).
 
 A *sensitivity profile* of a model says, for every stored tensor and every candidate grid
-(4…8 bits), what the model's mean cross-entropy and top-1 become on a class-balanced slice
-of the **train** split (never the val split results are reported on) when that tensor
-alone is re-quantised to that grid and every other tensor sits on the finest candidate
-grid; beside it, each tensor's estimated bundle bytes at each grid
-(``ctnet.export.tensor_bytes``, the calibrated estimate training logs).
+(4…8 bits), how far the model's predictions move on a class-balanced slice of the **train**
+split (never the val split results are reported on) when that tensor alone is re-quantised
+to that grid and every other tensor sits on the finest candidate grid: the mean KL
+divergence of the predicted class distribution from the reference's (all tensors on the
+finest grid), with the cross-entropy and top-1 beside it; and each tensor's estimated
+bundle bytes at each grid (``ctnet.export.tensor_bytes``, the calibrated estimate training
+logs). The KL divergence, not the label loss, is what decides: on images the model was
+trained on, its labels are fitted (top-1 ~100 %), so the cross-entropy hardly moves and its
+changes drown in noise (measured on the demo's λ = 5e-7 CTNet-18: docs/bit-depth.md), while
+the KL divergence is never negative and counts every change of the predictions.
 
 :func:`allocate` then picks one grid per tensor: the fewest estimated bytes whose summed
-single-tensor loss increases stay within a budget (a Lagrangian sweep: for a multiplier μ
-every tensor takes the grid minimising bytes + μ·Δloss; μ is bisected to the smallest that
+single-tensor divergences stay within a budget (a Lagrangian sweep: for a multiplier μ
+every tensor takes the grid minimising bytes + μ·KL; μ is bisected to the smallest that
 meets the budget). Single-tensor changes do not add up exactly, so :func:`measure_combined`
-reports the loss the chosen grids really give on the same slice.
+reports what the chosen grids really give on the same slice.
 
 Profiles are cached per source (its content hash, as ``ctnet.rd`` keys its sweeps) under
 ``$CTNET_SENSITIVITY_CACHE`` or ``$XDG_CACHE_HOME/ctnet/sensitivity``; the demo ships the
@@ -38,7 +43,7 @@ from .export import tensor_bytes, video_tensors
 
 CANDIDATES = (4, 5, 6, 7, 8)
 DEFAULT_IMAGES = 256
-DEFAULT_BUDGET = 0.02  # summed single-tensor increase of mean cross-entropy (nats) on the slice
+DEFAULT_BUDGET = 0.02  # summed single-tensor KL divergences from the reference predictions (nats) on the slice
 FORMAT = "ctnet-sensitivity"
 VERSION = 1
 MAX_FILE_BYTES = 4 << 20
@@ -53,9 +58,10 @@ class Profile:
     data: str  # which images: the train folder's name and a hash of its file list
     images: int
     candidates: tuple[int, ...]
-    base_loss: float  # every tensor on the finest candidate grid
+    base_loss: float  # mean cross-entropy with every tensor on the finest candidate grid (the reference)
     base_acc1: float
-    loss: dict[str, dict[int, float]]  # tensor → grid bits → mean cross-entropy with it alone on that grid
+    kl: dict[str, dict[int, float]]  # tensor → grid bits → mean KL(reference ‖ it alone on that grid), nats
+    loss: dict[str, dict[int, float]]  # … mean cross-entropy
     acc1: dict[str, dict[int, float]]
     est_bytes: dict[str, dict[int, float]]  # tensor → grid bits → estimated bytes
 
@@ -68,17 +74,16 @@ class Profile:
         return list(self.loss)
 
     def delta(self, name: str, bits: int) -> float:
-        """Loss increase when ``name`` alone goes from the finest grid to ``bits`` (never below 0:
-        a coarser grid that happens to lower the slice's loss is counted as free, not as a gain)."""
-        return max(0.0, self.loss[name][bits] - self.base_loss) if bits != self.top else 0.0
+        """How far the predictions move when ``name`` alone goes from the finest grid to ``bits``."""
+        return self.kl[name][bits]
 
     def to_json(self) -> dict:
         def keyed(d):
             return {n: {str(b): v for b, v in per.items()} for n, per in d.items()}
         return {"format": FORMAT, "version": VERSION, "source_sha256": self.source_sha256, "data": self.data,
                 "split": "train", "images": self.images, "candidates": list(self.candidates),
-                "base_loss": self.base_loss, "base_acc1": self.base_acc1, "loss": keyed(self.loss),
-                "acc1": keyed(self.acc1), "est_bytes": keyed(self.est_bytes)}
+                "base_loss": self.base_loss, "base_acc1": self.base_acc1, "kl": keyed(self.kl),
+                "loss": keyed(self.loss), "acc1": keyed(self.acc1), "est_bytes": keyed(self.est_bytes)}
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> "Profile":
@@ -117,11 +122,12 @@ class Profile:
                     fail(f"'{key}.{str(name)[:40]}' must give one value per candidate grid")
                 out[name] = {b: number(per[str(b)], f"'{key}.{name}.{b}'", 0.0, hi) for b in cands}
             return out
-        loss, acc1, est = table("loss", 1e6), table("acc1", 100.0), table("est_bytes", 1e12)
-        if not set(loss) == set(acc1) == set(est):
-            fail("'loss', 'acc1' and 'est_bytes' must name the same tensors")
+        kl, loss = table("kl", 1e6), table("loss", 1e6)
+        acc1, est = table("acc1", 100.0), table("est_bytes", 1e12)
+        if not set(kl) == set(loss) == set(acc1) == set(est):
+            fail("'kl', 'loss', 'acc1' and 'est_bytes' must name the same tensors")
         return cls(sha, data, images, tuple(sorted(cands)), number(doc.get("base_loss"), "'base_loss'", 0.0, 1e6),
-                   number(doc.get("base_acc1"), "'base_acc1'", 0.0, 100.0), loss, acc1, est)
+                   number(doc.get("base_acc1"), "'base_acc1'", 0.0, 100.0), kl, loss, acc1, est)
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -153,13 +159,14 @@ def _on_grid(t: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    loss, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size]).float()
-        loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    return loss / len(x), 100.0 * correct / len(x)
+def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             reference: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, float]:
+    """(log-probabilities, mean cross-entropy, top-1 %, mean KL(reference ‖ these) in nats)."""
+    logp = torch.cat([F.log_softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    loss = float(F.nll_loss(logp, y))
+    acc1 = 100.0 * float((logp.argmax(1) == y).double().mean())
+    kl = 0.0 if reference is None else float(F.kl_div(logp, reference, log_target=True, reduction="batchmean"))
+    return logp, loss, acc1, max(kl, 0.0)
 
 
 def _prepared(model: nn.Module, split, device) -> tuple[nn.Module, dict, torch.Tensor, torch.Tensor]:
@@ -186,42 +193,51 @@ def measure(model: nn.Module, split, *, source_sha256: str, data: str, candidate
     source = {n: t.detach().clone() for n, t in tensors.items()}
     for n, t in tensors.items():
         t.copy_(_on_grid(source[n], top))
-    base_loss, base_acc1 = _loss_acc(work, x, y, batch_size)
+    reference, base_loss, base_acc1, _ = _predict(work, x, y, batch_size)
+    kl: dict[str, dict[int, float]] = {}
     loss: dict[str, dict[int, float]] = {}
     acc1: dict[str, dict[int, float]] = {}
     est: dict[str, dict[int, float]] = {}
     total, done = len(tensors) * (len(candidates) - 1), 0
     for n, t in tensors.items():
-        loss[n], acc1[n] = {top: base_loss}, {top: base_acc1}
+        kl[n], loss[n], acc1[n] = {top: 0.0}, {top: base_loss}, {top: base_acc1}
         est[n] = {b: round(tensor_bytes(source[n], b), 1) for b in candidates}
         for b in candidates[:-1]:
             t.copy_(_on_grid(source[n], b))
-            loss[n][b], acc1[n][b] = _loss_acc(work, x, y, batch_size)
+            _, loss[n][b], acc1[n][b], kl[n][b] = _predict(work, x, y, batch_size, reference)
             done += 1
             if progress:
                 progress(done, total)
         t.copy_(_on_grid(source[n], top))
-    return Profile(source_sha256, data, len(x), candidates, base_loss, base_acc1, loss, acc1, est)
+    return Profile(source_sha256, data, len(x), candidates, base_loss, base_acc1, kl, loss, acc1, est)
 
 
 @torch.no_grad()
-def measure_combined(model: nn.Module, split, layer_bits: dict[str, int], *, device: str | torch.device = "cpu",
-                     batch_size: int = 128) -> tuple[float, float]:
-    """(mean cross-entropy, top-1) on ``split`` with every tensor on its own grid ``layer_bits``."""
+def measure_combined(model: nn.Module, split, layer_bits: dict[str, int], *, top: int | None = None,
+                     device: str | torch.device = "cpu", batch_size: int = 128) -> dict:
+    """What every tensor on its own grid ``layer_bits`` gives on ``split``: mean KL divergence
+    from the reference (every tensor on the ``top``-bit grid, default the finest in the map),
+    cross-entropy and top-1."""
     work, tensors, x, y = _prepared(model, split, torch.device(device))
+    source = {n: t.detach().clone() for n, t in tensors.items()}
+    top = top or max(layer_bits.values())
     for n, t in tensors.items():
-        t.copy_(_on_grid(t.detach().clone(), layer_bits[n]))
-    return _loss_acc(work, x, y, batch_size)
+        t.copy_(_on_grid(source[n], top))
+    reference, *_ = _predict(work, x, y, batch_size)
+    for n, t in tensors.items():
+        t.copy_(_on_grid(source[n], layer_bits[n]))
+    _, loss, acc1, kl = _predict(work, x, y, batch_size, reference)
+    return {"kl": kl, "loss": loss, "acc1": acc1}
 
 
 # --- choosing -----------------------------------------------------------------------------------
 
 def allocate(profile: Profile, budget: float = DEFAULT_BUDGET) -> dict[str, int]:
-    """One grid per tensor: the fewest estimated bytes whose summed single-tensor loss
-    increases stay within ``budget`` (≥ 0; 0 gives every tensor the finest candidate grid
-    unless a coarser one measured no worse)."""
+    """One grid per tensor: the fewest estimated bytes whose summed single-tensor KL
+    divergences stay within ``budget`` (nats, ≥ 0; 0 gives every tensor the finest candidate
+    grid unless a coarser one changed nothing)."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget < 0:
-        raise AllocationError(f"the loss budget must be a finite number ≥ 0, got {budget!r}")
+        raise AllocationError(f"the budget must be a finite number of nats ≥ 0, got {budget!r}")
 
     def pick(mu: float) -> dict[str, int]:
         return {n: min(profile.candidates, key=lambda b: (profile.est_bytes[n][b] + mu * profile.delta(n, b), -b))
@@ -248,7 +264,7 @@ def summary(profile: Profile, layer_bits: dict[str, int]) -> dict:
     """What a choice costs and saves by the profile's own figures."""
     return {"est_bytes": round(sum(profile.est_bytes[n][b] for n, b in layer_bits.items())),
             "est_bytes_top": round(sum(profile.est_bytes[n][profile.top] for n in layer_bits)),
-            "summed_loss_increase": sum(profile.delta(n, b) for n, b in layer_bits.items()),
+            "summed_kl": sum(profile.delta(n, b) for n, b in layer_bits.items()),
             "bits": {b: sum(1 for v in layer_bits.values() if v == b) for b in profile.candidates}}
 
 

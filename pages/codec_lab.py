@@ -27,10 +27,10 @@ with st.expander("Codec settings", expanded=True):
     ss[forms.LAYER_MAPS] = state.layer_grid_maps(path, meta, budget)
     settings = forms.render()
     if state.AUTO in ss[forms.LAYER_MAPS]:
-        st.number_input("Loss budget of the per-layer grid (auto)", 0.0, 10.0, value=float(budget), step=0.005,
+        st.number_input("Budget of the per-layer grid (auto, nats)", 0.0, 10.0, value=float(budget), step=0.005,
                         format="%.3f", key=state.W_LAB_BUDGET,
-                        help="Allowed increase of the train slice's mean cross-entropy, summed over layers each "
-                             "coarsened alone (ctnet encode --budget).")
+                        help="How far the predictions on the train slice may move: the mean KL divergence from "
+                             "the finest grid's, summed over layers each coarsened alone (ctnet encode --budget).")
     else:
         st.caption("Per-layer grid (auto): no sensitivity profile of this checkpoint yet — `ctnet encode SOURCE "
                    "--bit-depth auto --data DATA --out DIR` measures one.")

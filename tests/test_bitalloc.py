@@ -13,11 +13,11 @@ from ctnet.codec import bundle as B
 from ctnet.export import video_tensors
 
 
-def _profile(deltas: dict[str, dict[int, float]], sizes: dict[str, dict[int, float]]) -> bitalloc.Profile:
+def _profile(kl: dict[str, dict[int, float]], sizes: dict[str, dict[int, float]]) -> bitalloc.Profile:
     cands = tuple(sorted(next(iter(sizes.values()))))
-    loss = {n: {b: 1.0 + d for b, d in per.items()} for n, per in deltas.items()}
-    return bitalloc.Profile("ab" * 32, "x/train:0", 64, cands, 1.0, 90.0, loss,
-                            {n: {b: 90.0 for b in cands} for n in deltas}, sizes)
+    loss = {n: {b: 1.0 + d for b, d in per.items()} for n, per in kl.items()}
+    return bitalloc.Profile("ab" * 32, "x/train:0", 64, cands, 1.0, 90.0, kl, loss,
+                            {n: {b: 90.0 for b in cands} for n in kl}, sizes)
 
 
 def test_allocation_spends_the_budget_where_bytes_are_cheapest_to_save():
@@ -31,13 +31,12 @@ def test_allocation_spends_the_budget_where_bytes_are_cheapest_to_save():
     assert bitalloc.allocate(prof, 1.0) == {"big": 4, "small": 4}
     chosen = bitalloc.allocate(prof, 0.021)
     assert bitalloc.summary(prof, chosen) == {"est_bytes": 5000, "est_bytes_top": 11000,
-                                              "summed_loss_increase": pytest.approx(0.02),
-                                              "bits": {4: 1, 6: 0, 8: 1}}
-    # a coarser grid that measured no worse is free: taken even at budget 0
-    free = _profile({"big": {4: -0.001, 6: 0.0, 8: 0.0}, "small": deltas["small"]}, sizes)
+                                              "summed_kl": pytest.approx(0.02), "bits": {4: 1, 6: 0, 8: 1}}
+    # a coarser grid that changed no prediction is free: taken even at budget 0
+    free = _profile({"big": {4: 0.0, 6: 0.0, 8: 0.0}, "small": deltas["small"]}, sizes)
     assert bitalloc.allocate(free, 0.0) == {"big": 4, "small": 8}
     for bad in (-0.1, float("nan"), True):
-        with pytest.raises(bitalloc.AllocationError, match="loss budget"):
+        with pytest.raises(bitalloc.AllocationError, match="budget must be a finite number of nats"):
             bitalloc.allocate(prof, bad)
 
 
@@ -54,6 +53,7 @@ def test_profile_reader_is_strict(tmp_path):
                           (lambda d: d["loss"]["a"].pop("6"), "one value per candidate grid"),
                           (lambda d: d["acc1"]["a"].update({"6": 101}), "'acc1.a.6'"),
                           (lambda d: d["est_bytes"].update(b={"6": 1, "8": 2}), "name the same tensors"),
+                          (lambda d: d["kl"]["a"].update({"6": -1}), "'kl.a.6'"),
                           (lambda d: d.update(base_loss=float("inf")), "'base_loss'")]:
         doc = json.loads(json.dumps(good))
         edit(doc)
@@ -74,11 +74,14 @@ def test_measured_profile_of_a_model_on_real_train_images(tiny_imagenette):
     assert prof.tensors == names and prof.images == 10 and prof.candidates == (4, 8)
     assert prof.data.startswith(tiny_imagenette.name + "/train:")
     for n in names:
-        assert prof.loss[n][8] == prof.base_loss and prof.est_bytes[n][4] > 0
-    assert any(prof.loss[n][4] != prof.base_loss for n in names)  # coarsening some layer moved the loss
-    # the base is every tensor on the 8-bit grid: what the combined measurement gives at 8 bits
-    loss, acc1 = bitalloc.measure_combined(model, split, {n: 8 for n in names}, batch_size=5)
-    assert loss == pytest.approx(prof.base_loss, rel=1e-6) and acc1 == prof.base_acc1
+        assert prof.kl[n][8] == 0.0 and prof.loss[n][8] == prof.base_loss and prof.est_bytes[n][4] > 0
+        assert prof.kl[n][4] >= 0.0
+    assert any(prof.kl[n][4] > 0 for n in names)  # coarsening some layer moved the predictions
+    # the reference is every tensor on the 8-bit grid: what the combined measurement compares with
+    same = bitalloc.measure_combined(model, split, {n: 8 for n in names}, batch_size=5)
+    assert same == {"kl": 0.0, "loss": pytest.approx(prof.base_loss, rel=1e-6), "acc1": prof.base_acc1}
+    one = bitalloc.measure_combined(model, split, {n: 4 if n == names[0] else 8 for n in names}, batch_size=5)
+    assert one["kl"] == pytest.approx(prof.kl[names[0]][4], rel=1e-5, abs=1e-9)
     t = video_tensors(model)["layer1.0.conv1.weight_dct"]
     assert torch.equal(bitalloc._on_grid(t, 5), quant.fake_quantize(t, 5).detach())
 

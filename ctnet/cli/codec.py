@@ -164,8 +164,8 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
     a.add_argument("--auto-images", type=int, default=DEFAULT_IMAGES,
                    help=f"class-balanced train images the sensitivity is measured on (default {DEFAULT_IMAGES})")
     a.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
-                   help="allowed increase of the train slice's mean cross-entropy, summed over layers each "
-                        f"coarsened alone (default {DEFAULT_BUDGET})")
+                   help="how far the predictions on the train slice may move: the mean KL divergence from the "
+                        f"reference (nats), summed over layers each coarsened alone (default {DEFAULT_BUDGET})")
     a.add_argument("--device", default="cpu", help="where the sensitivity is measured (cpu, cuda, …)")
     args = p.parse_args(argv)
 
