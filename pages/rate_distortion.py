@@ -9,7 +9,7 @@ import streamlit as st
 from app import figures, state, ui
 from ctnet import rd
 from ctnet.baselines import nncodec_status
-from ctnet.codec.manifest import BIT_DEPTHS
+from ctnet.limits import BIT_DEPTHS
 from ctnet.codec.registry import CODECS
 from ctnet.data import DatasetError
 
