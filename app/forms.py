@@ -19,9 +19,11 @@ TYPES = {n: type(getattr(EncodeSettings(), n)) for n in FIELDS}
 TILES = (64, 128, 256)
 PREFIX = "w_lab_"
 LOSSLESS = PREFIX + "lossless"  # CRF is one field, two widgets: a lossless box and a slider
-LAYER_GRID = PREFIX + "layer_grid"  # "uniform" or one of the per-layer maps the page offers (LAYER_MAPS)
+LAYER_GRID = PREFIX + "layer_grid"  # UNIFORM or one of the per-layer maps the page offers (LAYER_MAPS)
 LAYER_MAPS = "lab_layer_maps"  # choice → {tensor: bits}, set by the page before the widgets are read
 UNIFORM = "uniform (grid bit depth)"
+AUTO = "auto (measured sensitivity)"  # the per-layer grids the lab can offer
+OWN = "this bundle's own"
 
 LABELS = {"codec": "Codec", "crf": "CRF (when not lossless)", "bit_depth": "Grid bit depth", "pix_fmt": "Pixel format",
           "preset": "Preset", "frame": "Frame size", "order": "Row/column order", "bn_mode": "BatchNorm",
@@ -69,6 +71,8 @@ def disabled(name: str, s: dict) -> bool:
         return not c.lossy or s["crf"] == 0
     if name == "seed":
         return not s["dither"]
+    if name == "bit_depth":  # a per-layer grid sets it (to its largest layer's)
+        return st.session_state.get(LAYER_GRID, UNIFORM) != UNIFORM
     return False
 
 
@@ -88,6 +92,8 @@ def widget_values(s: dict) -> dict:
     out = {key(n): s[n] for n in FIELDS}
     out[LOSSLESS] = s["crf"] == 0
     out[key("crf")] = s["crf"] or 20
+    maps = st.session_state.get(LAYER_MAPS) or {}
+    out[LAYER_GRID] = next((k for k, m in maps.items() if s.get("layer_bits") and m == s["layer_bits"]), UNIFORM)
     return out
 
 
@@ -146,10 +152,7 @@ def render(width: int = 230) -> dict:
     with st.container(horizontal=True, wrap=True, gap="medium"):
         for name in FIELDS:
             with st.container(width=width):
-                if name == "bit_depth" and st.session_state.get(LAYER_GRID, UNIFORM) != UNIFORM:
-                    st.caption("Grid bit depth: per layer (below)")
-                else:
-                    _widget(name, s)
+                _widget(name, s)
         with st.container(width=width):
             options = [UNIFORM, *maps]
             if st.session_state.get(LAYER_GRID) not in options:

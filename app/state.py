@@ -692,8 +692,6 @@ def model_summary(path: str, job: Job | None = None, entry: runs.Entry | None = 
 # --- per-layer grids (the Codec lab) -----------------------------------------------------------------
 
 SENSITIVITY_DIR = "sensitivity"  # beside the demo's runs: the sensitivity profiles of its bundles (read-only)
-AUTO = "auto (measured sensitivity)"
-OWN = "this bundle's own"
 
 
 def sensitivity_profile(d: str):
@@ -711,10 +709,10 @@ def layer_grid_maps(path: str, meta: dict, budget: float) -> dict[str, dict[str,
     maps = {}
     prof = sensitivity_profile(digest(path))
     if prof is not None:
-        maps[AUTO] = bitalloc.allocate(prof, budget)
+        maps[forms.AUTO] = bitalloc.allocate(prof, budget)
     own = (meta.get("settings") or {}).get("layer_bits") if (meta.get("bundle") or {}).get("version") == 2 else None
     if own:
-        maps[OWN] = dict(own)
+        maps[forms.OWN] = dict(own)
     return maps
 
 

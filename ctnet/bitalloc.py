@@ -40,6 +40,7 @@ from torch import nn
 from . import quant
 from .errors import AllocationError
 from .export import tensor_bytes, video_tensors
+from .limits import BIT_DEPTHS
 
 CANDIDATES = (4, 5, 6, 7, 8)
 DEFAULT_IMAGES = 256
@@ -101,10 +102,10 @@ class Profile:
             fail("'data' must be a short string")
         if isinstance(images, bool) or not isinstance(images, int) or not 1 <= images <= 1 << 24:
             fail("'images' must be a positive integer")
-        if not isinstance(cands, list) or not 2 <= len(cands) <= len(quant.SUPPORTED_BITS) or len(set(cands)) != len(
-                cands) or not all(isinstance(b, int) and not isinstance(b, bool) and b in quant.SUPPORTED_BITS
+        if not isinstance(cands, list) or not 2 <= len(cands) <= len(BIT_DEPTHS) or len(set(cands)) != len(
+                cands) or not all(isinstance(b, int) and not isinstance(b, bool) and b in BIT_DEPTHS
                                   for b in cands):
-            fail(f"'candidates' must list distinct grid bit depths {quant.SUPPORTED_BITS[0]}..{quant.SUPPORTED_BITS[-1]}")
+            fail(f"'candidates' must list distinct grid bit depths {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}")
 
         def number(v, what: str, lo: float = 0.0, hi: float = math.inf) -> float:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
@@ -185,9 +186,9 @@ def measure(model: nn.Module, split, *, source_sha256: str, data: str, candidate
     """The sensitivity profile of ``model`` on ``split`` (images decoded, e.g. :func:`train_slice`)
     over the ``candidates`` grids (default :data:`CANDIDATES`)."""
     candidates = tuple(sorted(set(CANDIDATES if candidates is None else candidates)))
-    if len(candidates) < 2 or any(b not in quant.SUPPORTED_BITS for b in candidates):
-        raise AllocationError(f"candidate grids must be two or more of {quant.SUPPORTED_BITS[0]}.."
-                              f"{quant.SUPPORTED_BITS[-1]} bits, got {candidates}")
+    if len(candidates) < 2 or any(b not in BIT_DEPTHS for b in candidates):
+        raise AllocationError(f"candidate grids must be two or more of {BIT_DEPTHS[0]}.."
+                              f"{BIT_DEPTHS[-1]} bits, got {candidates}")
     top = max(candidates)
     work, tensors, x, y = _prepared(model, split, torch.device(device))
     source = {n: t.detach().clone() for n, t in tensors.items()}
@@ -347,11 +348,11 @@ def read_layer_map(path: str | os.PathLike) -> dict[str, int]:
     if not isinstance(doc, dict) or not doc or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in doc.items()):
         raise AllocationError(f"{p}: a per-layer bit-depth map is a JSON object of tensor name → integer bits")
-    bad = {k: v for k, v in doc.items() if v not in quant.SUPPORTED_BITS}
+    bad = {k: v for k, v in doc.items() if v not in BIT_DEPTHS}
     if bad:
         k, v = next(iter(bad.items()))
-        raise AllocationError(f"{p}: {k} asks for a {v}-bit grid; grids are {quant.SUPPORTED_BITS[0]}.."
-                              f"{quant.SUPPORTED_BITS[-1]} bits")
+        raise AllocationError(f"{p}: {k} asks for a {v}-bit grid; grids are {BIT_DEPTHS[0]}.."
+                              f"{BIT_DEPTHS[-1]} bits")
     return dict(doc)
 
 

@@ -15,6 +15,8 @@ from ctnet.codec.manifest import BundleError
 
 ss = st.session_state
 path, key, model, meta = ui.current_model("Codec lab")
+budget = ss.get(state.W_LAB_BUDGET, bitalloc.DEFAULT_BUDGET)
+ss[forms.LAYER_MAPS] = state.layer_grid_maps(path, meta, budget)  # before the widgets are seeded and read
 forms.seed(ss[state.LAB_SETTINGS])
 
 
@@ -23,10 +25,8 @@ def _use(settings: dict) -> None:
 
 
 with st.expander("Codec settings", expanded=True):
-    budget = ss.get(state.W_LAB_BUDGET, bitalloc.DEFAULT_BUDGET)
-    ss[forms.LAYER_MAPS] = state.layer_grid_maps(path, meta, budget)
     settings = forms.render()
-    if state.AUTO in ss[forms.LAYER_MAPS]:
+    if forms.AUTO in ss[forms.LAYER_MAPS]:
         st.number_input("Budget of the per-layer grid (auto, nats)", 0.0, 10.0, value=float(budget), step=0.005,
                         format="%.3f", key=state.W_LAB_BUDGET,
                         help="How far the predictions on the train slice may move: the mean KL divergence from "
