@@ -41,6 +41,7 @@ from . import quant
 from .errors import AllocationError
 from .export import tensor_bytes, video_tensors
 from .limits import BIT_DEPTHS
+from .strict import JSONInvalid, parse_json
 
 CANDIDATES = (4, 5, 6, 7, 8)
 DEFAULT_IMAGES = 256
@@ -290,9 +291,11 @@ def read_profile(path: str | os.PathLike) -> Profile | None:
     try:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise AllocationError(f"{p}: larger than a sensitivity profile can be")
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
+        doc = parse_json(p.read_bytes())  # a NaN or infinity is refused by the field it is in
+    except OSError as exc:
         raise AllocationError(f"{p}: not a readable sensitivity profile ({type(exc).__name__})") from None
+    except JSONInvalid as exc:
+        raise AllocationError(f"{p}: not a readable sensitivity profile ({exc.cause})") from None
     return Profile.from_json(doc, str(p))
 
 
@@ -338,11 +341,13 @@ def read_layer_map(path: str | os.PathLike) -> dict[str, int]:
     try:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise AllocationError(f"{p}: too large for a per-layer bit-depth map")
-        doc = json.loads(p.read_text())
+        doc = parse_json(p.read_bytes(), constants=False)
     except FileNotFoundError:
         raise AllocationError(f"--bit-depth {p}: not 4..12, 'auto' or an existing JSON file") from None
-    except (OSError, ValueError, RecursionError) as exc:
+    except OSError as exc:
         raise AllocationError(f"{p}: not a JSON per-layer bit-depth map ({type(exc).__name__})") from None
+    except JSONInvalid as exc:
+        raise AllocationError(f"{p}: not a JSON per-layer bit-depth map ({exc.cause})") from None
     if isinstance(doc, dict) and isinstance(doc.get("settings"), dict) and "layer_bits" in doc["settings"]:
         doc = doc["settings"]["layer_bits"]  # a bundle's manifest.json, or an encode report
     if not isinstance(doc, dict) or not doc or not all(

@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from ..errors import CtnetError
+from ..api import CtnetError
 
 BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import BundleError
 from ..limits import BIT_DEPTHS, MAX_DITHER, MAX_INT
 from ..models import ModelSpec
+from ..strict import JSONInvalid, parse_json
 from . import plan as PL
 from .registry import CODECS, PIX_FMTS, PRESETS
 
@@ -324,9 +325,9 @@ class Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-            raise BundleError(f"{MANIFEST} is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+            obj = parse_json(data, constants=False)
+        except JSONInvalid as exc:
+            raise BundleError(f"{MANIFEST} is not valid JSON ({exc.detail})") from None
         if not isinstance(obj, dict):
             raise BundleError(f"{MANIFEST} is not a JSON object")
         if obj.get("format") != FORMAT:
@@ -402,10 +403,6 @@ class Manifest:
         return cls(spec, labels, get_int(m, "image_size", "", 16, 4096), get_int(m, "pixel_bit_depth", "", 0, max(BIT_DEPTHS)),
                    source, get_int(m, "fp32_bytes", "", 1, 1 << 40), settings, frames, coded, escapes, raw_bytes,
                    dict(options), workaround, tuple(members), digest, m)
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "FORMAT", "MANIFEST", "Manifest", "Member", "TABLES",
