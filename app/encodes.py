@@ -153,13 +153,17 @@ def sensitivity_profile(d: str) -> api.SensitivityProfile | None:
     return api.find_profile(d, folders=(demo_dir() / SENSITIVITY_DIR,))
 
 
-def layer_grid_maps(path: str, loaded: LoadedModel, budget: float) -> dict[str, dict[str, int]]:
+def layer_grid_maps(path: str, loaded: LoadedModel, budget: float) -> tuple[dict[str, dict[str, int]], str | None]:
     """The per-layer grids the lab offers for ``path``: the allocation of its sensitivity
-    profile at ``budget``, and a format-v2 bundle's own per-layer grid when it has one."""
-    maps = {}
-    prof = sensitivity_profile(digest(path))
-    if prof is not None:
-        maps[forms.AUTO] = api.allocate_layer_bits(prof, budget)
+    profile at ``budget``, and a format-v2 bundle's own per-layer grid when it has one; and why
+    the profile cannot be used, when it cannot (a damaged or outdated file: the page says so)."""
+    maps, problem = {}, None
+    try:
+        prof = sensitivity_profile(digest(path))
+        if prof is not None:
+            maps[forms.AUTO] = api.allocate_layer_bits(prof, budget)
+    except api.AllocationError as exc:
+        problem = str(exc)
     if loaded.settings is not None and loaded.settings.layer_bits:
         maps[forms.OWN] = dict(loaded.settings.layer_bits)
-    return maps
+    return maps, problem

@@ -26,8 +26,8 @@ from .codec.manifest import BN_MODES, EncodeSettings
 from .codec.plan import FRAME_SIZES, ORDERS
 from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from .data import IMAGENETTE_URLS, class_names, download_imagenette, label_map, list_images, load_split, split_dir
-from .errors import (BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError, PlainExportError,
-                     RDError, RunError, TrainingError, VideoError)
+from .errors import (AllocationError, BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError,
+                     PlainExportError, RDError, RunError, TrainingError, VideoError)
 from .evaluate import evaluate, resolve_device
 from .limits import BIT_DEPTHS, MAX_DITHER, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
@@ -195,6 +195,6 @@ __all__ = [
     "ARCHITECTURES", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "BN_MODES", "CODECS", "PIX_FMTS", "PRESETS",
     "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS", "IMAGENETTE_URLS", "default_codec",
     # errors
-    "CtnetError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError", "BundleError",
-    "VideoError", "PlainExportError", "RunError", "RDError",
+    "CtnetError", "AllocationError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError",
+    "BundleError", "VideoError", "PlainExportError", "RunError", "RDError",
 ]

@@ -17,7 +17,7 @@ from ctnet.api import BundleError, EncodeSettings
 ss = st.session_state
 path, key, loaded = ui.current_model("Codec lab")
 budget = ss.get(keys.W_LAB_BUDGET, api.DEFAULT_BUDGET)
-ss[forms.LAYER_MAPS] = encodes.layer_grid_maps(path, loaded, budget)  # before the widgets are seeded and read
+ss[forms.LAYER_MAPS], profile_problem = encodes.layer_grid_maps(path, loaded, budget)  # before the widgets are read
 forms.seed(ss[keys.LAB_SETTINGS])
 
 
@@ -32,6 +32,8 @@ with st.expander("Codec settings", expanded=True):
                         format="%.3f", key=keys.W_LAB_BUDGET,
                         help="How far the predictions on the train slice may move: the mean KL divergence from "
                              "the finest grid's, summed over layers each coarsened alone (ctnet encode --budget).")
+    elif profile_problem:
+        st.warning(f"Per-layer grid (auto): the sensitivity profile of this checkpoint cannot be used: {profile_problem}")
     else:
         st.caption("Per-layer grid (auto): no sensitivity profile of this checkpoint yet — `ctnet encode SOURCE "
                    "--bit-depth auto --data DATA --out DIR` measures one.")

@@ -450,6 +450,12 @@ def test_codec_lab_per_layer_grid_from_a_sensitivity_profile(demo_env, monkeypat
     assert at.selectbox(key="w_lab_layer_grid").disabled
     assert any("no sensitivity profile" in c.value for c in at.caption)
     path = current(at)
+    # a profile file that cannot be used (damaged, or written by an older ctnet) is named on the page
+    bad = bitalloc.profile_path(rd.source_hash(path))
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"format": "ctnet-sensitivity", "version": 1}')
+    at.run()
+    assert not at.exception and any("cannot be used" in w.value and "source_sha256" in w.value for w in at.warning)
     from app import models
     names = list(video_tensors(models.load(path).model))
     cands = (4, 8)
