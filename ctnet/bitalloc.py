@@ -19,8 +19,9 @@ meets the budget). Single-tensor changes do not add up exactly, so :func:`measur
 reports what the chosen grids really give on the same slice.
 
 Profiles are cached per source (its content hash, as ``ctnet.rd`` keys its sweeps) under
-``$CTNET_SENSITIVITY_CACHE`` or ``$XDG_CACHE_HOME/ctnet/sensitivity``; the demo ships the
-profiles of its bundles, so the app's Codec lab can offer ``auto`` without the train split.
+``$CTNET_SENSITIVITY_CACHE`` or ``$XDG_CACHE_HOME/ctnet/sensitivity``; the app's Codec lab
+reads that cache and ``assets/demo/sensitivity/`` (profiles shipped with the demo, so it can
+offer ``auto`` without the train split).
 """
 from __future__ import annotations
 
