@@ -60,7 +60,7 @@ def tensor_bytes(t: torch.Tensor, bits: int, tile: int = TILE) -> float:
     h0, nonzero = entropy_bits(t, bits, tile)
     rows, cols = tile_grid(*image_shape(t.shape), tile)
     total = a * h0 / 8 + b * nonzero + c + METADATA_PER_TILE * rows * cols
-    if t.dim() >= 2 and t.shape[0] > 1 and t.shape[1] > 1:
+    if t.dim() in (2, 4) and t.shape[0] > 1 and t.shape[1] > 1:  # the plan orders its rows and columns
         total += METADATA_PER_ROW * (t.shape[0] + t.shape[1])
     return total
 

@@ -9,13 +9,13 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from ..api import CtnetError
+from ..api import ARCHITECTURES, CtnetError, architecture_refusal
 
 BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 
 
 def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
-    """The flags of every command that evaluates on ImageNette val: --limit, --device,
+    """The flags of every command that evaluates on a val split: --limit, --device,
     --batch-size, --workers (default: up to 4, no more than the cores), --json."""
     p.add_argument("--limit", type=int, default=None, help="evaluate N class-balanced val images (default all)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -23,6 +23,17 @@ def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, wor
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1) if workers is None else workers,
                    help=workers_help or "data loader workers")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_arch_arg(p: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """``--arch NAME``: a registered architecture (``ctnet.api.ARCHITECTURES``); any other
+    name is refused with the reason (a vision transformer, an unregistered CNN, a typo)."""
+    def architecture(name: str) -> str:
+        if name not in ARCHITECTURES:
+            raise argparse.ArgumentTypeError(architecture_refusal(name))
+        return name
+    p.add_argument("--arch", default=default, type=architecture, metavar="NAME",
+                   help=f"{help}: {', '.join(ARCHITECTURES)}")
 
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])  # ctnet/
