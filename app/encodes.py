@@ -13,7 +13,7 @@ import streamlit as st
 from app import forms
 from app.background import lab_worker, runner
 from app.jobs import Job
-from app.keys import LAB_ENCODES
+from app.keys import LAB_ENCODES, demo_dir
 from app.models import describe, digest, load
 from app.worker import Worker
 from ctnet import api
@@ -198,3 +198,31 @@ def frame_bytes(path: str, loaded: LoadedModel, settings: EncodeSettings) -> tup
     if b is not None and b.frame_bytes is not None and loaded.settings == settings:
         return [x or None for x in b.frame_bytes], "this bundle's manifest"
     return None, None
+
+
+# --- per-layer grids (the Codec lab) -----------------------------------------------------------------
+
+SENSITIVITY_DIR = "sensitivity"  # beside the demo's runs: the sensitivity profiles of its bundles (read-only)
+
+
+def sensitivity_profile(d: str) -> api.SensitivityProfile | None:
+    """The sensitivity profile of the model with content hash ``d``: the demo's, else this
+    machine's (``ctnet encode --bit-depth auto`` caches it); None when none was measured.
+    Read on every call (a small file), so a profile measured meanwhile shows up."""
+    return api.find_profile(d, folders=(demo_dir() / SENSITIVITY_DIR,))
+
+
+def layer_grid_maps(path: str, loaded: LoadedModel, budget: float) -> tuple[dict[str, dict[str, int]], str | None]:
+    """The per-layer grids the lab offers for ``path``: the allocation of its sensitivity
+    profile at ``budget``, and a format-v2 bundle's own per-layer grid when it has one; and why
+    the profile cannot be used, when it cannot (a damaged or outdated file: the page says so)."""
+    maps, problem = {}, None
+    try:
+        prof = sensitivity_profile(digest(path))
+        if prof is not None:
+            maps[forms.AUTO] = api.allocate_layer_bits(prof, budget)
+    except api.AllocationError as exc:
+        problem = str(exc)
+    if loaded.settings is not None and loaded.settings.layer_bits:
+        maps[forms.OWN] = dict(loaded.settings.layer_bits)
+    return maps, problem

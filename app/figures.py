@@ -420,6 +420,52 @@ def rd_curves(points: list[dict], floor: float | None, reference: dict | None,
     return fig
 
 
+
+def bit_depth_points(points: list[dict]) -> dict[str, list[dict]]:
+    """Per codec, its lossless bundle points at default settings but the grid (one per bit
+    depth), by bit depth: the post-hoc bit-depth curve of the weights. Codecs with fewer
+    than two depths are left out."""
+    out: dict[str, list[dict]] = {}
+    for p in points:
+        s = p["settings"]
+        if p["method"] == "bundle" and s.get("crf") == 0 and not s.get("dither") and s.get("tile", 128) == 128:
+            out.setdefault(p["codec"], []).append(p)
+    curves = {}
+    for codec, pts in out.items():
+        by_bits = {}
+        for q in sorted(pts, key=lambda q: q["bytes"]):
+            by_bits.setdefault(q["settings"]["bit_depth"], q)  # the smallest point of each depth
+        if len(by_bits) >= 2:
+            curves[codec] = [by_bits[b] for b in sorted(by_bits)]
+    return curves
+
+
+def bit_depth_curve(points: list[dict], reference: dict | None) -> go.Figure:
+    """Decoded top-1 and bytes against the grid's bit depth, one colour per codec
+    (:func:`bit_depth_points`): what re-quantising the same weights to a coarser grid costs
+    in accuracy and saves in bytes."""
+    curves = bit_depth_points(points)
+    colours = run_colours(sorted(curves))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("decoded top-1 (%)", "bytes (log)"))
+    for codec, pts in sorted(curves.items()):
+        bits = [p["settings"]["bit_depth"] for p in pts]
+        hover = [[p["label"], f"{p['bytes']:,}", p["ratio"], p["acc1"]] for p in pts]
+        template = "<b>%{customdata[0]}</b><br>%{customdata[1]} B (%{customdata[2]:.1f}×)<br>top-1 " \
+                   "%{customdata[3]:.2f} %<extra></extra>"
+        for col, y in ((1, [p["acc1"] for p in pts]), (2, [p["bytes"] for p in pts])):
+            fig.add_trace(go.Scatter(x=bits, y=y, mode="lines+markers", name=codec, legendgroup=codec,
+                                     showlegend=col == 1, line=dict(color=colours[codec], width=2),
+                                     customdata=hover, hovertemplate=template), row=1, col=col)
+    if reference is not None:
+        fig.add_hline(y=reference["acc1"], line=dict(color="#444", dash="dot"), row=1, col=1,
+                      annotation_text=f"fp32 {reference['acc1']:.2f} %", annotation_position="bottom right")
+    fig.update_xaxes(title_text="grid bits", dtick=1)
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
 def thumbnail_picker(grid: np.ndarray, n: int, columns: int, thumb: int, gap: int, labels: list[str],
                      current: int | None) -> go.Figure:
     """The thumbnails image (drawn cell by cell: sharp) with one invisible marker per frame

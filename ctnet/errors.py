@@ -62,5 +62,9 @@ class RDError(CtnetError, ValueError):
     """A sweep that cannot run as asked; the message names the problem."""
 
 
-__all__ = ["BundleError", "CheckpointError", "ConfigError", "CtnetError", "DatasetError", "DeviceError",
-           "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "VideoError"]
+class AllocationError(CtnetError, ValueError):
+    """A sensitivity profile or per-layer grid request that cannot be used; the message says why."""
+
+
+__all__ = ["AllocationError", "BundleError", "CheckpointError", "ConfigError", "CtnetError", "DatasetError",
+           "DeviceError", "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "VideoError"]

@@ -318,8 +318,8 @@ def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None
     rows = []
     for layer in layers:
         n = int(np.prod(layer["shape"])) if layer.get("shape") else 0
-        row = {"layer": layer["name"], "kind": layer["kind"], "bytes": layer["bytes"], "frames": layer["frames"],
-               "bits/coeff": 8.0 * layer["bytes"] / n if n else None}
+        row = {"layer": layer["name"], "kind": layer["kind"], "grid bits": layer.get("bits"), "bytes": layer["bytes"],
+               "frames": layer["frames"], "bits/coeff": 8.0 * layer["bytes"] / n if n else None}
         if "nonzero" in layer:  # v2 encodes: bits per non-zero level next to the zero-order entropy
             row.update({"coded frames": layer.get("coded_frames"), "non-zero": layer["nonzero"],
                         "bits/nz": layer.get("bits_per_nonzero"), "H0 bits/nz": layer.get("entropy_bits_per_nonzero")})

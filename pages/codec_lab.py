@@ -20,6 +20,8 @@ from ctnet.api import BundleError, DatasetError, EncodeSettings
 GRID_FIELDS = ("bit_depth", "tile", "dither", "seed")  # what decides the levels a weight is rounded to
 ss = st.session_state
 path, key, loaded = ui.current_model("Codec lab")
+budget = ss.get(keys.W_LAB_BUDGET, api.DEFAULT_BUDGET)
+ss[forms.LAYER_MAPS], profile_problem = encodes.layer_grid_maps(path, loaded, budget)  # before the widgets are read
 forms.seed(ss[keys.LAB_SETTINGS])
 d = models.digest(path)
 
@@ -33,6 +35,16 @@ def _use(settings: EncodeSettings) -> None:
 top = st.container()
 with st.expander("Codec settings", expanded=True):
     settings = forms.render()
+    if forms.AUTO in ss[forms.LAYER_MAPS]:
+        st.number_input("Budget of the per-layer grid (auto, nats)", 0.0, 10.0, value=float(budget), step=0.005,
+                        format="%.3f", key=keys.W_LAB_BUDGET,
+                        help="How far the predictions on the train slice may move: the mean KL divergence from "
+                             "the finest grid's, summed over layers each coarsened alone (ctnet encode --budget).")
+    elif profile_problem:
+        st.warning(f"Per-layer grid (auto): the sensitivity profile of this checkpoint cannot be used: {profile_problem}")
+    else:
+        st.caption("Per-layer grid (auto): no sensitivity profile of this checkpoint yet — `ctnet encode SOURCE "
+                   "--bit-depth auto --data DATA --out DIR` measures one.")
 ss[keys.LAB_SETTINGS] = settings
 url.write_url()  # now: the page may stop early below
 bundle_settings = loaded.settings  # a format-v2 bundle's own

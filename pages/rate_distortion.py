@@ -76,7 +76,9 @@ with st.expander("Measure points", expanded=not points):
     m1, m2, m3 = st.columns([3, 1, 2])
     codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=keys.W_RD["codecs"],
                             format_func=lambda n: CODECS[n].label)
-    bits = m2.multiselect("Bit depths", list(api.BIT_DEPTHS), default=list(api.DEFAULT_BITS), key=keys.W_RD["bits"])
+    bits = m2.multiselect("Grid bit depths", list(api.BIT_DEPTHS), default=list(api.DEFAULT_BITS), key=keys.W_RD["bits"],
+                          help="Bits of the export grid the weights are re-quantised to (no retraining); "
+                               "grids up to 7 bits are coded in 8-bit frames.")
     lossy = m3.checkbox("Lossy CRFs too", value=True, key=keys.W_RD["lossy"],
                         help=f"HEVC/H.264 CRF {', '.join(map(str, api.LOSSY_CRFS['hevc']))}; "
                         f"AV1 CRF {', '.join(map(str, api.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
@@ -126,6 +128,14 @@ st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} ima
            "the model; solid lines join each method's Pareto-optimal points."
            + (f" {hidden} points more than {figures.RD_SPAN:g} pt below the floor are off the chart (see the table)."
               if hidden else ""))
+
+if figures.bit_depth_points(points):
+    st.markdown("**Post-hoc bit-depth curve**: the same weights re-quantised to each grid (no retraining), "
+                "lossless")
+    st.plotly_chart(figures.bit_depth_curve(points, ref), config={"displaylogo": False})
+    st.caption("Lossless points of each codec at the default frame, tile and order, one per grid bit depth "
+               "(`ctnet rd SOURCE --data DATA --bits 4 5 6 7 8 --crfs 0` measures them). A model trained at a "
+               "grid (`ctnet train --pixel-bit-depth N`) sits on it exactly; coarser grids re-quantise it.")
 
 best = api.best_at_floor(points, floor)
 st.subheader(f"Smallest of each method at top-1 ≥ {floor:.2f} %")
