@@ -39,7 +39,7 @@ def load(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(model, meta, "bundle" if is_bundle(path) else "checkpoint", Path(path))
 
 
-def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int = 256,
+def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int | None = None,
                   workers: int = 4, progress=None, confusion: bool = False) -> dict:
     model, meta = load_any(path)
     return evaluate_model(model, meta, data, limit=limit, device=device, batch_size=batch_size,
@@ -47,8 +47,9 @@ def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto",
 
 
 def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = None, device: str = "auto",
-                   batch_size: int = 256, workers: int = 4, progress=None, confusion: bool = False) -> dict:
-    """Top-1/top-5 on ``data``'s val split with the labels the model was trained with."""
+                   batch_size: int | None = None, workers: int = 4, progress=None, confusion: bool = False) -> dict:
+    """Top-1/top-5 on ``data``'s val split with the labels the model was trained with
+    (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size)."""
     dev = resolve_device(device)
     split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
                        size=int(meta.get("image_size", 128)), limit=limit)

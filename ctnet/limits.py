@@ -11,7 +11,9 @@ BIT_DEPTHS = (8, 10, 12)  # bits of the export grid: what a bundle stores and ex
 PIXEL_BIT_DEPTHS = (0, *BIT_DEPTHS)  # training's --pixel-bit-depth: 0 = no export simulation
 MAX_DITHER = 4.0  # subtractive dither amplitude limit, in pixel steps
 MAX_INT = 1 << 53  # every integer a stored JSON document holds (byte counts, epochs, steps) is exact as a double
-IMAGE_SIZE_RANGE = (16, 1024)  # input side in pixels: checkpoints' image_size and TrainConfig's
+IMAGE_SIZE_RANGE = (16, 1024)  # input side in pixels: checkpoints' and bundle manifests' image_size and TrainConfig's
+MAX_WORKERS = 64  # data-loader worker processes (--workers): each is a fork of the whole process
+MAX_BATCH_SIZE = 1 << 16
 
 
-__all__ = ["BIT_DEPTHS", "IMAGE_SIZE_RANGE", "MAX_DITHER", "MAX_INT", "PIXEL_BIT_DEPTHS"]
+__all__ = ["BIT_DEPTHS", "IMAGE_SIZE_RANGE", "MAX_BATCH_SIZE", "MAX_DITHER", "MAX_INT", "MAX_WORKERS", "PIXEL_BIT_DEPTHS"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from ..codec.manifest import BN_MODES, EncodeSettings
@@ -15,7 +16,7 @@ from ..codec.plan import FRAME_SIZES, ORDERS
 from ..codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from ..limits import BIT_DEPTHS
 from ..models import ARCHITECTURES
-from .common import _guarded, add_eval_args
+from .common import ArgumentParser, _guarded, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
@@ -112,7 +113,7 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
 # --- encode ----------------------------------------------------------------------------------
 
 def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint (or re-encode a bundle) as a format-v2 "
+    p = ArgumentParser(prog=prog, description="Encode a checkpoint (or re-encode a bundle) as a format-v2 "
                                                      "bundle directory (H.265 by default; --codec for the others).")
     _checkpoint_args(p)
     p.add_argument("--out", "--output-dir", dest="out", help="bundle directory to create")
@@ -129,6 +130,11 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
             return _profile(args, settings, list(PRESETS))
         if not args.out:
             raise ValueError("--out DIR is required")
+        from ..plain import inside
+        source = _checkpoint_path(args)
+        if os.path.isdir(source) and (inside(args.out, source) or inside(source, args.out)):
+            raise ValueError(f"--out {args.out} and the bundle {source} being encoded overlap; write the new bundle "
+                             f"beside it, not in it (or over it)")
         from ..codec.bundle import encode_model, write_bundle
         model, meta = _load(args)
         encoded = encode_model(model, meta, settings)
@@ -168,7 +174,7 @@ def print_layers(layers: list[dict]) -> None:
 # --- decode ----------------------------------------------------------------------------------
 
 def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
+    p = ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
@@ -189,7 +195,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
         fmt = args.format or ("onnx" if args.out and args.out.lower().endswith(".onnx") else "safetensors")
         if args.out:
             from ..plain import check_destination
-            check_destination(args.out, fmt, args.force)  # before decoding: refuse early, write nothing
+            check_destination(args.out, fmt, args.force, source=path)  # before decoding: refuse early, write nothing
         elif args.format:
             raise ValueError("--format needs --out FILE")
         t0 = time.perf_counter()
@@ -255,7 +261,7 @@ def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
 
 
 def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode with each preset (of --codec, x265 by default); "
+    p = ArgumentParser(prog=prog, description="Encode with each preset (of --codec, x265 by default); "
                                                      "print bytes and seconds.")
     _checkpoint_args(p)
     p.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="PRESET",
@@ -276,9 +282,11 @@ def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> 
 # --- verify ----------------------------------------------------------------------------------
 
 def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Check a bundle without decoding it: manifest fields and "
-                                                     "digest, every member's size and SHA-256, the tables; print the "
-                                                     "digest (compare it with a published one).")
+    p = ArgumentParser(prog=prog, description="Check a bundle as decoding does, short of decoding its frames: "
+                                              "manifest fields and digest, the manifest against the model it "
+                                              "describes, every member's size and SHA-256, the tables, the weight "
+                                              "stream's header; print the digest (compare it with a published one). "
+                                              "A format-v1 bundle has no digest and cannot be verified (exit 2).")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -289,11 +297,8 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
         if args.json:
             print(json.dumps(r))
         else:
-            if r["digest"]:
-                print(f"{r['bundle']}: ok, format v{r['version']}, {r['total_bytes']:,} bytes")
-                print(f"digest {r['digest']}")
-            else:
-                print(f"{r['bundle']}: ok, format v1 ({r['note']})")
+            print(f"{r['bundle']}: ok, format v{r['version']}, {r['total_bytes']:,} bytes")
+            print(f"digest {r['digest']}")
             for name in r.get("unlisted", []):
                 print(f"note: {name} is not part of the bundle (counted in its size, never read)")
         return 0

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..limits import PIXEL_BIT_DEPTHS
+from ..limits import MAX_BATCH_SIZE, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from ..models import ARCHITECTURES
-from .common import _guarded, add_eval_args
+from .common import ArgumentParser, _guarded, add_eval_args, int_in
 
 
 # --- summary -------------------------------------------------------------------------------
 
 def summary_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
+    p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
     p.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES))
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--dct-block-size", type=int, default=16)
@@ -40,7 +40,7 @@ def train_parser() -> argparse.ArgumentParser:
     from ..rate import RATE_GRIDS
     from ..train import OPTIMIZERS, TrainConfig
     d = TrainConfig(data="")
-    p = argparse.ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
+    p = ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
     p.add_argument("data", help="ImageNette root holding train/ and val/ WNID folders")
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--arch", default=d.arch, choices=sorted(ARCHITECTURES))
@@ -54,7 +54,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=d.batch_size)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear LR warm-up, then cosine decay")
     p.add_argument("--lambda-rate", type=float, default=d.lambda_rate, help="weight λ of the rate proxy")
@@ -90,7 +90,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, default=None, help="use N training images (class-balanced)")
     p.add_argument("--limit-val", type=int, default=None, help="use N validation images (class-balanced)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="data loader workers without --cache-dataset")
+    p.add_argument("--workers", type=int_in(0, MAX_WORKERS), default=d.workers,
+                   help=f"data loader workers without --cache-dataset (0..{MAX_WORKERS})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write 'last' every N epochs")
     return p
 
@@ -111,7 +112,7 @@ def train_main(argv: list[str] | None = None) -> int:
 # --- eval ------------------------------------------------------------------------------------
 
 def eval_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on ImageNette val of a checkpoint, a bundle, "
+    p = ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on ImageNette val of a checkpoint, a bundle, "
                                 "or a file written by `ctnet decode --out` (plain safetensors in torchvision, "
                                 ".onnx in onnxruntime).")
     p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
@@ -139,7 +140,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 
 def download_main(argv: list[str] | None = None) -> int:
     from ..data import IMAGENETTE_URLS
-    p = argparse.ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
+    p = ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
     p.add_argument("dataset", choices=["imagenette"])
     p.add_argument("dest")
     p.add_argument("--variant", default="160", choices=list(IMAGENETTE_URLS))
@@ -149,16 +150,20 @@ def download_main(argv: list[str] | None = None) -> int:
     def run():
         from tqdm import tqdm
         from ..data import download_imagenette
-        bar = tqdm(unit="B", unit_scale=True, desc="download")
+        bars = []  # made at the first byte (a bad URL fails before any bar), on a terminal only; erased on close
 
         def progress(done, total):
+            if not bars:
+                bars.append(tqdm(unit="B", unit_scale=True, desc="download", disable=None, leave=False))
+            bar = bars[0]
             bar.total = total if total > 0 else None
             bar.n = done
             bar.refresh()
         try:
             path = download_imagenette(args.variant, args.dest, url=args.url, progress=progress)
         finally:
-            bar.close()
+            for bar in bars:
+                bar.close()
         print(path)
         return 0
     return _guarded("ctnet download", run)
