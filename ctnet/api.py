@@ -5,7 +5,9 @@ directory written by ``ctnet encode``.
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,7 @@ from torch import nn
 
 from .checkpoint import load_model
 from .data import load_split
+from .errors import UnverifiedWarning
 from .evaluate import evaluate, resolve_device
 from .types import LoadedModel
 
@@ -55,8 +58,30 @@ def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = No
                        size=int(meta.get("image_size", 128)), limit=limit)
     model = model.to(dev)
     with torch.no_grad():
-        return evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
-                        progress=progress, confusion=confusion)
+        result = evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
+                          progress=progress, confusion=confusion)
+    _check_against_recorded(meta, result)
+    return result
+
+
+def _check_against_recorded(meta: dict, result: dict) -> None:
+    """Warn when top-1 is far below what the model's training recorded for it (a checkpoint's
+    ``metrics``, a bundle's ``source.metrics``): a file edited in a way its own checks cannot
+    see (a format-v1 manifest, a bundle written before the model check relabelled with its
+    digest rewritten) shows here. Far: 15 points, or 4 standard errors on few images."""
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else source.get("metrics")
+    recorded = metrics.get("acc1") if isinstance(metrics, dict) else None
+    n = int(result.get("images", 0))
+    if not isinstance(recorded, (int, float)) or isinstance(recorded, bool) or not 0 < recorded <= 100 or n < 20:
+        return
+    p = recorded / 100
+    margin = max(15.0, 400 * math.sqrt(max(p * (1 - p), 0.01) / n))
+    if result["acc1"] < recorded - margin:
+        warnings.warn(UnverifiedWarning(
+            f"top-1 {result['acc1']:.2f} % on {n} images is {recorded - result['acc1']:.1f} points below the "
+            f"{recorded:.2f} % its training recorded: on the data it was trained on, that means the model is not "
+            f"the one its file describes (edited or damaged)"), stacklevel=2)
 
 
 # --- codec: encode/decode without touching files ------------------------------------------------

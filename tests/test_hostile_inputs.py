@@ -225,6 +225,20 @@ def test_03_a_relabelled_block_size_is_never_silent(tmp_path, fresh, capsys):
     _one_line_error(capsys, "decode", b, pattern="model check does not match")
 
 
+def test_03_a_relabelled_bundle_from_before_the_model_check_warns_when_evaluated(tmp_path, tiny_imagenette, capsys):
+    """Bundles written before the model check have only their digest; rewritten, it passes.
+    Evaluated, the model shows it: top-1 far below the one its training recorded is a warning."""
+    b = _copy(V2, tmp_path)
+    m = _manifest(b)
+    assert "model_check" not in m and m["source"]["metrics"]["acc1"] > 80
+    m["model"]["dct_block_size"] = 8
+    _write(b, m, rehash=True)
+    code, err, out = _run(capsys, "decode", b, "--data", tiny_imagenette, "--workers", "0")
+    assert code == 0 and len(err) == 1 and "warning:" in err[0] and "below the" in err[0], err
+    code, err, out = _run(capsys, "decode", V2, "--data", tiny_imagenette, "--workers", "0")
+    assert code == 0 and not err, err  # the untouched bundle: no warning
+
+
 def test_03_an_untouched_fresh_bundle_decodes_to_what_was_encoded(fresh):
     model, meta = B.read_bundle(fresh)
     again, _ = B.decode_files(B.load_files(fresh))

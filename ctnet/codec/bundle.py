@@ -660,8 +660,9 @@ class Reader:
                         raise BundleError(f"layer {lp.name}: decoded levels fall off the {s.bit_depth}-bit grid (damaged)")
                     p = np.clip(p, 0, peak)  # a lossy stream may overshoot
                 tiles.append(p.astype(np.uint16))
-            state[lp.name] = F.dequantize_tensor(tiles, scale, zp, lp.shape, tile=s.tile, first_frame=first_tile,
-                                                 dither=s.dither, seed=s.seed)
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge scale overflows: refused by load_decoded
+                state[lp.name] = F.dequantize_tensor(tiles, scale, zp, lp.shape, tile=s.tile, first_frame=first_tile,
+                                                     dither=s.dither, seed=s.seed)
             grid_out[lp.name] = (scale, zp)
             first_tile += len(bx)
         _load_bn(self.bns, tables.bn, s.bn_mode, state)

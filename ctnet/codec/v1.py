@@ -217,7 +217,8 @@ def _layer_plan(manifest: dict, model: nn.Module, settings: EncodeSettings) -> l
         scale = _need(layer, "scale", list, where)
         if len(scale) != len(boxes) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale):
             raise BundleError(f"layer {name}: needs {len(boxes)} numeric scales")
-        scale = np.asarray(scale, np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused next
+            scale = np.asarray(scale, np.float64).astype(np.float32)
         if not (np.isfinite(scale).all() and (scale > 0).all()):
             raise BundleError(f"layer {name}: scales must be finite and positive")
         bits = settings.bit_depth if kind == "weight" else settings.bn_bit_depth
@@ -256,8 +257,9 @@ def _rebuild(settings: EncodeSettings, model: nn.Module, plan: list[dict], bn_mo
     for p in plan:
         pixels = [frames[p["first_frame"] + k][:b[2], :b[3]] for k, b in enumerate(p["boxes"])]
         dither = settings.dither if p["kind"] == "weight" else 0.0
-        t = F.dequantize_tensor(pixels, p["scale"], p["zero_point"], p["shape"], tile=settings.tile,
-                                first_frame=p["first_frame"], dither=dither, seed=settings.seed)
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge scale overflows: refused by load_decoded
+            t = F.dequantize_tensor(pixels, p["scale"], p["zero_point"], p["shape"], tile=settings.tile,
+                                    first_frame=p["first_frame"], dither=dither, seed=settings.seed)
         if p["kind"] == "weight":
             state[p["name"]] = t
         else:
