@@ -15,12 +15,15 @@ Format v2 (what ``ctnet encode`` writes):
     (frequency planes, rows/columns by non-zero class, frames wholly at level 0 left out),
     one stream.
 
-Version-1 bundles (one stream per tile size of the tensor images, grid in the JSON) still
-decode bit-exactly through :mod:`ctnet.codec.v1`.
+Version-1 bundles (one stream per tile size of the tensor images, grid in the JSON, no digest)
+still decode bit-exactly through :mod:`ctnet.codec.v1`, with a warning that they cannot be verified.
 
 Everything is built in memory (:func:`encode_model` → :class:`EncodeResult`), so the app can look
-at a bundle without files; :func:`write_bundle` puts it on disk atomically and
-:func:`read_bundle` validates and decodes a directory.
+at a bundle without files; :func:`write_bundle` puts it on disk atomically. Reading has one path
+for every use: :func:`reader` checks a manifest against the model it describes before any member
+is read (a :class:`Reader`, or ``v1.Reader``), bounding every member by that model; its
+``check`` is what :func:`verify` does (all but the frames), its ``decode`` what
+:func:`read_bundle` and :func:`decode_files` do.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from torch import nn
 from ..layers import ChannelDCTConv1x1, all_finite, configure_export_training, non_finite_part
 from .manifest import BundleError, sha256
 
+
 def stream_limit(pixels: int, container_bits: int) -> int:
     """The most bytes a coded stream of ``pixels`` levels may take: twice their raw size and
     a MiB (lossless coders of the noisiest levels stay well under 1×)."""
