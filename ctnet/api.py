@@ -69,8 +69,10 @@ def _check_against_recorded(meta: dict, result: dict) -> None:
     ``metrics``, a bundle's ``source.metrics``): a file edited in a way its own checks cannot
     see (a format-v1 manifest, a bundle written before the model check relabelled with its
     digest rewritten) shows here. Far: 15 points, or 4 standard errors on few images."""
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else source.get("metrics")
+    source = meta.get("source")
+    metrics = meta.get("metrics")
+    if not isinstance(metrics, dict) and isinstance(source, dict):
+        metrics = source.get("metrics")
     recorded = metrics.get("acc1") if isinstance(metrics, dict) else None
     n = int(result.get("images", 0))
     if not isinstance(recorded, (int, float)) or isinstance(recorded, bool) or not 0 < recorded <= 100 or n < 20:

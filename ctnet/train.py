@@ -474,6 +474,15 @@ class _LossDisplay:
         self.event.record()
 
 
+def _check_resume(config: TrainConfig, ckpt, target: Path) -> None:
+    """What --resume reads besides the model: the run's log and the stored random-number state."""
+    _read_log(target / LOG_NAME, ckpt.meta["resume_state"]["epoch"])
+    rng = ckpt.extra.get("torch_rng")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise TrainingError(f"{config.resume}: its stored random-number state is not a CPU generator state "
+                            f"({rng.dtype}, {list(rng.shape)}); the checkpoint is damaged")
+
+
 def fit(config: TrainConfig, *, log=print) -> dict | None:
     """Train (or, with ``evaluate_only``, evaluate) as configured. Returns the last log row
     (or the evaluation result); None where there is none (a rank other than 0, or a resumed
@@ -494,6 +503,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     if config.amp:
         check_amp(resolve_device(config.device))  # before anything is written
     target = Path(config.output_dir)
+    if resume_ckpt is not None:
+        _check_resume(config, resume_ckpt, target)  # before the model is built or any data read
     rank, world, device = _dist_setup(config.device)
     torch.manual_seed(config.seed + rank)
     is_main = rank == 0
