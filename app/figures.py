@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ctnet import runs
+from ctnet import api, runs
 
 PALETTE = qualitative.Plotly + qualitative.D3
 
@@ -260,13 +260,12 @@ RD_SPAN = 8.0  # top-1 points shown below the floor on the rate–distortion cha
 def rd_curves(points: list[dict], floor: float | None, reference: dict | None) -> go.Figure:
     """Decoded top-1 against bytes (log), one colour per method: every point as a marker,
     the method's Pareto-optimal points joined; the fp32 reference and the floor as lines."""
-    from ctnet import rd
     curves = sorted({p["codec"] for p in points if p["method"] != "fp32"})
     colours = run_colours(curves)
     fig = go.Figure()
     for codec in curves:
         pts = sorted((p for p in points if p["codec"] == codec), key=lambda p: p["bytes"])
-        front = rd.frontier(pts)
+        front = api.rd_frontier(pts)
         fig.add_trace(go.Scatter(
             x=[p["bytes"] for p in front], y=[p["acc1"] for p in front], mode="lines", legendgroup=codec,
             showlegend=False, line=dict(color=colours[codec], width=2), hoverinfo="skip"))

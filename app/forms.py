@@ -1,16 +1,16 @@
-"""The Codec lab's settings form, built from ``ctnet.codec.manifest.EncodeSettings`` (where
-every default lives) and the codec registry (what each codec accepts): one widget per field,
-its choices from the registry, so a field added to the dataclass shows up here without a
-hand-made mapping. Also the settings' round trip through the URL and their one-line label."""
+"""The Codec lab's settings form, built from ``EncodeSettings`` (where every default lives)
+and the codec registry (what each codec accepts): one widget per field, its choices from the
+registry, so a field added to the dataclass shows up here without a hand-made mapping. The
+widgets become one frozen ``EncodeSettings`` here, the one shape the app passes around (its
+job keys, the URL, the encode worker's request); also its one-line label."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import streamlit as st
 
-from ctnet.codec.manifest import BIT_DEPTHS, BN_MODES, MAX_DITHER, BundleError, EncodeSettings
-from ctnet.codec.plan import FRAME_SIZES, ORDERS
-from ctnet.codec.registry import CODECS, PRESETS, default_codec
+from ctnet.api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, MAX_DITHER, ORDERS, PRESETS, BundleError, EncodeSettings,
+                       default_codec)
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings))
 TYPES = {f.name: type(getattr(EncodeSettings(), f.name)) for f in fields(EncodeSettings)}
@@ -40,65 +40,62 @@ def key(name: str) -> str:
     return PREFIX + name
 
 
-def defaults() -> dict:
+def defaults() -> EncodeSettings:
     """EncodeSettings' defaults, with the codec ``$CTNET_CODEC`` names (raises ValueError on a bad one)."""
     codec = default_codec()
-    d = EncodeSettings().to_dict()
-    if codec != d["codec"]:
-        d.update(codec=codec, pix_fmt=CODECS[codec].pix_fmts[0])
-    return d
+    d = EncodeSettings()
+    return d if codec == d.codec else replace(d, codec=codec, pix_fmt=CODECS[codec].pix_fmts[0])
 
 
-def choices(name: str, s: dict) -> tuple | None:
+def choices(name: str, s: EncodeSettings) -> tuple | None:
     """What a field may take under the current codec (None: a free number)."""
-    c = CODECS[s["codec"]]
+    c = CODECS[s.codec]
     return {"codec": tuple(CODECS), "bit_depth": BIT_DEPTHS, "pix_fmt": c.pix_fmts, "preset": PRESETS,
             "frame": FRAME_SIZES, "order": ORDERS, "bn_mode": BN_MODES, "tile": TILES}.get(name)
 
 
-def disabled(name: str, s: dict) -> bool:
-    c = CODECS[s["codec"]]
+def disabled(name: str, s: EncodeSettings) -> bool:
+    c = CODECS[s.codec]
     if name == "preset":
         return not c.uses_preset
     if name == "crf":
-        return not c.lossy or s["crf"] == 0
+        return not c.lossy or s.crf == 0
     if name == "seed":
-        return not s["dither"]
+        return not s.dither
     return False
 
 
-def fit(s: dict) -> dict:
+def fit(s: EncodeSettings) -> EncodeSettings:
     """``s`` with every field within what its codec takes (after the codec changed)."""
-    out = dict(s)
-    c = CODECS[out["codec"]]
-    if out["pix_fmt"] not in c.pix_fmts:
-        out["pix_fmt"] = c.pix_fmts[0]
-    out["crf"] = min(out["crf"], c.max_crf) if c.lossy else 0
-    return out
+    c = CODECS[s.codec]
+    return replace(s, pix_fmt=s.pix_fmt if s.pix_fmt in c.pix_fmts else c.pix_fmts[0],
+                   crf=min(s.crf, c.max_crf) if c.lossy else 0)
 
 
 # --- widgets ------------------------------------------------------------------------------------
 
-def widget_values(s: dict) -> dict:
-    out = {key(n): s[n] for n in FIELDS}
-    out[LOSSLESS] = s["crf"] == 0
-    out[key("crf")] = s["crf"] or 20
+def widget_values(s: EncodeSettings) -> dict:
+    out = {key(n): getattr(s, n) for n in FIELDS}
+    out[LOSSLESS] = s.crf == 0
+    out[key("crf")] = s.crf or 20
     return out
 
 
-def seed(s: dict, force: bool = False) -> None:
+def seed(s: EncodeSettings, force: bool = False) -> None:
     """Give the widgets ``s`` (widgets own their values only while shown)."""
     for k, v in widget_values(s).items():
         if force or k not in st.session_state:
             st.session_state[k] = v
 
 
-def from_widgets() -> dict:
+def from_widgets() -> EncodeSettings:
+    """The widgets' values as one EncodeSettings (not yet validated: :func:`valid` says why
+    a combination cannot be encoded)."""
     ss = st.session_state
     s = {n: TYPES[n](ss[key(n)]) for n in FIELDS}
     c = CODECS[s["codec"]]
     s["crf"] = 0 if (ss[LOSSLESS] or not c.lossy) else int(ss[key("crf")])
-    return s
+    return EncodeSettings(**s)
 
 
 def _on_codec() -> None:
@@ -110,8 +107,8 @@ def _on_codec() -> None:
         ss[key("crf")] = min(ss[key("crf")], c.max_crf)
 
 
-def _widget(name: str, s: dict) -> None:
-    c = CODECS[s["codec"]]
+def _widget(name: str, s: EncodeSettings) -> None:
+    c = CODECS[s.codec]
     opts = choices(name, s)
     common = dict(key=key(name), help=HELP.get(name), disabled=disabled(name, s))
     if name == "codec":
@@ -130,7 +127,7 @@ def _widget(name: str, s: dict) -> None:
         st.number_input(LABELS.get(name, name), 0, 2**31 - 1, **common)
 
 
-def render(width: int = 230) -> dict:
+def render(width: int = 230) -> EncodeSettings:
     """Every field of EncodeSettings as a widget, each in a box ``width`` px wide that wraps
     to the next line (usable from 800 px wide up); the settings they hold."""
     s = from_widgets()
@@ -143,53 +140,42 @@ def render(width: int = 230) -> dict:
 
 # --- labels, differences, URL ----------------------------------------------------------------------
 
-def label(s: dict) -> str:
+def label(s: EncodeSettings) -> str:
     """One line naming codec settings: codec, preset, rate, grid, frames, order, BN."""
-    c = CODECS.get(s.get("codec"))
-    parts = [s["codec"]] + ([s["preset"]] if c is not None and c.uses_preset else []) + [
-        "lossless" if s.get("crf", 0) == 0 else f"CRF {s['crf']}", f"{s['bit_depth']}-bit {s.get('pix_fmt', 'gray')}"]
-    if "frame" in s:
-        parts.append(f"{s['frame']}² frames")
-    if s.get("dither"):
-        parts.append(f"dither {s['dither']:g} (seed {s['seed']})")
-    parts.append(f"BN {s.get('bn_mode', '?')}")
-    parts.append(f"{s.get('order', '?')} order")
-    if s.get("tile", 128) != 128:
-        parts.append(f"tile {s['tile']}")
+    c = CODECS.get(s.codec)
+    parts = [s.codec] + ([s.preset] if c is not None and c.uses_preset else []) + [
+        "lossless" if s.crf == 0 else f"CRF {s.crf}", f"{s.bit_depth}-bit {s.pix_fmt}", f"{s.frame}² frames"]
+    if s.dither:
+        parts.append(f"dither {s.dither:g} (seed {s.seed})")
+    parts.append(f"BN {s.bn_mode}")
+    parts.append(f"{s.order} order")
+    if s.tile != 128:
+        parts.append(f"tile {s.tile}")
     return " · ".join(parts)
 
 
-def diff(a: dict, b: dict) -> list[str]:
+def diff(a: EncodeSettings, b: EncodeSettings) -> list[str]:
     """``field: a → b`` for every field that differs."""
-    return [f"{n} {a.get(n)!s} → {b.get(n)!s}" for n in FIELDS if a.get(n) != b.get(n)]
+    return [f"{n} {getattr(a, n)!s} → {getattr(b, n)!s}" for n in FIELDS if getattr(a, n) != getattr(b, n)]
 
 
-def to_query(s: dict) -> dict[str, str]:
+def to_query(s: EncodeSettings) -> dict[str, str]:
     """The fields that differ from the defaults, as URL parameters."""
     base = defaults()
-    return {n: str(s[n]) for n in FIELDS if s.get(n) != base[n]}
+    return {n: str(getattr(s, n)) for n in FIELDS if getattr(s, n) != getattr(base, n)}
 
 
-def from_query(params: dict) -> tuple[dict, str | None]:
+def from_query(params: dict) -> tuple[EncodeSettings, str | None]:
     """Settings from URL parameters (missing fields: defaults); (defaults, reason) when they
     do not make valid settings."""
     base = defaults()
-    s = dict(base)
     try:
-        for n in FIELDS:
-            if n in params:
-                s[n] = TYPES[n](params[n])
-        EncodeSettings(**s).validate()
+        s = replace(base, **{n: TYPES[n](params[n]) for n in FIELDS if n in params}).validate()
     except (ValueError, TypeError, BundleError) as exc:
         return base, f"the link's codec settings were ignored: {exc}"
     return s, None
 
 
-def valid(s: dict) -> EncodeSettings:
+def valid(s: EncodeSettings) -> EncodeSettings:
     """Raises BundleError naming the problem."""
-    return EncodeSettings(**s).validate()
-
-
-def canonical(s: dict) -> tuple:
-    """Hashable settings (a job key part)."""
-    return tuple((n, s[n]) for n in FIELDS)
+    return s.validate()

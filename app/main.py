@@ -16,12 +16,12 @@ if str(REPO) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
-from app import state, ui  # noqa: E402
+from app import keys, ui, url  # noqa: E402
 
 # a local image: a Material or emoji page_icon makes the browser fetch the favicon from the internet
 st.set_page_config(page_title="CTNet explorer", page_icon=str(REPO / "app" / "favicon.png"), layout="wide")
-state.init_session()
-state.read_url()
+keys.init_session()
+url.read_url()
 ui.choose_default()
 
 PAGES = REPO / "pages"
@@ -37,5 +37,5 @@ nav = st.navigation([
             url_path="rate-distortion"),
 ])
 ui.sidebar()
-state.write_url()  # pages that change it in their body (Codec lab, uploads) write it again
+url.write_url()  # pages that change it in their body (Codec lab, uploads) write it again
 nav.run()

@@ -35,16 +35,16 @@ class WorkerError(Exception):
 
 # --- inside the worker process -----------------------------------------------------------------
 
-_MODELS: OrderedDict = OrderedDict()  # (path, stamp) → (model, meta); the last two sources
+_MODELS: OrderedDict = OrderedDict()  # (path, stamp) → LoadedModel; the last two sources
 
 
 def _load(path: str):
     from ctnet import api, runs
     key = (path, runs.stamp(path))
     if key not in _MODELS:
-        model, meta = api.load_any(path)
-        model.requires_grad_(False)
-        _MODELS[key] = (model, meta)
+        loaded = api.load_any(path)
+        loaded.model.requires_grad_(False)
+        _MODELS[key] = loaded
         while len(_MODELS) > 2:
             _MODELS.popitem(last=False)
     _MODELS.move_to_end(key)
@@ -52,19 +52,19 @@ def _load(path: str):
 
 
 def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> dict:
-    """Encode the checkpoint or bundle at ``path`` with ``settings`` (EncodeSettings fields).
+    """Encode the checkpoint or bundle at ``path`` with ``settings`` (an EncodeSettings' dict).
     Returns {seconds, report: the ``EncodeResult``'s ``report()`` (``EncodeResult.from_report``
     rebuilds it), errors: per-layer reconstruction errors}."""
     from ctnet import api
     from ctnet import inspect as ci
-    model, meta = _load(path)
+    loaded = _load(path)
     t0 = time.perf_counter()
     progress(0, 0, "quantising and laying out")
-    result = api.encode(model, meta, dict(settings),
+    result = api.encode(loaded, api.EncodeSettings(**settings),
                         progress=lambda done, total: progress(done, total, f"{done}/{total} frames coded"))
     seconds = time.perf_counter() - t0
     progress(1, 1, "measuring the reconstruction error")
-    errors = ci.reconstruction_errors(model, result.model)
+    errors = ci.reconstruction_errors(loaded.model, result.model)
     return {"seconds": seconds, "report": result.report(), "errors": errors}
 
 
@@ -82,9 +82,8 @@ TASKS: dict[str, Callable[..., Any]] = {"encode": encode_task, "prepare": prepar
 
 def _serve(conn) -> None:
     """The worker's loop: (task name, kwargs) in; progress, then the result or the error, out."""
-    import ctnet.api  # noqa: F401  (warm: the first task should not pay for the imports)
-    import ctnet.codec.bundle  # noqa: F401
-    import ctnet.codec.video  # noqa: F401
+    from ctnet import api
+    api.warm_codec()  # the first task should not pay for the imports
     conn.send(("ready",))
     while True:
         try:

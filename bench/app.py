@@ -6,7 +6,7 @@
 * switching checkpoint: another one picked in the Checkpoints page → the app idle again
   (the new model loaded: a bundle is decoded from its H.265 streams);
 * re-encoding CTNet-18 at the lab's default settings (`medium`, lossless): the Codec lab's
-  Encode pressed → its first result shown (the ultrafast preview, app/state.py), → the exact
+  Encode pressed → its first result shown (the ultrafast preview, app/encodes.py), → the exact
   medium result shown, then → its decoded top-1 on the embedded sample shown
   (measured in the background: the accuracy in the lab); at the end, the same click → result
   for every other demo checkpoint;
@@ -197,20 +197,17 @@ def peak_rss_mb(pid: int, field: str = "VmHWM:") -> float:
 def library_figures(demo: Path, label: str, log) -> dict:
     """The same two operations as library calls, on the checkpoint the app used."""
     from ctnet import api, runs
-    from ctnet.data import load_split
-    from ctnet.evaluate import evaluate
     entry = next(e for e in runs.all_entries(runs.discover(demo)) if e.label == label)
-    model, meta = api.load_any(entry.path)
+    loaded = api.load_any(entry.path)
     out = {}
     t0 = time.perf_counter()
-    enc = api.encode(model, meta)
+    enc = api.encode(loaded)
     out["encode_s"] = time.perf_counter() - t0
     out["encode_bytes"] = enc.total_bytes
     log(f"ctnet.api.encode at the defaults, same checkpoint: {out['encode_s']:.1f} s, {enc.total_bytes:,} B")
     t0 = time.perf_counter()
-    split = load_split(demo / "sample", "val", num_classes=int(meta["model"]["num_classes"]),
-                       size=int(meta.get("image_size", 128)), cache=True)
-    res = evaluate(enc.model, split, device="cpu", batch_size=100)
+    split = api.load_split(demo / "sample", "val", num_classes=loaded.num_classes, size=loaded.image_size, cache=True)
+    res = api.evaluate(enc.model, split, device="cpu", batch_size=100)
     out["accuracy_sample_s"] = time.perf_counter() - t0
     out["accuracy_sample_images"] = res["images"]
     log(f"decode-side evaluation on the sample ({res['images']} images, read + infer): "

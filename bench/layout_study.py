@@ -38,7 +38,8 @@ def stream_bytes(enc) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     source = argv[0] if argv else str(REPO / "tests" / "assets" / "v1" / "lam5e-7-best")
-    model, meta = api.load_any(source)
+    loaded = api.load_any(source)
+    model, meta = loaded.model, loaded.meta
     base = EncodeSettings()
     print(f"source {source}")
 

@@ -20,7 +20,8 @@ from ctnet.codec.manifest import EncodeSettings  # noqa: E402
 srcs = sys.argv[1:]  # sources: checkpoints or bundles
 rows = []
 for s in srcs:
-    m, meta = api.load_any(s)
+    loaded = api.load_any(s)
+    m, meta = loaded.model, loaded.meta
     enc = B.encode_model(m, meta, EncodeSettings())
     by = {x["name"]: x for x in enc.layers if x["kind"] == "weight"}
     lay = B.layout(m, meta, EncodeSettings())

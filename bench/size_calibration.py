@@ -30,7 +30,8 @@ from ctnet.layers import configure_export_training  # noqa: E402
 
 @torch.no_grad()
 def measure(path: str, bits_list) -> dict:
-    model, meta = api.load_any(path)
+    loaded = api.load_any(path)
+    model, meta = loaded.model, loaded.meta
     configure_export_training(model, pixel_bit_depth=0)
     out = {}
     for bits in bits_list:

@@ -1,79 +1,74 @@
-"""What the app and the CLI call: load any model source, evaluate it, encode/decode it.
+"""The one door into the library for the CLI and the app: load any model source, evaluate
+it, encode/decode it, export it, sweep it; and the tables and errors their forms and flags
+are built from. ``ctnet.inspect`` and ``ctnet.runs`` are the read-only views beside it; the
+CLI and the app import nothing else of ctnet (``tests/test_structure.py`` holds them to it).
 
 A *model source* is a checkpoint file (safetensors or a weights-only ``.pt``) or a bundle
-directory written by ``ctnet encode``.
+directory written by ``ctnet encode``; loaded, it is a typed :class:`LoadedModel`.
+Importing this module loads no PyAV: the codec's streams import it when they code.
 """
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .checkpoint import load_model
-from .data import load_split
-from .errors import UnverifiedWarning
+from .baselines import nncodec_status
+from .codec.manifest import BN_MODES, EncodeSettings
+from .codec.plan import FRAME_SIZES, ORDERS
+from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
+from .data import IMAGENETTE_URLS, class_names, download_imagenette, label_map, list_images, load_split, split_dir
+from .errors import (BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError, PlainExportError,
+                     RDError, RunError, TrainingError, UnverifiedWarning, VideoError)
 from .evaluate import evaluate, resolve_device
-from .types import LoadedModel
+from .limits import BIT_DEPTHS, MAX_BATCH_SIZE, MAX_DITHER, MAX_WORKERS, PIXEL_BIT_DEPTHS
+from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
+from .plain import check_destination, evaluate_exported, is_exported
+from .rate import RATE_GRIDS
+from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
+from .rd import Job as RDJob
+from .rd import codec_names, data_id, default_cache, matching_points, missing_jobs, reference_point, source_hash, sweep
+from .rd import frontier as rd_frontier
+from .sources import decode_files, is_bundle, load_any, read_bundle
+from .train import OPTIMIZERS, TrainConfig, fit
+from .types import BundleFacts, LoadedModel
 
-if TYPE_CHECKING:  # the codec imports PyAV; loading and training must not need it
+if TYPE_CHECKING:
     from .codec.bundle import EncodeResult
-
-
-def is_bundle(path: str | os.PathLike) -> bool:
-    return Path(path).is_dir() and (Path(path) / "manifest.json").is_file()
-
-
-def load_any(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """(model in eval mode, metadata) of a checkpoint file or a bundle directory."""
-    if is_bundle(path):
-        from .codec.bundle import read_bundle  # the codec needs PyAV; training does not
-        return read_bundle(path)
-    return load_model(path)
-
-
-def load(path: str | os.PathLike) -> LoadedModel:
-    """A checkpoint file or a bundle directory, loaded: model, metadata, kind of source, path."""
-    model, meta = load_any(path)
-    return LoadedModel(model, meta, "bundle" if is_bundle(path) else "checkpoint", Path(path))
 
 
 def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int | None = None,
                   workers: int = 4, progress=None, confusion: bool = False) -> dict:
-    model, meta = load_any(path)
-    return evaluate_model(model, meta, data, limit=limit, device=device, batch_size=batch_size,
+    return evaluate_model(load_any(path), data, limit=limit, device=device, batch_size=batch_size,
                           workers=workers, progress=progress, confusion=confusion)
 
 
-def evaluate_model(model: nn.Module, meta: dict, data, *, limit: int | None = None, device: str = "auto",
+def evaluate_model(loaded: LoadedModel, data, *, limit: int | None = None, device: str = "auto",
                    batch_size: int | None = None, workers: int = 4, progress=None, confusion: bool = False) -> dict:
     """Top-1/top-5 on ``data``'s val split with the labels the model was trained with
     (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size)."""
     dev = resolve_device(device)
-    split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
-                       size=int(meta.get("image_size", 128)), limit=limit)
-    model = model.to(dev)
+    split = load_split(data, "val", num_classes=loaded.num_classes, size=loaded.image_size, limit=limit)
+    model = loaded.model.to(dev)
     with torch.no_grad():
         result = evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
                           progress=progress, confusion=confusion)
-    _check_against_recorded(meta, result)
+    _check_against_recorded(loaded.metrics, result)
     return result
 
 
-def _check_against_recorded(meta: dict, result: dict) -> None:
+def _check_against_recorded(metrics: dict, result: dict) -> None:
     """Warn when top-1 is far below what the model's training recorded for it (a checkpoint's
     ``metrics``, a bundle's ``source.metrics``): a file edited in a way its own checks cannot
     see (a format-v1 manifest, a bundle written before the model check relabelled with its
     digest rewritten) shows here. Far: 15 points, or 4 standard errors on few images."""
-    source = meta.get("source")
-    metrics = meta.get("metrics")
-    if not isinstance(metrics, dict) and isinstance(source, dict):
-        metrics = source.get("metrics")
-    recorded = metrics.get("acc1") if isinstance(metrics, dict) else None
+    recorded = metrics.get("acc1")
     n = int(result.get("images", 0))
     if not isinstance(recorded, (int, float)) or isinstance(recorded, bool) or not 0 < recorded <= 100 or n < 20:
         return
@@ -88,13 +83,13 @@ def _check_against_recorded(meta: dict, result: dict) -> None:
 
 # --- codec: encode/decode without touching files ------------------------------------------------
 
-def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **overrides) -> EncodeResult:
+def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progress=None, **overrides) -> EncodeResult:
     """Encode a loaded model as a format-v2 bundle (H.265 by default) in memory and decode it back.
 
-    ``settings`` is a :class:`ctnet.codec.manifest.EncodeSettings` (or a dict of its fields);
-    keyword overrides (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields;
-    ``progress(frames done, frames in all)`` is called as frames are coded. ``meta`` of a
-    decoded bundle carries its grid, so re-encoding it codes exactly the same levels.
+    ``settings``: an :class:`EncodeSettings` (default: its defaults); keyword overrides
+    (``crf=20``, ``bit_depth=10``, ``preset="fast"`` …) replace fields; ``progress(frames
+    done, frames in all)`` is called as frames are coded. A decoded bundle carries its grid, so
+    re-encoding it codes exactly the same levels.
     Returns a :class:`ctnet.codec.bundle.EncodeResult`: ``files`` (name → bytes, what
     ``write_encoded`` puts on disk), ``manifest``, ``model`` (decoded, eval mode), ``layers``
     [{name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, bits_per_nonzero,
@@ -105,16 +100,33 @@ def encode(model: nn.Module, meta: dict, settings=None, *, progress=None, **over
     ``ratio``, ``digest``, ``bits_per_nonzero``, ``entropy_bits_per_nonzero``,
     ``metadata_bytes`` …; ``summary()`` is its JSON form.
     """
-    from dataclasses import replace
-
-    from .codec.manifest import EncodeSettings
     from .codec.bundle import encode_model
-    if settings is None:
-        settings = EncodeSettings()
-    elif isinstance(settings, dict):
-        settings = EncodeSettings(**settings)
+    settings = settings if settings is not None else EncodeSettings()
     settings = replace(settings, **overrides) if overrides else settings
-    return encode_model(model, meta, settings, progress=progress)
+    return encode_model(loaded.model, loaded.meta, settings, progress=progress)
+
+
+def encode_result(report: dict) -> EncodeResult:
+    """An :func:`encode` result rebuilt from its ``report()`` (sent by another process)."""
+    from .codec.bundle import EncodeResult
+    return EncodeResult.from_report(report)
+
+
+def encoded_model(result: EncodeResult) -> LoadedModel:
+    """An :func:`encode` result's decoded model as a loaded bundle (its manifest, files, frames)."""
+    facts = {"version": result.manifest["version"], "digest": result.digest, "total_bytes": result.total_bytes,
+             "fp32_bytes": result.fp32_bytes, "files": {k: len(v) for k, v in sorted(result.files.items())},
+             "frame_bytes": [f["bytes"] or 0 for f in result.frame_info]}
+    return LoadedModel.of(result.model, {**result.manifest, "bundle": facts}, "bundle", None)
+
+
+def check_encode_destination(dest: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse, before encoding, a bundle destination that overlaps the bundle ``source`` being
+    re-encoded (is it, lies inside it or holds it): replacing it would destroy the input."""
+    from .plain import inside
+    if os.path.isdir(source) and (inside(dest, source) or inside(source, dest)):
+        raise BundleError(f"--out {dest} and the bundle {source} being encoded overlap; write the new bundle beside "
+                          f"it, not in it (or over it)")
 
 
 def write_encoded(result: EncodeResult, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -123,17 +135,27 @@ def write_encoded(result: EncodeResult, dest: str | os.PathLike, *, overwrite: b
     return write_bundle(result.files, dest, overwrite=overwrite)
 
 
-def decode(source) -> dict:
-    """Decode a bundle directory, or the ``files`` of an :func:`encode` result →
-    ``model``, ``meta`` (the manifest), ``total_bytes``, ``fp32_bytes``, ``ratio``, ``seconds``."""
-    import time
+def decode(source: str | os.PathLike | dict[str, bytes]) -> LoadedModel:
+    """Decode a bundle directory, or the ``files`` of an :func:`encode` result: the model
+    (eval mode) with its ``bundle`` facts (total bytes, fp32 bytes, ratio, digest)."""
+    return decode_files(source) if isinstance(source, dict) else read_bundle(source)
 
-    from .codec.bundle import decode_files, read_bundle
-    t0 = time.perf_counter()
-    model, meta = decode_files(source) if isinstance(source, dict) else read_bundle(source)
-    b = meta["bundle"]
-    return {"model": model, "meta": meta, "total_bytes": b["total_bytes"], "fp32_bytes": b["fp32_bytes"],
-            "ratio": b["ratio"], "seconds": time.perf_counter() - t0}
+
+def verify(path: str | os.PathLike) -> dict:
+    """Check a bundle directory without decoding its frames (``ctnet verify``)."""
+    from .codec.bundle import verify as verify_bundle
+    return verify_bundle(path)
+
+
+def warm_codec() -> None:
+    """Import the codec and PyAV now (a worker process does, so its first encode need not)."""
+    from .codec import bundle, video  # noqa: F401
+
+
+def preview_mp4(frames: list, fps: int) -> bytes:
+    """8-bit frames as a short H.264 MP4 a browser plays (the app's Frames page)."""
+    from .codec import video
+    return video.preview_mp4(frames, fps)
 
 
 # --- plain export: a decoded model as the torchvision network it computes ------------------------
@@ -143,5 +165,42 @@ def decode_plain(source) -> nn.Module:
     the plain torchvision ResNet (eval mode, CPU) with the materialised weights; it needs
     no ctnet to run (see ``ctnet.plain``)."""
     from .plain import to_torchvision
-    model, meta = (decode(source)[k] for k in ("model", "meta")) if isinstance(source, dict) else load_any(source)
-    return to_torchvision(model, meta.get("model", {}).get("arch"))
+    loaded = decode(source) if isinstance(source, dict) else load_any(source)
+    return to_torchvision(loaded.model, loaded.spec.arch)
+
+
+def write_decoded(loaded: LoadedModel, path: str | os.PathLike, fmt: str, *, origin: str | None = None,
+                  data=None) -> dict:
+    """``ctnet decode --out``: the model as ``fmt`` (safetensors, ctnet or onnx; ``ctnet.plain``)."""
+    from .plain import write_decoded as write
+    return write(loaded.model.cpu(), loaded.meta, path, fmt, origin=origin, data=data)
+
+
+def model_file(loaded: LoadedModel, fmt: str) -> tuple[bytes, str]:
+    """(bytes, file name suffix) of the model written as ``fmt``, for a download."""
+    from .plain import model_file as to_file
+    return to_file(loaded.model, loaded.meta, fmt)
+
+
+__all__ = [
+    # loading, evaluating, training
+    "LoadedModel", "BundleFacts", "ModelSpec", "TrainConfig", "load_any", "is_bundle", "evaluate_path",
+    "evaluate_model", "evaluate", "resolve_device", "fit", "build_model", "parameter_summary",
+    # data
+    "load_split", "split_dir", "list_images", "label_map", "class_names", "download_imagenette",
+    # the codec and plain export
+    "EncodeSettings", "encode", "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
+    "decode", "decode_files", "verify", "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file",
+    "check_destination", "evaluate_exported", "is_exported",
+    # rate-distortion sweeps
+    "RDJob", "Sweep", "sweep", "bundle_jobs", "baseline_jobs", "codec_names", "best_at_floor", "rd_frontier",
+    "reference_point", "missing_jobs", "matching_points", "default_cache", "data_id", "source_hash", "nncodec_status",
+    "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
+    # the tables flags and forms are built from
+    "ARCHITECTURES", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "MAX_BATCH_SIZE", "MAX_WORKERS", "BN_MODES",
+    "CODECS", "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS", "IMAGENETTE_URLS",
+    "default_codec",
+    # errors
+    "CtnetError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError", "BundleError",
+    "VideoError", "PlainExportError", "RunError", "RDError", "UnverifiedWarning",
+]

@@ -305,15 +305,21 @@ def check_shapes(spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
         raise CheckpointError(f"weights do not fit a {kind}: {'; '.join(parts)}")
 
 
+def check_expected(spec: ModelSpec, what: str, *, expected_arch: str | None = None,
+                   expected_block_size: int | None = None) -> None:
+    """Refuse a model (``what`` names it) of another architecture or DCT block size."""
+    if expected_arch is not None and spec.arch != expected_arch:
+        raise CheckpointError(f"{what} is a {spec.arch}, not a {expected_arch}")
+    if expected_block_size is not None and spec.ctnet and spec.dct_block_size != expected_block_size:
+        raise CheckpointError(f"{what} was trained with DCT block size {spec.dct_block_size}, "
+                              f"not {expected_block_size}; the weights would decode wrongly")
+
+
 def model_from_checkpoint(ckpt: Checkpoint, *, expected_arch: str | None = None,
                           expected_block_size: int | None = None) -> nn.Module:
     """Build the described network and load the weights, strictly."""
     spec = ckpt.spec
-    if expected_arch is not None and spec.arch != expected_arch:
-        raise CheckpointError(f"checkpoint is a {spec.arch}, not a {expected_arch}")
-    if expected_block_size is not None and spec.ctnet and spec.dct_block_size != expected_block_size:
-        raise CheckpointError(f"checkpoint was trained with DCT block size {spec.dct_block_size}, "
-                              f"not {expected_block_size}; the weights would decode wrongly")
+    check_expected(spec, "checkpoint", expected_arch=expected_arch, expected_block_size=expected_block_size)
     check_shapes(spec, ckpt.state_dict)  # before build_model allocates anything
     model = build_model(spec)
     try:

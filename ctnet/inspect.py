@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from . import export, quant
+from .codec.manifest import EncodeSettings
 from .layers import ChannelDCTConv1x1, DCTConv2d
+from .types import LoadedModel
 
 KIND_SPATIAL = "spatial DCT"
 KIND_CHANNEL = "channel DCT"
@@ -171,9 +173,9 @@ def frame_label(info: dict) -> str:
     return where + f" · rows {r[0]}–{r[1] - 1} · cols {c[0]}–{c[1] - 1}"
 
 
-def coded_frames(model: nn.Module, meta: dict, settings=None) -> CodedFrames:
-    """Lay ``model`` out exactly as ``ctnet encode`` would with ``settings`` (a
-    ``ctnet.codec.manifest.EncodeSettings`` or a dict of its fields), without coding it."""
+def coded_frames(model: nn.Module, meta: dict, settings: EncodeSettings | None = None) -> CodedFrames:
+    """Lay ``model`` out exactly as ``ctnet encode`` would with ``settings`` (default:
+    ``EncodeSettings()``), without coding it."""
     from .codec import bundle as B
     from .codec import plan as PL
     settings = _settings(settings).validate()
@@ -303,16 +305,11 @@ def encode_changes(previous: list[dict], current: list[dict]) -> list[dict]:
 
 # --- the export grid (what a bundle codes) -----------------------------------------------------------
 
-def _settings(settings):
-    from .codec.manifest import EncodeSettings
-    if settings is None:
-        return EncodeSettings()
-    if isinstance(settings, dict):
-        return EncodeSettings(**settings)
-    return settings
+def _settings(settings: EncodeSettings | None) -> EncodeSettings:
+    return EncodeSettings() if settings is None else settings
 
 
-def grid_stats(model: nn.Module, meta: dict, settings=None) -> list[dict]:
+def grid_stats(model: nn.Module, meta: dict, settings: EncodeSettings | None = None) -> list[dict]:
     """Per stored tensor, its levels on the export grid ``settings`` asks for (default:
     ``EncodeSettings()``, the grid training simulated): values, non-zero levels (what the
     bundle codes and the results table counts), largest |level| and the largest half
@@ -365,29 +362,26 @@ def compare_layers(a: dict[str, dict], b: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def layer_summary(model: nn.Module, meta: dict) -> dict[str, dict]:
+def layer_summary(loaded: LoadedModel) -> dict[str, dict]:
     """layer → {values, non-zero (levels on the export grid), bytes (None for a checkpoint
     file, which has no bundle)} of a loaded checkpoint or bundle (v1 or v2)."""
     from .codec import bundle as B
-    from .codec.manifest import EncodeSettings
-    b = meta.get("bundle") or {}
-    settings = None
-    if b.get("version") == 2 and isinstance(meta.get("settings"), dict):
-        settings = EncodeSettings.from_dict(meta["settings"])
-    lay = B.layout(model, meta, _settings(settings).validate())
+    model, meta, b = loaded.model, loaded.meta, loaded.bundle
+    lay = B.layout(model, meta, _settings(loaded.settings).validate())
     out = {r["layer"]: {"values": r["values"], "non-zero": r["non-zero"], "bytes": None} for r in _grid_rows(model, lay)}
-    if settings is not None and b.get("frame_bytes") is not None:
-        for name, nbytes in layer_bytes(lay.info(), b["frame_bytes"]).items():
+    if loaded.settings is not None and b is not None and b.frame_bytes is not None:
+        for name, nbytes in layer_bytes(lay.info(), b.frame_bytes).items():
             if name in out:
                 out[name]["bytes"] = nbytes
-    elif b and isinstance(meta.get("layers"), list):  # v1: bytes per layer in the manifest
+    elif b is not None and isinstance(meta.get("layers"), list):  # v1: bytes per layer in its manifest
         for layer in meta["layers"]:
             if layer.get("name") in out:
                 out[layer["name"]]["bytes"] = int(layer.get("bytes") or 0)
     return out
 
 
-def level_frequency_map(model: nn.Module, meta: dict, name: str, settings=None) -> np.ndarray | None:
+def level_frequency_map(model: nn.Module, meta: dict, name: str,
+                        settings: EncodeSettings | None = None) -> np.ndarray | None:
     """Fraction of non-zero levels on the export grid per frequency (k_h, k_w) of one spatial
     DCT layer, over all its filters (a sparsity map of the layer); None for other tensors."""
     from .codec import bundle as B

@@ -42,6 +42,8 @@ from torch import nn
 
 from .errors import RDError
 from .limits import MAX_INT
+from .strict import JSONInvalid, parse_json
+from .types import LoadedModel
 
 CACHE_FORMAT = "ctnet-rd-cache"
 CACHE_VERSION = 1
@@ -436,9 +438,10 @@ def read_cache(path: str | os.PathLike) -> dict[str, dict]:
         if p.stat().st_size > MAX_CACHE_BYTES:
             raise RDError(f"{p}: {p.stat().st_size:,} bytes is more than an rd cache holds "
                           f"({MAX_CACHE_BYTES:,}); refusing to read it")
-        # ValueError: also an integer of more than 4300 digits; RecursionError: [[[[…
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
+        doc = parse_json(p.read_bytes())
+    except JSONInvalid as exc:
+        raise RDError(f"{p}: not a readable rd cache ({exc.cause}: {exc.detail})") from None
+    except OSError as exc:
         raise RDError(f"{p}: not a readable rd cache ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or not isinstance(doc.get("points"), dict):
         raise RDError(f"{p}: not a ctnet rd cache file; refusing to use or overwrite it")
@@ -495,20 +498,22 @@ class Source:
     path: str
     digest: str
     model: nn.Module
-    meta: dict
+    meta: dict  # as stored: what encoding the model reads (a decoded bundle's grid)
     fp32_bytes: int
+    num_classes: int
+    image_size: int
 
     @classmethod
-    def load(cls, path: str | os.PathLike, loaded: tuple[nn.Module, dict] | None = None) -> "Source":
-        from .api import load_any
+    def load(cls, path: str | os.PathLike, loaded: LoadedModel | None = None) -> "Source":
         from .layers import configure_export_training
         from .models import fp32_bytes
+        from .sources import load_any
         digest = source_hash(path)
-        model, meta = loaded if loaded is not None else load_any(path)
-        model = copy.deepcopy(model)  # a caller's (or the app's shared) model is never touched
+        loaded = loaded if loaded is not None else load_any(path)
+        model = copy.deepcopy(loaded.model)  # a caller's (or the app's shared) model is never touched
         configure_export_training(model, pixel_bit_depth=0)
         model.requires_grad_(False).eval()
-        return cls(str(path), digest, model, meta, fp32_bytes(model))
+        return cls(str(path), digest, model, loaded.meta, fp32_bytes(model), loaded.num_classes, loaded.image_size)
 
 
 def _measure(job: Job, src: Source) -> tuple[nn.Module, int, float, float, dict]:
@@ -565,7 +570,7 @@ class Sweep:
 
 def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *, limit: int | None = None,
           cache: str | os.PathLike | None = None, device: str = "auto", batch_size: int | None = None, workers: int = 0,
-          loaded: tuple[nn.Module, dict] | None = None, recompute: bool = False,
+          loaded: LoadedModel | None = None, recompute: bool = False,
           progress: Callable[[int, int, Job, dict | None], None] | None = None, split=None) -> Sweep:
     """Measure ``jobs`` on ``source`` (a checkpoint file or bundle directory), evaluating
     each decoded model on ``limit`` class-balanced images of ``data``'s val split. Points
@@ -588,8 +593,8 @@ def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *
 
     def images():
         if split_cache[0] is None:
-            split_cache[0] = load_split(data, "val", num_classes=int(src.meta["model"]["num_classes"]),
-                                        size=int(src.meta.get("image_size", 128)), limit=limit, cache=True)
+            split_cache[0] = load_split(data, "val", num_classes=src.num_classes, size=src.image_size, limit=limit,
+                                        cache=True)
         return split_cache[0]
 
     points, errors = [], []

@@ -186,10 +186,10 @@ def _barrier(world: int) -> None:
 
 def _load_source(path: str) -> tuple[nn.Module, ModelSpec, dict]:
     """(model, spec, metadata) of a checkpoint file or a bundle directory (decoded)."""
-    from .api import is_bundle, load_any
-    if is_bundle(path):  # a bundle directory: decoded (ctnet.api), a file: read as a checkpoint
-        model, meta = load_any(path)
-        return model, ModelSpec.from_dict(meta["model"]), meta
+    from .sources import is_bundle, load_any
+    if is_bundle(path):  # a bundle directory: decoded, a file: read as a checkpoint
+        loaded = load_any(path)
+        return loaded.model, loaded.spec, loaded.meta
     source = ckpt_io.read_checkpoint(path)
     return ckpt_io.model_from_checkpoint(source), source.spec, source.meta
 

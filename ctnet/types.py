@@ -6,22 +6,23 @@ arithmetic touches them, strings and containers are size-limited), and whatever 
 becomes one :class:`ctnet.errors.CheckpointError` naming the field — never a
 ``KeyError``/``TypeError``/``OverflowError``/``MemoryError`` deep inside evaluation or training.
 
-:class:`LoadedModel` is what loading any model source gives (``ctnet.api.load``): the model, its
-metadata (a plain dict, as ``ctnet.api.load_any`` returns it), which kind of source it came from
-and its path.
+:class:`LoadedModel` is what loading any model source gives (``ctnet.api.load_any``): the model
+with, typed once, what callers ask of it (kind of source, model description, metrics, codec
+settings, bundle facts), so no caller probes a metadata dict by key.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .codec.manifest import EncodeSettings
 from .errors import CheckpointError
 from .limits import IMAGE_SIZE_RANGE, MAX_INT, PIXEL_BIT_DEPTHS
 from .models import ModelSpec
+from .strict import JSONInvalid, parse_json
 
 FORMAT = "ctnet-checkpoint"
 VERSION = 1
@@ -178,13 +179,10 @@ class CheckpointMeta:
             if len(text) > MAX_HEADER_CHARS:
                 _fail(where, f"is {len(text):,} characters; a checkpoint's is a few thousand")
             try:
-                doc = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                _fail(where, f"is not valid JSON ({exc})")
-            except ValueError as exc:  # e.g. an integer of more than 4300 digits
-                _fail(where, f"is not usable JSON ({str(exc)[:120]})")
-            except RecursionError:
-                _fail(where, "is nested too deeply")
+                doc = parse_json(text)
+            except JSONInvalid as exc:
+                _fail(where, {"syntax": f"is not valid JSON ({exc.detail})", "unusable": f"is not usable JSON ({exc.detail})",
+                              "nested": "is nested too deeply"}[exc.reason])
         else:
             doc = text
         if not isinstance(doc, dict):
@@ -256,23 +254,72 @@ class CheckpointMeta:
         return {**d, **self.other}
 
 
-@dataclass
+@dataclass(frozen=True)
+class BundleFacts:
+    """What a decoded bundle is on disk (or in memory): its format version, digest (None for
+    format v1), every byte of it, the fp32 size of the model it holds, and (format v2) the
+    bytes of each plan frame (0: a frame not coded)."""
+
+    version: int
+    digest: str | None
+    total_bytes: int
+    fp32_bytes: int
+    files: dict[str, int]
+    frame_bytes: tuple[int, ...] | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.fp32_bytes / self.total_bytes
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    """A model source, loaded: the network (eval mode), its metadata dict (a checkpoint's
-    :meth:`CheckpointMeta.to_json` or a bundle's manifest), the kind of source and its path."""
+    """A model source, loaded (``ctnet.api.load_any``): the network in eval mode and, typed,
+    what every caller asks of it — the kind of source and its path, the model description,
+    input size and export grid, what training measured (a bundle: its source checkpoint's),
+    the codec settings and facts of a bundle. ``meta`` is the metadata as stored (a
+    checkpoint's :meth:`CheckpointMeta.to_json`, a bundle's manifest with its decoded grid),
+    for the library functions that re-encode or re-export the model; callers read the fields."""
 
     model: Any  # torch.nn.Module
+    kind: str  # "checkpoint" or "bundle"
+    path: Path | None  # None: decoded from files in memory
+    spec: ModelSpec
+    image_size: int
+    pixel_bit_depth: int
+    label_map: dict[str, int] | None
+    epoch: int | None
+    metrics: dict  # training's measurements (acc1, est_bytes_export …); {} when there are none
+    train_config: dict | None
+    settings: EncodeSettings | None  # the codec settings a format-v2 bundle was made with
+    bundle: BundleFacts | None
     meta: dict
-    source: str  # "checkpoint" or "bundle"
-    path: Path
+
+    @classmethod
+    def of(cls, model, meta: dict, kind: str, path: Path | None) -> LoadedModel:
+        """The typed view of a loader's ``(model, metadata)``: the one place that reads the
+        metadata dict's keys (they differ between checkpoints, v1 and v2 bundles). The loaders'
+        parsers checked every field already, so nothing is validated again here."""
+        source: dict = meta["source"] if isinstance(meta.get("source"), dict) else {}
+        b = meta.get("bundle")
+        bundle = settings = None
+        if kind == "bundle" and isinstance(b, dict):
+            frame_bytes = b.get("frame_bytes")
+            bundle = BundleFacts(int(b["version"]), b.get("digest"), int(b["total_bytes"]), int(b["fp32_bytes"]),
+                                 dict(b.get("files") or {}),
+                                 tuple(int(x) for x in frame_bytes) if frame_bytes is not None else None)
+            if bundle.version == 2:
+                settings = EncodeSettings(**meta["settings"])
+        epoch = meta.get("epoch", source.get("epoch"))
+        return cls(model, kind, path, ModelSpec(**meta["model"]), int(meta.get("image_size", 128)),
+                   int(meta.get("pixel_bit_depth", 0)), meta.get("label_map"),
+                   epoch if isinstance(epoch, int) else None,
+                   dict(meta.get("metrics") or source.get("metrics") or {}), meta.get("train_config"),
+                   settings, bundle, meta)
 
     @property
     def num_classes(self) -> int:
-        return int(self.meta["model"]["num_classes"])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.meta.get("image_size", 128))
+        return self.spec.num_classes
 
 
-__all__ = ["CheckpointMeta", "LoadedModel"]
+__all__ = ["BundleFacts", "CheckpointMeta", "LoadedModel"]

@@ -10,67 +10,67 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import figures, forms, state, ui
-from ctnet.data import DatasetError, class_names, label_map
+from app import accuracy, background, encodes, figures, forms, keys, models, ui
+from ctnet.api import DatasetError, class_names, label_map
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Accuracy")
-num_classes = int(meta["model"]["num_classes"])
-d = state.digest(path)
-is_bundle = "bundle" in meta
+path, key, loaded = ui.current_model("Accuracy")
+model, num_classes = loaded.model, loaded.num_classes
+d = models.digest(path)
+is_bundle = loaded.bundle is not None
 
 # --- which data, how much, where ------------------------------------------------------------------
-data_path, limit, device = ui.data_controls(state.W_ACC_DATA)
+data_path, limit, device = ui.data_controls(keys.W_ACC_DATA)
 limit = limit or None  # 0 = all
 
 # --- which decoded model: the bundle as stored, or one of the lab's encodes of this checkpoint ------
-encodes = {forms.label(j.meta["settings"]): j for j in state.encodes_of(path)}
+lab_encodes = {forms.label(j.meta["settings"]): j for j in encodes.encodes_of(path)}
 LOADED = "as loaded"
-options = ([LOADED] if is_bundle else []) + list(encodes)
-lab_label = forms.label(ss[state.LAB_SETTINGS])
+options = ([LOADED] if is_bundle else []) + list(lab_encodes)
+lab_label = forms.label(ss[keys.LAB_SETTINGS])
 if options:
-    if ss.get(state.ACC_PICK) not in options:  # default: what the lab shows now, else the latest
-        ss[state.ACC_PICK] = lab_label if lab_label in encodes else options[-1]
-    if ss.get(state.W_ACC_PICK) not in options:
-        ss[state.W_ACC_PICK] = ss[state.ACC_PICK]
-    pick = st.selectbox("Decoded model to measure", options, key=state.W_ACC_PICK,
+    if ss.get(keys.ACC_PICK) not in options:  # default: what the lab shows now, else the latest
+        ss[keys.ACC_PICK] = lab_label if lab_label in lab_encodes else options[-1]
+    if ss.get(keys.W_ACC_PICK) not in options:
+        ss[keys.W_ACC_PICK] = ss[keys.ACC_PICK]
+    pick = st.selectbox("Decoded model to measure", options, key=keys.W_ACC_PICK,
                         format_func=lambda o: "the bundle as stored (decoded from its streams)" if o == LOADED
                         else f"re-encoded in the Codec lab at {o}",
                         help="Encodes of this checkpoint made in the Codec lab (by this or another tab) that the "
                              "server still holds.")
-    ss[state.ACC_PICK] = pick
+    ss[keys.ACC_PICK] = pick
 else:
     pick = None
 
 loaded_label = "bundle as stored" if is_bundle else "checkpoint (fp32 coefficients)"
 candidates = []  # (role, what, model, model id)
 if pick is not None and pick != LOADED:
-    job = encodes[pick]
+    job = lab_encodes[pick]
     candidates.append(("original", loaded_label, model, ("loaded", d)))
     candidates.append(("decoded", f"re-encoded and decoded at {pick}", job.result()["result"].model,
-                       state.decoded_id(d, job.meta["settings"])))
+                       encodes.decoded_id(d, job.meta["settings"])))
 elif is_bundle:
     candidates.append(("decoded", loaded_label, model, ("loaded", d)))
 else:
     candidates.append(("original", loaded_label, model, ("loaded", d)))
     st.info("There is no decoded model of this checkpoint yet: encode it in the Codec lab (its settings now: "
-            f"{forms.label(ss[state.LAB_SETTINGS])}) to compare.")
+            f"{forms.label(ss[keys.LAB_SETTINGS])}) to compare.")
     if st.button("Encode with the Codec lab's settings"):
-        state.start_encode(path, ss[state.LAB_SETTINGS])
+        encodes.start_encode(path, ss[keys.LAB_SETTINGS])
         st.rerun()
-    ui.job_progress(state.running_jobs("encode"), "acc_enc")
+    ui.job_progress(background.running_jobs("encode"), "acc_enc")
 measured = candidates[-1]
-st.markdown(f"**Measuring:** {measured[1]} — {state.describe(path)}"
+st.markdown(f"**Measuring:** {measured[1]} — {models.describe(path)}"
             + (f", against the {loaded_label}" if len(candidates) > 1 else ""))
 
-source_metrics = (meta.get("source") or {}).get("metrics") if is_bundle else None
-jobs = {role: (state.accuracy_job(mid, data_path, limit, device) if data_path else None)
+source_metrics = loaded.metrics if is_bundle else None
+jobs = {role: (accuracy.accuracy_job(mid, data_path, limit, device) if data_path else None)
         for role, _, _, mid in candidates}
 results = {role: (j.result() if j is not None and j.ok else None) for role, j in jobs.items()}
 missing = [c for c in candidates if results[c[0]] is None and (jobs[c[0]] is None or jobs[c[0]].done)]
-images = limit or (500 if ss[state.ACC_SOURCE] == "sample" else 3925)  # the sample; ImageNette's val split
-est = state.runner().estimate("accuracy", images * len(missing), state.EVAL_PRIOR)
-run = st.button("Run", type="primary", key=state.W_ACC_RUN, disabled=not missing,
+images = limit or (500 if ss[keys.ACC_SOURCE] == "sample" else 3925)  # the sample; ImageNette's val split
+est = background.runner().estimate("accuracy", images * len(missing), accuracy.EVAL_PRIOR)
+run = st.button("Run", type="primary", key=keys.W_ACC_RUN, disabled=not missing,
                 help=f"Measures what is missing ({ui.estimate_text(est)}, in the background).")
 if missing:
     st.caption(f"Run measures {len(missing)} model{'s' * (len(missing) != 1)}: {ui.estimate_text(est)} "
@@ -81,7 +81,7 @@ if run:
     else:
         try:
             for role, label, m, mid in missing:
-                jobs[role] = state.start_accuracy(mid, label, m, meta, data_path, limit, device)
+                jobs[role] = accuracy.start_accuracy(mid, label, m, loaded, data_path, limit, device)
         except DatasetError as exc:
             st.error(f"Dataset problem: {exc}")
 for role, j in jobs.items():
@@ -113,11 +113,11 @@ if "original" in done and "decoded" in done:
 if done:
     role = "decoded" if "decoded" in done else "original"
     r = done[role]
-    names = class_names(meta.get("label_map") or label_map(num_classes))
+    names = class_names(loaded.label_map or label_map(num_classes))
     st.subheader(f"Confusion matrix ({role}, {r['images']} images on {r['device']})")
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})
-    where = "the embedded sample" if ss[state.ACC_SOURCE] == "sample" else Path(data_path).name
+    where = "the embedded sample" if ss[keys.ACC_SOURCE] == "sample" else Path(data_path).name
     st.caption(f"Data: {where} ({data_path}). Results are kept per model content, codec settings, data, subset "
                "and device; Run measures what is missing.")
 elif not any(j is not None and j.running for j in jobs.values()):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
+from app import figures, keys, models, ui, url
 from ctnet import runs
 
 ss = st.session_state
@@ -16,61 +16,61 @@ ui.show_notice()
 
 
 def _select(path: str) -> None:
-    reason = state.select(path)
+    reason = models.select(path)
     if reason is not None:
-        ss[state.NOTICE] = ("error", f"Cannot open {state.describe(path)}: {reason}. "
-                                     f"The previous checkpoint ({state.describe(state.current())}) stays selected.")
+        ss[keys.NOTICE] = ("error", f"Cannot open {models.describe(path)}: {reason}. "
+                                     f"The previous checkpoint ({models.describe(models.current())}) stays selected.")
 
 
 def _on_pick() -> None:
-    path = ss.get(state.W_PICK)
-    if path and path != state.current():
+    path = ss.get(keys.W_PICK)
+    if path and path != models.current():
         _select(path)
 
 
 def _on_pareto() -> None:
-    points = (ss.get(state.W_PARETO) or {}).get("selection", {}).get("points", [])
+    points = (ss.get(keys.W_PARETO) or {}).get("selection", {}).get("points", [])
     paths = [p["customdata"][0] for p in points if p.get("customdata")]
-    if paths and paths[0] != state.current():
+    if paths and paths[0] != models.current():
         _select(paths[0])
 
 
 # --- where to look ---------------------------------------------------------------------------
-demo = state.demo_dir()
-if state.W_ROOT not in ss:
-    ss[state.W_ROOT] = ss[state.RUN_ROOT]
+demo = keys.demo_dir()
+if keys.W_ROOT not in ss:
+    ss[keys.W_ROOT] = ss[keys.RUN_ROOT]
 left, right = st.columns([3, 2])
 with left:
-    root = st.text_input("Run folder: a training output, a sweep of runs, or the demo", key=state.W_ROOT,
+    root = st.text_input("Run folder: a training output, a sweep of runs, or the demo", key=keys.W_ROOT,
                          help="Default: the embedded demo. Also try runs/gpu for local GPU runs.").strip()
-    ss[state.RUN_ROOT] = root or str(demo)
+    ss[keys.RUN_ROOT] = root or str(demo)
 with right:
     upload = st.file_uploader("…or upload a checkpoint (.safetensors, .pt) or a zipped bundle (.zip)",
-                              type=["safetensors", "pt", "pth", "zip"], key=state.W_UPLOAD)
+                              type=["safetensors", "pt", "pth", "zip"], key=keys.W_UPLOAD)
 
 if upload is not None:
-    seen = ss[state.UPLOAD_SEEN]
+    seen = ss[keys.UPLOAD_SEEN]
     if seen is None or seen[0] != upload.file_id:
         try:
-            path = state.import_upload(upload.name, upload.getvalue())
-            reason = state.select(path)
+            path = models.import_upload(upload.name, upload.getvalue())
+            reason = models.select(path)
         except runs.RunError as exc:
             reason = str(exc)
             path = None
         if reason is None:
-            state.remember_upload(upload.name, path)
-            state.write_url()
+            models.remember_upload(upload.name, path)
+            url.write_url()
         else:
             reason = reason.replace(path, upload.name) if path else reason
-        seen = ss[state.UPLOAD_SEEN] = (upload.file_id, reason)
+        seen = ss[keys.UPLOAD_SEEN] = (upload.file_id, reason)
     if seen[1] is not None:
         st.error(f"Upload refused: {seen[1]}. The previous checkpoint "
-                 f"({state.describe(state.current())}) stays selected.")
+                 f"({models.describe(models.current())}) stays selected.")
     else:
         st.success(f"Loaded {upload.name}; it is the current checkpoint.")
 
 catalog: list[runs.Run] = []
-folder = Path(ss[state.RUN_ROOT]).expanduser()
+folder = Path(ss[keys.RUN_ROOT]).expanduser()
 if folder == demo and not demo.is_dir():
     st.error(f"The embedded demo is missing: {demo} does not exist. It ships with the repository: restore it "
              f"with `git checkout -- assets/demo`, or rebuild it from training runs with `python "
@@ -78,7 +78,7 @@ if folder == demo and not demo.is_dir():
              f"scripts/train_demo.sh). Or set CTNET_DEMO_DIR, or type a run folder above.")
 else:
     try:
-        catalog = state.catalog(folder)
+        catalog = models.catalog(folder)
     except (runs.RunError, OSError) as exc:
         st.error(f"Cannot browse {folder}: {exc}")
 
@@ -98,21 +98,21 @@ for run in catalog:
 
 entries = runs.all_entries(catalog)
 ui.choose_default()
-current = state.current()
+current = models.current()
 
 # --- choosing the current checkpoint ---------------------------------------------------------
-options = [e.path for e in entries] + [p for _, p in ss[state.UPLOADS] if p not in {e.path for e in entries}]
+options = [e.path for e in entries] + [p for _, p in ss[keys.UPLOADS] if p not in {e.path for e in entries}]
 labels = {e.path: e.label + (f" — epoch {e.epoch}" if e.epoch is not None else "")
           + (f", top-1 {e.acc1:.2f} %" if e.acc1 is not None else "") + (f", {e.ratio:.1f}×" if e.ratio else "")
           for e in entries}
-labels.update({p: f"uploaded: {name}" for name, p in ss[state.UPLOADS]})
+labels.update({p: f"uploaded: {name}" for name, p in ss[keys.UPLOADS]})
 if current is not None and current not in options:
     options.append(current)
-    labels[current] = state.describe(current)
+    labels[current] = models.describe(current)
 if options:
     if current in options:
-        ss[state.W_PICK] = current
-    st.selectbox("Current checkpoint (or click a point in the plot)", options, key=state.W_PICK,
+        ss[keys.W_PICK] = current
+    st.selectbox("Current checkpoint (or click a point in the plot)", options, key=keys.W_PICK,
                  format_func=lambda p: labels.get(p, p), on_change=_on_pick)
 
 if entries:
@@ -121,16 +121,16 @@ if entries:
     c1, c2 = st.columns(2)
     if has_decoded:
         choice = c1.radio("Accuracy axis", ["decoded top-1 (bundle, results.json)", "top-1 at training"],
-                          horizontal=True, key=state.W_PARETO_Y)
+                          horizontal=True, key=keys.W_PARETO_Y)
         which = "decoded" if choice.startswith("decoded") else "acc1"
-    axis = c2.radio("Size axis", ["ratio", "bytes"], horizontal=True, key=state.W_PARETO_X,
+    axis = c2.radio("Size axis", ["ratio", "bytes"], horizontal=True, key=keys.W_PARETO_X,
                     format_func=lambda a: "compression ratio" if a == "ratio" else "bytes")
     notes = runs.notes_baselines(demo_notes) if demo_notes else {}
     baselines = {r.name: runs.baseline(r, notes) for r in catalog}
     cur_run = next((e.run for e in entries if e.path == current), None)
     base = baselines.get(cur_run) or next((b for b in baselines.values() if b), None)
     fig = figures.pareto(entries, current, which, axis, base)
-    st.plotly_chart(fig, key=state.W_PARETO, on_select=_on_pareto, selection_mode="points",
+    st.plotly_chart(fig, key=keys.W_PARETO, on_select=_on_pareto, selection_mode="points",
                     config={"displaylogo": False})
     known = {b for b in baselines.values() if b}
     if base is not None:
@@ -140,7 +140,7 @@ if entries:
                       if len(known) > 1 else "") + " Click a point to make it current; larger points: its run.")
     if current is not None:
         with st.container(horizontal=True):
-            st.caption(f"Open {state.describe(current)} in:")
+            st.caption(f"Open {models.describe(current)} in:")
             for page, label, icon in (("coefficients", "Coefficients", ":material/grid_on:"),
                                       ("frames", "Frames", ":material/movie:"),
                                       ("codec_lab", "Codec lab", ":material/science:"),
@@ -148,12 +148,12 @@ if entries:
                                       ("compare", "Compare", ":material/compare:")):
                 st.page_link(ui.PAGE_LINKS[page], label=label, icon=icon)
         try:
-            cur_model, cur_meta = state.load(current)
+            cur = models.load(current)
         except Exception as exc:  # the loaders' errors name the problem
-            st.error(f"Cannot load {state.describe(current)}: {exc}")
+            st.error(f"Cannot load {models.describe(current)}: {exc}")
         else:
-            ui.model_downloads(state.current_key(), cur_model, cur_meta,
-                               state.describe(current).replace(" · ", "-").replace(" ", "_"), "checkpoints")
+            ui.model_downloads(models.current_key(), cur,
+                               models.describe(current).replace(" · ", "-").replace(" ", "_"), "checkpoints")
     front = {e.path for e in runs.frontier(entries, which)}
     table = pd.DataFrame([{"current": "★" if e.path == current else "", "frontier": "✓" if e.path in front else "",
                            **e.row()} for e in entries])

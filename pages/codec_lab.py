@@ -8,56 +8,57 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import figures, forms, state, ui
+from app import accuracy, encodes, figures, forms, keys, models, ui, url
+from ctnet import api
 from ctnet import inspect as ci
 from ctnet import runs
-from ctnet.codec.manifest import BundleError
+from ctnet.api import BundleError, EncodeSettings
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Codec lab")
-forms.seed(ss[state.LAB_SETTINGS])
+path, key, loaded = ui.current_model("Codec lab")
+forms.seed(ss[keys.LAB_SETTINGS])
 
 
-def _use(settings: dict) -> None:
+def _use(settings: EncodeSettings) -> None:
     forms.seed(forms.fit(settings), force=True)
 
 
 with st.expander("Codec settings", expanded=True):
     settings = forms.render()
-ss[state.LAB_SETTINGS] = settings
-state.write_url()  # now: the page may stop early below
-bundle_settings = meta.get("settings") if (meta.get("bundle") or {}).get("version") == 2 else None
+ss[keys.LAB_SETTINGS] = settings
+url.write_url()  # now: the page may stop early below
+bundle_settings = loaded.settings  # a format-v2 bundle's own
 
 try:
     forms.valid(settings)
     invalid = None
 except BundleError as exc:
     invalid = str(exc)
-job = state.encode_job(path, settings) if invalid is None else None
-preview = state.preview_job(path, settings) if invalid is None else None
+job = encodes.encode_job(path, settings) if invalid is None else None
+preview = encodes.preview_job(path, settings) if invalid is None else None
 if job is None:
-    state.prepare_encoder(path)
+    encodes.prepare_encoder(path)
 
 
 def _encode() -> None:
     """Button callback: runs before the page, so the page already shows the job."""
     try:
-        state.start_encode(path, forms.from_widgets())
+        encodes.start_encode(path, forms.from_widgets())
     except (BundleError, ValueError) as exc:
-        ss[state.NOTICE] = ("error", f"Cannot encode with these settings: {exc}")
+        ss[keys.NOTICE] = ("error", f"Cannot encode with these settings: {exc}")
 
 
 with st.container(horizontal=True):
-    st.button("Encode", type="primary", key=state.W_ENCODE, on_click=_encode,
+    st.button("Encode", type="primary", key=keys.W_ENCODE, on_click=_encode,
               disabled=invalid is not None or (job is not None and (job.running or job.ok)))
     if bundle_settings:
         st.button("Use this bundle's own settings", on_click=_use, args=(bundle_settings,))
-    st.button("Defaults", on_click=_use, args=(state.lab_defaults(),))
+    st.button("Defaults", on_click=_use, args=(keys.lab_defaults(),))
 if invalid:
     st.error(f"These settings cannot be encoded: {invalid}")
 elif job is None:
-    st.caption(f"Encode + decode of this checkpoint at {settings['preset']}: "
-               f"{ui.estimate_text(state.encode_estimate(settings))} on this server; then its top-1 on the "
+    st.caption(f"Encode + decode of this checkpoint at {settings.preset}: "
+               f"{ui.estimate_text(encodes.encode_estimate(settings))} on this server; then its top-1 on the "
                "embedded sample is measured in the background.")
 ui.show_notice()
 if job is not None and job.cancelled:
@@ -71,14 +72,14 @@ previewing = shown is None and job is not None and job.running and preview is no
 if previewing:
     shown = preview
 stale = False
-done_here = state.encodes_of(path)  # finished encodes of this checkpoint (any tab), oldest first
+done_here = encodes.encodes_of(path)  # finished encodes of this checkpoint (any tab), oldest first
 if shown is None:
-    mine = [j for j in done_here if j.key in ss[state.LAB_ENCODES]]
+    mine = [j for j in done_here if j.key in ss[keys.LAB_ENCODES]]
     if mine or done_here:  # this session's latest, else any tab's
         shown, stale = (mine or done_here)[-1], True
 progress = [preview, job]
 if shown is not None:
-    src_acc, dec_acc = state.lab_accuracy(path, shown.result()["settings"])
+    src_acc, dec_acc = accuracy.lab_accuracy(path, shown.result()["settings"])
     progress += [src_acc, dec_acc]
 else:
     src_acc = dec_acc = None
@@ -95,9 +96,9 @@ if shown is None:
 lab = shown.result()
 res, s = lab["result"], lab["settings"]
 if previewing:
-    st.info(f"**Preview**, coded at {state.PREVIEW_PRESET} while the exact encode at {settings['preset']} runs: the "
+    st.info(f"**Preview**, coded at {encodes.PREVIEW_PRESET} while the exact encode at {settings.preset} runs: the "
             "same levels, so the decoded model, its errors and its top-1 are already those of the exact encode; "
-            f"only the bytes will change ({state.PREVIEW_PRESET} spends a little more). This page shows the exact "
+            f"only the bytes will change ({encodes.PREVIEW_PRESET} spends a little more). This page shows the exact "
             "result when it is done.")
 if stale:
     st.warning("**Stale:** the results below are those of an earlier encode; the widgets now differ ("
@@ -134,9 +135,10 @@ src_line = (f"Source (as loaded): top-1 {src_r['acc1']:.2f} % on the same {src_r
 st.caption(src_line + f"{res.nonzero:,} non-zero levels; weights {res.weights_bytes:,} B, tables and "
            f"manifest {res.metadata_bytes:,} B; encode + decode {lab['seconds']:.1f} s; "
            f"{sum(x['frames'] for x in res.streams)} coded frames of {len(res.frame_info)} in the plan.")
-if "bundle" in meta:
-    st.caption(f"The bundle this checkpoint was loaded from holds {meta['bundle']['total_bytes']:,} B "
-               f"({meta['bundle']['ratio']:.2f}×) at {forms.label(meta['settings'])}.")
+if loaded.bundle is not None:
+    st.caption(f"The bundle this checkpoint was loaded from holds {loaded.bundle.total_bytes:,} B "
+               f"({loaded.bundle.ratio:.2f}×) at "
+               + (f"{forms.label(loaded.settings)}." if loaded.settings else f"format v{loaded.bundle.version}."))
 
 rows = ci.encode_layer_table(res.layers, lab["errors"])
 video_rows = [r for r in rows if r["kind"] == "weight"]
@@ -178,8 +180,8 @@ with st.expander("Streams and files"):
     st.dataframe(pd.DataFrame([{"file": n, "bytes": len(b)} for n, b in sorted(res.files.items())]),
                  hide_index=True, width="stretch")
 
-stem = (f"{state.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s['codec']}-"
-        f"{s['preset']}-crf{s['crf']}")
+stem = (f"{models.describe(path).replace(' · ', '-').replace(' ', '_').replace(':', '')}-{s.codec}-"
+        f"{s.preset}-crf{s.crf}")
 st.download_button("Download this bundle (zip)", lambda: runs.zip_bundle(res.files, stem),  # zipped on the click
                    file_name=f"{stem}.zip", mime="application/zip", type="secondary")
-ui.model_downloads(("lab", res.digest), res.model, res.manifest, stem, "lab")
+ui.model_downloads(("lab", res.digest), api.encoded_model(res), stem, "lab")

@@ -9,30 +9,31 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
+from app import figures, keys, ui, views
 from ctnet import inspect as ci
 
 MAX_HEATMAP_SIDE = 512  # larger images are max-pooled for display (plotly draws every cell)
 FLOOR = 1e-6
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Coefficients")
+path, key, loaded = ui.current_model("Coefficients")
+model = loaded.model
 
 GRID, UNIFORM = "export grid", "uniform q"
-grid_rows = state.grid_stats(key, model, meta)
-mode = st.radio("Count non-zero coefficients", [GRID, UNIFORM], horizontal=True, key=state.W_GRID,
+grid_rows = views.grid_stats(key, loaded)
+mode = st.radio("Count non-zero coefficients", [GRID, UNIFORM], horizontal=True, key=keys.W_GRID,
                 format_func=lambda m: "levels ≠ 0 on the checkpoint's export grid (what a bundle codes)" if m == GRID
                 else "|c| ≥ q/2 at one uniform step q (the paper's rate proxy)")
 if mode == GRID:
     rows = grid_rows
     q = None
 else:
-    default_q = float(((meta.get("train_config") or {}).get("qstep")) or 0.1)
-    if state.W_Q not in ss:
-        ss[state.W_Q] = default_q
+    default_q = float((loaded.train_config or {}).get("qstep") or 0.1)
+    if keys.W_Q not in ss:
+        ss[keys.W_Q] = default_q
     q = st.number_input("Quantisation step q (a coefficient counts as non-zero when |c| ≥ q/2)", min_value=1e-5,
-                        max_value=10.0, step=0.01, format="%.4f", key=state.W_Q)
-    rows = state.layer_stats(key, q, model)
+                        max_value=10.0, step=0.01, format="%.4f", key=keys.W_Q)
+    rows = views.layer_stats(key, q, model)
 total = sum(r["values"] for r in rows)
 nz = sum(r["non-zero"] for r in rows)
 c1, c2, c3 = st.columns(3)
@@ -40,7 +41,7 @@ c1.metric("stored coefficients", f"{total:,}")
 c2.metric("non-zero levels on the export grid" if q is None else f"non-zero at q/2 = {q / 2:g}", f"{nz:,}")
 c3.metric("sparsity", f"{100.0 * (total - nz) / total:.2f} %")
 if q is None:
-    st.caption(f"The grid of {'this bundle' if 'bundle' in meta else 'an 8-bit export (EncodeSettings defaults)'}: "
+    st.caption(f"The grid of {'this bundle' if loaded.bundle is not None else 'an 8-bit export (EncodeSettings defaults)'}: "
                "per-tile scales, levels rounded as the encoder rounds them; the results table and the Codec lab "
                "count the same levels.")
 
@@ -55,9 +56,9 @@ with st.expander("Per-layer table"):
         "energy": st.column_config.NumberColumn(format="%.4g")})
 
 names = [r["layer"] for r in rows]
-if ss.get(state.W_LAYER) not in names:
-    ss[state.W_LAYER] = next((r["layer"] for r in rows if r["kind"] == ci.KIND_SPATIAL), names[0])
-layer = st.selectbox("Layer", names, key=state.W_LAYER,
+if ss.get(keys.W_LAYER) not in names:
+    ss[keys.W_LAYER] = next((r["layer"] for r in rows if r["kind"] == ci.KIND_SPATIAL), names[0])
+layer = st.selectbox("Layer", names, key=keys.W_LAYER,
                      format_func=lambda n: f"{n}  ({next(r for r in rows if r['layer'] == n)['kind']}, "
                                            f"{next(r for r in rows if r['layer'] == n)['shape']})")
 row = next(r for r in rows if r["layer"] == layer)
@@ -65,9 +66,9 @@ row = next(r for r in rows if r["layer"] == layer)
 lq = q if q is not None else max(float(row.get("q (largest step)") or 0.0), 1e-6)
 
 st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
-img = state.coefficient_image(key, layer, model)
+img = views.coefficient_image(key, layer, model)
 shown, factor = ci.max_pool(ci.log_magnitude(img, FLOOR), MAX_HEATMAP_SIDE)
-tile = int(ss[state.LAB_SETTINGS]["tile"])
+tile = ss[keys.LAB_SETTINGS].tile
 axes = (("output channel × k_h", "input channel × k_w") if row["kind"] == ci.KIND_SPATIAL
         else ("output channel", "input channel"))
 st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR), axes),
@@ -80,7 +81,7 @@ if row["kind"] == ci.KIND_SPATIAL:
 st.caption(note)
 
 st.subheader("Per-frequency maps")
-maps = state.frequency_maps(key, layer, lq, model)
+maps = views.frequency_maps(key, layer, lq, model)
 if maps is None:
     st.info(f"{layer} is not stored in a transform domain made of repeated blocks "
             f"({row['kind']}), so there is no per-frequency aggregate to show.")
@@ -94,7 +95,7 @@ else:
                "matrix (channel DCT); (0, 0) is the DC coefficient.")
 
 st.subheader("Magnitude histogram")
-h = state.histogram(key, layer, lq, model)
+h = views.histogram(key, layer, lq, model)
 st.plotly_chart(figures.magnitude_histogram(h, lq), config={"displaylogo": False})
 st.caption(f"{h.above:,} coefficients at or above q/2 survive rounding at step q; {h.below:,} below it would "
            f"round to zero; {h.zeros:,} are exactly zero."

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import figures, forms, state, ui
+from app import accuracy, background, figures, forms, keys, models, ui, views
 from ctnet import inspect as ci
 from ctnet import runs
 
@@ -21,21 +21,21 @@ ui.show_notice()
 # --- what can be compared ---------------------------------------------------------------------------
 entries: list[runs.Entry] = []
 try:
-    entries = runs.all_entries(state.catalog(ss[state.RUN_ROOT]))
+    entries = runs.all_entries(models.catalog(ss[keys.RUN_ROOT]))
 except (runs.RunError, OSError) as exc:
-    st.warning(f"Cannot browse {ss[state.RUN_ROOT]}: {exc}")
+    st.warning(f"Cannot browse {ss[keys.RUN_ROOT]}: {exc}")
 options: dict[str, dict] = {}
 for e in entries:
     options[f"path:{e.path}"] = {"label": e.label + (f" — epoch {e.epoch}" if e.epoch is not None else ""),
                                  "path": e.path, "entry": e}
-for name, p in ss[state.UPLOADS]:
+for name, p in ss[keys.UPLOADS]:
     options.setdefault(f"path:{p}", {"label": f"uploaded: {name}", "path": p, "entry": None})
-cur = state.current()
+cur = models.current()
 if cur is not None:
-    options.setdefault(f"path:{cur}", {"label": state.describe(cur), "path": cur, "entry": None})
-for job in state.runner().jobs("encode", where=lambda j: j.ok):
+    options.setdefault(f"path:{cur}", {"label": models.describe(cur), "path": cur, "entry": None})
+for job in background.runner().jobs("encode", where=lambda j: j.ok):
     src = job.meta["source"]
-    label = f"lab encode: {state.describe(src)} at {forms.label(job.meta['settings'])}"
+    label = f"lab encode: {models.describe(src)} at {forms.label(job.meta['settings'])}"
     options["enc:" + hashlib.sha256(repr(job.key).encode()).hexdigest()[:16]] = {"label": label,
                            "path": src, "job": job}
 if len(options) < 2:
@@ -43,23 +43,23 @@ if len(options) < 2:
             "encode the current checkpoint in the Codec lab.")
     st.stop()
 
-keys = list(options)
-saved = ss[state.COMPARE]
-defaults = {"a": f"path:{cur}" if f"path:{cur}" in options else keys[0]}
-defaults["b"] = next((k for k in reversed(keys) if k.startswith("enc:") and options[k]["path"] == cur),
-                     next(k for k in keys if k != defaults["a"]))
+ids = list(options)
+saved = ss[keys.COMPARE]
+defaults = {"a": f"path:{cur}" if f"path:{cur}" in options else ids[0]}
+defaults["b"] = next((k for k in reversed(ids) if k.startswith("enc:") and options[k]["path"] == cur),
+                     next(k for k in ids if k != defaults["a"]))
 for side in ("a", "b"):
-    if ss.get(state.W_CMP[side]) not in options:
-        ss[state.W_CMP[side]] = saved.get(side) if saved.get(side) in options else defaults[side]
+    if ss.get(keys.W_CMP[side]) not in options:
+        ss[keys.W_CMP[side]] = saved.get(side) if saved.get(side) in options else defaults[side]
 ca, cb = st.columns(2)
-a_key = ca.selectbox("A", keys, key=state.W_CMP["a"], format_func=lambda k: options[k]["label"])
-b_key = cb.selectbox("B", keys, key=state.W_CMP["b"], format_func=lambda k: options[k]["label"])
-ss[state.COMPARE] = {"a": a_key, "b": b_key}
+a_key = ca.selectbox("A", ids, key=keys.W_CMP["a"], format_func=lambda k: options[k]["label"])
+b_key = cb.selectbox("B", ids, key=keys.W_CMP["b"], format_func=lambda k: options[k]["label"])
+ss[keys.COMPARE] = {"a": a_key, "b": b_key}
 
 
 with st.spinner("Reading both models…"):
     try:
-        A, B = (state.model_summary(o["path"], o.get("job"), o.get("entry")) for o in (options[a_key], options[b_key]))
+        A, B = (accuracy.model_summary(o["path"], o.get("job"), o.get("entry")) for o in (options[a_key], options[b_key]))
     except Exception as exc:  # loader errors name the problem
         st.error(f"Cannot compare: {exc}")
         st.stop()
@@ -80,14 +80,14 @@ if common:
     k = common[0]
     m3.metric(f"B − A top-1 ({k})", f"{B['acc'][k] - A['acc'][k]:+.2f} pt")
 
-sample = state.sample_dir()
+sample = keys.sample_dir()
 todo = [(tag, s) for tag, s in (("A", A), ("B", B)) if s["acc_job"] is None or (s["acc_job"].done and not s["acc_job"].ok)]
 if todo and (sample / "val").is_dir():
-    est = state.runner().estimate("accuracy", 500 * len(todo), state.EVAL_PRIOR)
+    est = background.runner().estimate("accuracy", 500 * len(todo), accuracy.EVAL_PRIOR)
     if st.button(f"Measure top-1 on the embedded sample ({ui.estimate_text(est)})", key="w_cmp_measure"):
         for tag, s in todo:
-            state.start_accuracy(s["model_id"], options[a_key if tag == "A" else b_key]["label"], s["model"],
-                                 s["meta"], str(sample), None, "auto")
+            accuracy.start_accuracy(s["model_id"], options[a_key if tag == "A" else b_key]["label"], s["model"],
+                                 s["loaded"], str(sample), None, "auto")
         st.rerun()
 ui.job_progress([s["acc_job"] for s in (A, B)], "cmp")
 
@@ -106,7 +106,7 @@ maps = {}
 if spatial:
     st.markdown("**Sparsity map**: fraction of non-zero levels per DCT frequency of one layer, over its filters")
     layer = st.selectbox("Layer", spatial, key="w_cmp_layer")
-    maps = {tag: state.level_frequency_map(m["key"], layer, m["model"], m["meta"], m["settings"])
+    maps = {tag: views.level_frequency_map(m["key"], layer, m["model"], m["loaded"].meta, m["settings"])
             for tag, m in (("A", A), ("B", B))}
 if maps and maps["A"] is not None and maps["B"] is not None:
     c1, c2, c3 = st.columns(3)

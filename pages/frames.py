@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, forms, state, ui
+from app import encodes, figures, forms, keys, ui, views
 from ctnet import inspect as ci
 
 MAX_SHOWN = 512  # the frame viewer and the preview are never wider than this (px)
@@ -17,14 +17,14 @@ THUMB = 32  # thumbnail side (px, max-pooled: isolated levels stay visible)
 COLUMNS = 16
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Frames")
-settings = ss[state.LAB_SETTINGS]
-layout = state.layout_of(settings)
+path, key, loaded = ui.current_model("Frames")
+settings = ss[keys.LAB_SETTINGS]
+layout = views.layout_of(settings)
 st.html("<style>[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img "
         "{image-rendering: pixelated;}</style>")
 
 with st.spinner("Laying the levels out as frames…"):
-    cf = state.coded_frames(key, layout, model, meta, settings)
+    cf = views.coded_frames(key, layout, loaded, settings)
 n = len(cf.ids)
 st.caption(f"Laid out as the Codec lab's settings say ({forms.label(settings)}): {cf.plan_frames} frames of "
            f"{cf.frame}×{cf.frame} in the plan, {n} coded ({cf.plan_frames - n} hold only level 0 and are not "
@@ -34,38 +34,38 @@ if n == 0:
     st.info("Every level is 0 at these settings: no frame is coded.")
     st.stop()
 
-view = st.radio("Show", list(state.VIEWS), format_func=state.VIEWS.get, horizontal=True, key=state.W_VIEW,
+view = st.radio("Show", list(views.VIEWS), format_func=views.VIEWS.get, horizontal=True, key=keys.W_VIEW,
                 help="The coded pixels are nearly uniform grey around level 0; |level| stretched makes the "
                      "sparse levels visible.")
-frames8 = state.frame_view(key, layout, view, cf)
-fbytes, bytes_from = state.frame_bytes(path, meta, settings)
+frames8 = views.frame_view(key, layout, view, cf)
+fbytes, bytes_from = encodes.frame_bytes(path, loaded, settings)
 
-if not isinstance(ss.get(state.W_FRAME), int) or not 0 <= ss[state.W_FRAME] < n:
-    ss[state.W_FRAME] = 0
+if not isinstance(ss.get(keys.W_FRAME), int) or not 0 <= ss[keys.W_FRAME] < n:
+    ss[keys.W_FRAME] = 0
 
 
 def _on_thumb() -> None:
-    points = (ss.get(state.W_THUMBS) or {}).get("selection", {}).get("points", [])
+    points = (ss.get(keys.W_THUMBS) or {}).get("selection", {}).get("points", [])
     picked = [p["customdata"][0] for p in points if p.get("customdata")]
     if picked:
-        ss[state.W_FRAME] = int(picked[0])
+        ss[keys.W_FRAME] = int(picked[0])
 
 
 def _step(d: int) -> None:
-    ss[state.W_FRAME] = (ss.get(state.W_FRAME, 0) + d) % n
+    ss[keys.W_FRAME] = (ss.get(keys.W_FRAME, 0) + d) % n
 
 
 st.subheader("Coded frames")
 cols = min(COLUMNS, n)
-grid = state.thumbnails(key, layout, view, THUMB, cols, frames8)
-st.plotly_chart(figures.thumbnail_picker(grid, n, cols, THUMB, 2, cf.labels, ss[state.W_FRAME]), key=state.W_THUMBS,
+grid = views.thumbnails(key, layout, view, THUMB, cols, frames8)
+st.plotly_chart(figures.thumbnail_picker(grid, n, cols, THUMB, 2, cf.labels, ss[keys.W_FRAME]), key=keys.W_THUMBS,
                 on_select=_on_thumb, selection_mode="points", config={"displaylogo": False, "displayModeBar": False},
                 width=min(MAX_SHOWN * 2, cols * (THUMB + 2) * 2))
 st.caption("Each thumbnail is one coded frame in stream order (max-pooled to 32 px). Click one to open it below.")
 
 st.subheader("Frame viewer")
-playing = st.toggle("Play", key=state.W_PLAY)
-fps = st.select_slider("Frames per second", [1, 2, 4, 8, 12], value=4, key=state.W_FPS)
+playing = st.toggle("Play", key=keys.W_PLAY)
+fps = st.select_slider("Frames per second", [1, 2, 4, 8, 12], value=4, key=keys.W_FPS)
 
 
 @st.fragment(run_every=1.0 / fps if playing else None)
@@ -75,7 +75,7 @@ def viewer() -> None:
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.button("◀", key="w_frame_prev", on_click=_step, args=(-1,), help="Previous frame")
         st.button("▶", key="w_frame_next", on_click=_step, args=(1,), help="Next frame")
-    pos = st.slider("Coded frame (stream order)", 0, n - 1, key=state.W_FRAME) if n > 1 else 0
+    pos = st.slider("Coded frame (stream order)", 0, n - 1, key=keys.W_FRAME) if n > 1 else 0
     fid = cf.ids[pos]
     info = cf.info[fid]
     # side by side when there is room, the table below the frame when not (800 px wide)
@@ -118,8 +118,8 @@ else:
 
 st.subheader("Preview video")
 with st.spinner("Making an H.264 preview…"):
-    mp4 = state.preview_video(key, layout, view, 12, frames8)
+    mp4 = views.preview_video(key, layout, view, 12, frames8)
 st.video(mp4, format="video/mp4", loop=True, width=MAX_SHOWN)
 st.caption(f"The {n} coded frames in stream order at 12 fps as H.264 (browsers rarely play HEVC), shown as "
-           f"{state.VIEWS[view]}, at most {state.PREVIEW_SIDE} px a side. A lossy preview: {len(mp4):,} B, "
+           f"{views.VIEWS[view]}, at most {views.PREVIEW_SIDE} px a side. A lossy preview: {len(mp4):,} B, "
            "not the bundle's stream.")

@@ -6,31 +6,29 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, ui
-from ctnet import rd
-from ctnet.baselines import nncodec_status
-from ctnet.codec.registry import CODECS
-from ctnet.data import DatasetError
+from app import background, figures, keys, sweeps, ui
+from ctnet import api
+from ctnet.api import CODECS, DatasetError, RDError, nncodec_status
 
 ss = st.session_state
-path, key, model, meta = ui.current_model("Rate–distortion")
+path, key, loaded = ui.current_model("Rate–distortion")
 
 # --- which images: shared with the Accuracy page ---------------------------------------------------
-data, limit, device = ui.data_controls(state.W_RD_DATA)
+data, limit, device = ui.data_controls(keys.W_RD_DATA)
 limit = limit or None  # 0 = all
 if not data:
     st.info("Type the path of an ImageNette copy (with val/<WNID>/ folders), or use the embedded sample.")
     st.stop()
 
-sweep = state.sweep_job(path, data, limit)
+sweep = sweeps.sweep_job(path, data, limit)
 if sweep is not None and sweep.ok and sweep.result()["errors"]:
     st.warning("Some points failed: " + "; ".join(f"{e['label']}: {e['error']}" for e in sweep.result()["errors"]))
 elif sweep is not None and sweep.done and not sweep.ok:
     st.error(f"The last sweep failed: {sweep.error()}")
 
 try:
-    points = state.rd_points(path, data, limit)
-except (DatasetError, rd.RDError, OSError) as exc:
+    points = sweeps.rd_points(path, data, limit)
+except (DatasetError, RDError, OSError) as exc:
     st.error(f"Cannot read the measurements for this data: {exc}")
     st.stop()
 
@@ -38,33 +36,33 @@ except (DatasetError, rd.RDError, OSError) as exc:
 nnc_ok, nnc_why = nncodec_status()
 with st.expander("Measure points", expanded=not points):
     m1, m2, m3 = st.columns([3, 1, 2])
-    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=state.W_RD["codecs"],
+    codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=keys.W_RD["codecs"],
                             format_func=lambda n: CODECS[n].label)
-    bits = m2.multiselect("Bit depths", [8, 10, 12], default=[8, 10], key=state.W_RD["bits"])
-    lossy = m3.checkbox("Lossy CRFs too", value=True, key=state.W_RD["lossy"],
-                        help=f"HEVC/H.264 CRF {', '.join(map(str, rd.LOSSY_CRFS['hevc']))}; "
-                        f"AV1 CRF {', '.join(map(str, rd.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
-    baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key=state.W_RD["baselines"],
+    bits = m2.multiselect("Bit depths", list(api.BIT_DEPTHS), default=list(api.DEFAULT_BITS), key=keys.W_RD["bits"])
+    lossy = m3.checkbox("Lossy CRFs too", value=True, key=keys.W_RD["lossy"],
+                        help=f"HEVC/H.264 CRF {', '.join(map(str, api.LOSSY_CRFS['hevc']))}; "
+                        f"AV1 CRF {', '.join(map(str, api.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
+    baselines = m3.checkbox("Baselines (fp32, INT8/INT4 + zstd, NNCodec)", value=True, key=keys.W_RD["baselines"],
                             help=None if nnc_ok else f"NNCodec: {nnc_why}")
     try:
-        jobs = rd.bundle_jobs(codecs, bits=bits or [8], crfs=None if lossy else {c: () for c in CODECS}) + \
-            (rd.baseline_jobs(nncodec_qps=rd.NNCODEC_QPS if nnc_ok else ()) if baselines else [])
-    except rd.RDError as exc:
+        jobs = api.bundle_jobs(codecs, bits=bits or [8], crfs=None if lossy else {c: () for c in CODECS}) + \
+            (api.baseline_jobs(nncodec_qps=api.NNCODEC_QPS if nnc_ok else ()) if baselines else [])
+    except RDError as exc:
         st.error(str(exc))
         jobs = []
-    new = rd.missing_jobs(jobs, points)
-    n_img = limit or (500 if data == str(state.sample_dir()) else 3925)  # the sample; ImageNette's val split
-    est = state.runner().estimate("sweep", len(new), 15.0 * n_img / 500)
+    new = api.missing_jobs(jobs, points)
+    n_img = limit or (500 if data == str(keys.sample_dir()) else 3925)  # the sample; ImageNette's val split
+    est = background.runner().estimate("sweep", len(new), 15.0 * n_img / 500)
     st.caption(f"{len(jobs)} points asked for, {len(jobs) - len(new)} already measured, {len(new)} to measure "
                f"(each: encode, decode, evaluate; {ui.estimate_text(est) if new else 'nothing'} on this server). "
                "Points are cached, here and for `ctnet rd`.")
     if not nnc_ok:
         st.caption(f"NNCodec points are skipped: {nnc_why}.")
     running = sweep is not None and sweep.running
-    if st.button("Measure", type="primary", key=state.W_RD["measure"], disabled=not new or running):
+    if st.button("Measure", type="primary", key=keys.W_RD["measure"], disabled=not new or running):
         try:
-            sweep = state.start_sweep(path, data, limit, new, device)
-        except (DatasetError, rd.RDError, OSError) as exc:
+            sweep = sweeps.start_sweep(path, data, limit, new, device)
+        except (DatasetError, RDError, OSError) as exc:
             st.error(f"Cannot start: {exc}")
 
 ui.job_progress([sweep], "rd", every=2.0)
@@ -74,12 +72,12 @@ if not points:
     st.stop()
 
 # --- the curves --------------------------------------------------------------------------------------
-ref = rd.reference_point(points)
-default_floor = round(ref["acc1"] - rd.TOLERANCE, 2) if ref else max(p["acc1"] for p in points) - 1.0
-if ss.get(state.RD_FLOOR_DEFAULT) != default_floor or state.W_RD["floor"] not in ss:  # a new reference
-    ss[state.RD_FLOOR_DEFAULT] = ss[state.W_RD["floor"]] = float(default_floor)
-floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key=state.W_RD["floor"],
-                        help=f"Default: the weights as loaded (fp32) minus {rd.TOLERANCE} points, i.e. equal accuracy.")
+ref = api.reference_point(points)
+default_floor = round(ref["acc1"] - api.TOLERANCE, 2) if ref else max(p["acc1"] for p in points) - 1.0
+if ss.get(keys.RD_FLOOR_DEFAULT) != default_floor or keys.W_RD["floor"] not in ss:  # a new reference
+    ss[keys.RD_FLOOR_DEFAULT] = ss[keys.W_RD["floor"]] = float(default_floor)
+floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key=keys.W_RD["floor"],
+                        help=f"Default: the weights as loaded (fp32) minus {api.TOLERANCE} points, i.e. equal accuracy.")
 st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
 n_images = {p["images"] for p in points}
 hidden = sum(p["acc1"] < floor - figures.RD_SPAN for p in points)
@@ -89,7 +87,7 @@ st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} ima
            + (f" {hidden} points more than {figures.RD_SPAN:g} pt below the floor are off the chart (see the table)."
               if hidden else ""))
 
-best = rd.best_at_floor(points, floor)
+best = api.best_at_floor(points, floor)
 st.subheader(f"Smallest of each method at top-1 ≥ {floor:.2f} %")
 if best["per_codec"]:
     top = best["best"]

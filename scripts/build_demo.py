@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctnet import api  # noqa: E402
-from ctnet.checkpoint import load_model  # noqa: E402
 from ctnet.fileio import atomic_write_text  # noqa: E402
 from ctnet.codec.manifest import EncodeSettings  # noqa: E402
 from ctnet.data import load_split, split_dir  # noqa: E402
@@ -52,14 +51,14 @@ def reencode(out: Path, data: str, settings) -> int:
         results = json.loads(results_path.read_text())
         for role, r in sorted(results.items()):
             bundle = results_path.parent / r["bundle"]
-            model, meta = api.load_any(bundle)
-            enc = api.encode(model, meta, settings)
-            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            loaded = api.load_any(bundle)
+            enc = api.encode(loaded, settings)
+            key = (loaded.num_classes, loaded.image_size)
             if key not in splits:
                 splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
-            decoded = evaluate(api.decode(enc.files)["model"], splits[key], workers=0)
+            decoded = evaluate(api.decode(enc.files).model, splits[key], workers=0)
             was_v1 = "bn_crf" in r["settings"]  # v1 settings; a bundle replaced by an interrupted run is v2 already
-            previous = r.get("previous") or {"version": 1 if was_v1 else meta["bundle"]["version"],
+            previous = r.get("previous") or {"version": 1 if was_v1 else loaded.bundle.version,
                                              "total_bytes": r["total_bytes"],
                                              "ratio": r["ratio"], "settings": r["settings"],
                                              "decoded": r["decoded"]}
@@ -106,18 +105,18 @@ def main(argv=None) -> int:
         results_path = dst / "results.json"
         results = json.loads(results_path.read_text()) if results_path.exists() else {}
         for role in roles.split(","):
-            model, meta = load_model(src / "checkpoints" / f"{role}.safetensors")
-            enc = api.encode(model, meta, settings)
+            loaded = api.load_any(src / "checkpoints" / f"{role}.safetensors")
+            enc = api.encode(loaded, settings)
             bundle = api.write_encoded(enc, dst / "bundles" / role, overwrite=True)
-            key = (meta["model"]["num_classes"], meta.get("image_size", 128))
+            key = (loaded.num_classes, loaded.image_size)
             if key not in splits:
                 splits[key] = load_split(args.data, "val", num_classes=key[0], size=key[1], cache=True)
-            decoded = evaluate(api.decode(bundle)["model"], splits[key], workers=0)
+            decoded = evaluate(api.decode(bundle).model, splits[key], workers=0)
             results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
-                             "epoch": meta.get("epoch"), "acc1_before_export": meta.get("metrics", {}).get("acc1"),
+                             "epoch": loaded.epoch, "acc1_before_export": loaded.metrics.get("acc1"),
                              "settings": settings.to_dict(),
                              "decoded": {**decoded, "data": f"{Path(args.data).name} val"}}
-            print(f"{run_name}:{role} epoch {meta.get('epoch')}: {enc.total_bytes:,} B "
+            print(f"{run_name}:{role} epoch {loaded.epoch}: {enc.total_bytes:,} B "
                   f"({enc.ratio:.1f}x), decoded top-1 {decoded['acc1']:.2f} % on {decoded['images']} images",
                   flush=True)
             atomic_write_text(results_path, json.dumps(results, indent=1))

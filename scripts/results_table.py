@@ -38,7 +38,7 @@ def main(argv=None) -> int:
             arch = "CTNet-50" if cfg["arch"] == "resnet50" else "CTNet-18"
             results = json.loads((run / "results.json").read_text())
             for role, r in sorted(results.items(), key=lambda kv: -kv[1]["ratio"]):
-                model = api.decode(run / r["bundle"])["model"]
+                model = api.decode(run / r["bundle"]).model
                 nonzero = sum(int((t != 0).sum()) for t in video_tensors(model).values())
                 d = r["decoded"]
                 prev = r.get("previous")

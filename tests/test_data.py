@@ -3,9 +3,11 @@ import tarfile
 import pytest
 import torch
 
+from ctnet.checkpoint import save_checkpoint
 from ctnet.cli import main
-from ctnet.data import (DatasetError, balanced_subset, download_imagenette, label_map, list_images, load_split,
+from ctnet.data import (DatasetError, balanced_subset, download_imagenette, label_map, list_images, load_image, load_split,
                         split_dir)
+from trust_fixtures import SPEC, bomb, one_line_error
 
 
 def test_label_maps():
@@ -82,3 +84,30 @@ def test_download_rejects_bad_archives(tmp_path, tiny_imagenette):
     assert not (tmp_path / "escaped").exists()
     with pytest.raises(DatasetError, match="could not download"):
         download_imagenette("160", tmp_path / "d3", url=(tmp_path / "absent.tgz").as_uri())
+
+
+# --- data: decompression bombs, worker errors --------------------------------------------------
+
+def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, bad_images, state, capsys):
+    png = bomb(bad_images / "val" / "n01440764" / "b.png")
+    with pytest.raises(DatasetError, match="too large to decode safely") as info:
+        load_image(png, 16)
+    assert str(png) in str(info.value)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", state, {"model": SPEC.to_dict(), "image_size": 16})
+    assert main(["eval", str(ckpt), "--data", str(bad_images), "--device", "cpu", "--workers", "0"]) == 2
+    assert str(png) in one_line_error(capsys)
+    bomb(bad_images / "train" / "n01440764" / "b.png")
+    for extra in ([], ["--cache-dataset"]):
+        assert main(["train", str(bad_images), "--output-dir", str(tmp_path / "run"), "--epochs", "1",
+                     "--image-size", "16", "--batch-size", "10", "--workers", "0", "--device", "cpu", *extra]) == 2
+        assert "b.png" in one_line_error(capsys)
+
+
+def test_worker_error_is_the_original_one_line(tmp_path, bad_images, state, capsys):
+    broken = bad_images / "val" / "n01440764" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", state, {"model": SPEC.to_dict(), "image_size": 16})
+    assert main(["eval", str(ckpt), "--data", str(bad_images), "--device", "cpu", "--workers", "2",
+                 "--batch-size", "4"]) == 2
+    err = one_line_error(capsys)
+    assert str(broken) in err and "Traceback" not in err and "DataLoader" not in err

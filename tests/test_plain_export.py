@@ -44,7 +44,7 @@ print(json.dumps(info))
 def encoded():
     """A CTNet-18 encoded here (3 % of its coefficients non-zero; a few seconds)."""
     model, meta = sparse_ctnet18(seed=3, keep=0.03)
-    return api.encode(model, meta, preset="ultrafast")
+    return api.encode(api.LoadedModel.of(model, meta, "checkpoint", None), preset="ultrafast")
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +90,15 @@ def test_plain_model_matches_the_decoded_ctnet_on_real_images(real_batch):
     net = api.decode_plain(DEMO)
     assert type(net).__module__ == "torchvision.models.resnet" and not net.training
     assert not any(hasattr(m, "weight_dct") for m in net.modules())
-    ref = _close64(d["model"], net, real_batch)
+    ref = _close64(d.model, net, real_batch)
     assert (ref.argmax(1) == torch.arange(10)).float().mean() >= 0.7  # trained: most of the ten are right
     # float32, as deployed: the same predictions
-    assert torch.equal(_logits(d["model"], real_batch).argmax(1), _logits(net, real_batch).argmax(1))
+    assert torch.equal(_logits(d.model, real_batch).argmax(1), _logits(net, real_batch).argmax(1))
 
 
 def test_decode_plain_takes_encoded_files_and_bundles(encoded, bundle, decoded, real_batch):
     _close64(encoded.model, api.decode_plain(encoded.files), real_batch)
-    _close64(decoded["model"], api.decode_plain(bundle), real_batch)
+    _close64(decoded.model, api.decode_plain(bundle), real_batch)
 
 
 def test_export_simulation_and_plain_1x1_are_materialised():
@@ -117,9 +117,9 @@ def test_to_torchvision_refuses_what_it_cannot_build(decoded):
     with pytest.raises(plain.PlainExportError, match="not a torchvision ResNet"):
         plain.to_torchvision(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     with pytest.raises(plain.PlainExportError, match="torchvision cannot build architecture 'ctnet99'"):
-        plain.to_torchvision(decoded["model"], "ctnet99")
+        plain.to_torchvision(decoded.model, "ctnet99")
     with pytest.raises(plain.PlainExportError, match="do not fit torchvision's resnet34"):
-        plain.to_torchvision(decoded["model"], "resnet34")
+        plain.to_torchvision(decoded.model, "resnet34")
 
 
 # --- ctnet decode --out ----------------------------------------------------------------------
@@ -136,14 +136,14 @@ def test_safetensors_loads_in_plain_torchvision_without_ctnet(bundle, decoded, r
     assert run.returncode == 0, run.stderr
     info = json.loads(run.stdout)
     assert info["format"] == "torchvision-state-dict" and info["arch"] == "resnet18" and info["num_classes"] == "10"
-    assert json.loads(info["label_map"]) == decoded["meta"]["label_map"] and info["image_size"] == "128"
+    assert json.loads(info["label_map"]) == decoded.meta["label_map"] and info["image_size"] == "128"
     assert json.loads(info["mean"]) == list(IMAGENET_MEAN) and json.loads(info["std"]) == list(IMAGENET_STD)
-    ref = _logits(decoded["model"], real_batch)
+    ref = _logits(decoded.model, real_batch)
     got = load_file(str(tmp_path / "y.safetensors"))["logits"]
     assert float((ref - got).abs().max()) < 1e-4 * max(1.0, float(ref.abs().max()))
     # in float64 the written weights reproduce the CTNet within the conversion tolerance
     net, _ = plain.load_plain(out)
-    _close64(decoded["model"], net, real_batch)
+    _close64(decoded.model, net, real_batch)
     # ctnet's own reader takes it as the plain model it is (no "ctnet" header key)
     model, meta = load_model(out)
     assert meta["model"]["ctnet"] is False and torch.allclose(_logits(model, real_batch), got)
@@ -154,16 +154,16 @@ def test_ctnet_format_round_trips_the_coefficients(bundle, decoded, tmp_path, ca
     assert cli.main(["decode", str(bundle), "--out", str(out), "--format", "ctnet"]) == 0
     assert f"wrote {out} (ctnet, " in capsys.readouterr().out
     model, meta = load_model(out)
-    assert meta["model"] == decoded["meta"]["model"] and meta["decoded_from"]["bundle"] == str(bundle)
-    assert meta["label_map"] == decoded["meta"]["label_map"] and meta["epoch"] == 1
-    want = decoded["model"].state_dict()
+    assert meta["model"] == decoded.meta["model"] and meta["decoded_from"]["bundle"] == str(bundle)
+    assert meta["label_map"] == decoded.meta["label_map"] and meta["epoch"] == 1
+    want = decoded.model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items()) and len(want) == len(model.state_dict())
 
 
 def test_train_init_from_a_bundle_directory(bundle, decoded, tiny_imagenette, tmp_path):
     model, spec = _build(TrainConfig(data="", init_from=str(bundle)))
     assert spec.ctnet and spec.arch == "resnet18"
-    want = decoded["model"].state_dict()
+    want = decoded.model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
     with pytest.raises(TrainingError, match="is a resnet18, but --arch is resnet50"):
         _build(TrainConfig(data="", init_from=str(bundle), arch="resnet50"))

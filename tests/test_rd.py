@@ -3,6 +3,7 @@ bit depth it supports, bundles in every codec decode exactly, bad codec requests
 errors, and ``ctnet rd`` measures real points, caches them and recomputes nothing twice."""
 import hashlib
 import json
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -443,3 +444,36 @@ def test_default_codec_comes_from_the_environment(monkeypatch, source, tmp_path)
     monkeypatch.setenv("CTNET_CODEC", "mpeg2")
     with pytest.raises(V.VideoError, match="CTNET_CODEC='mpeg2' is not a codec"):
         V.default_codec()
+
+
+# --- the rd cache under concurrent writers -----------------------------------------------------
+
+def _write_points(cache: str, tag: str, n: int) -> None:
+    for i in range(n):
+        point = rd.RDPoint(method="fp32", codec="fp32", settings={}, label=tag, bytes=1000 + i, ratio=1.0,
+                           acc1=float(i), acc5=float(i), images=10, device="cpu", encode_seconds=0.0,
+                           decode_seconds=0.0, source_sha256="0" * 64, data="d/val:0", limit=None,
+                           measured="2026-01-01T00:00:00", load_average=None)
+        rd.write_point(cache, hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(), point)
+
+
+def test_rd_cache_loses_no_point_with_two_writing_processes(tmp_path):
+    cache = tmp_path / "rd" / "c.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_points, args=(str(cache), tag, 40)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    points = rd.read_cache(cache)
+    assert len(points) == 80 and {p["label"] for p in points.values()} == {"a", "b"}
+    assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_rd_cache_reads_the_shipped_single_file_caches():
+    shipped = sorted((Path(__file__).resolve().parents[1] / "assets" / "demo" / "rd").glob("*.json"))
+    if not shipped:
+        pytest.skip("no shipped rd cache")
+    for f in shipped:
+        assert rd.read_cache(f)

@@ -1,15 +1,19 @@
 """The structure the design promises, checked: no import cycle among ctnet's modules (imports
-inside functions count), the floor (errors, limits, fileio) imports nothing from ctnet, the
-command line is a layer of its own (no library module imports ``ctnet.cli``), only
+inside functions count), the floor (errors, limits, fileio, strict) imports nothing from ctnet, the CLI
+and the app reach the library only through ``ctnet.api`` (and the read-only ``ctnet.inspect``
+and ``ctnet.runs``), the command line is a layer of its own (no library module imports ``ctnet.cli``), only
 ``ctnet.codec.video`` imports PyAV, ``ctnet`` never imports streamlit, and describing the
 codecs (``ctnet rd --help``) loads no PyAV."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-CTNET = Path(__file__).resolve().parents[1] / "ctnet"
-FLOOR = ("ctnet.errors", "ctnet.fileio", "ctnet.limits")
+REPO = Path(__file__).resolve().parents[1]
+CTNET = REPO / "ctnet"
+FLOOR = ("ctnet.errors", "ctnet.fileio", "ctnet.limits", "ctnet.strict")
+DOOR = ("ctnet.api", "ctnet.inspect", "ctnet.runs")  # all that the CLI and the app may import of ctnet
 
 
 def _imports(path: Path) -> set[str]:
@@ -116,6 +120,67 @@ def test_the_cycle_check_finds_a_cycle_closed_inside_a_function():
 def test_the_floor_imports_nothing_from_ctnet():
     graph = import_graph()
     assert {m: graph[m] for m in FLOOR} == {m: set() for m in FLOOR}
+
+
+def _ctnet_imports_of(path: Path, package: str | None = None) -> set[str]:
+    """The ctnet modules a file outside the library (or in ``ctnet.cli``) imports by name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "ctnet"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # inside ctnet.cli: resolve against the package
+                assert package is not None, path
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base == "ctnet":
+                found |= {f"ctnet.{a.name}" for a in node.names}
+            elif base.startswith("ctnet."):
+                found.add(base)
+    return found
+
+
+def test_the_cli_and_the_app_come_in_through_the_door():
+    outside = {p: _ctnet_imports_of(p) for d in ("app", "pages") for p in sorted((REPO / d).rglob("*.py"))}
+    outside |= {p: _ctnet_imports_of(p, "ctnet.cli") - {"ctnet.cli.common"} for p in sorted((CTNET / "cli").glob("*.py"))}
+    past = {str(p.relative_to(REPO)): sorted(m - set(DOOR)) for p, m in outside.items() if m - set(DOOR)}
+    assert not past, f"imports past ctnet.api / ctnet.inspect / ctnet.runs: {past}"
+    assert any("ctnet.api" in m for m in outside.values())  # the check sees imports at all
+
+
+def readme_layers() -> dict[str, int]:
+    """Module → layer, as the README's map draws them: lines `` N file, file …`` under
+    ``ctnet/`` (``cli/`` stands for the package and every module in it)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("\n## Map\n"):].split("```")[1]
+    layers = {}
+    for line in block.splitlines():
+        m = re.match(r"^ (\d+) (\S.*?)(?:\s{2,}.*)?$", line)
+        if not m:
+            continue
+        for item in (x.strip() for x in m.group(2).split(",")):
+            if item.endswith("/"):  # a package: its __init__ and every module in it
+                package = "ctnet." + item.strip("/").replace("/", ".")
+                layers.update({mod: int(m.group(1)) for mod in import_graph() if mod == package
+                               or mod.startswith(package + ".")})
+            else:
+                layers["ctnet." + item.removesuffix(".py").replace("/", ".")] = int(m.group(1))
+    return layers
+
+
+PACKAGES = ("ctnet", "ctnet.codec")  # where ``from . import x`` lands first: re-exports, not a layer
+
+
+def test_the_readme_map_draws_every_module_in_its_layer():
+    graph, layers = import_graph(), readme_layers()
+    assert set(layers) == set(graph) - set(PACKAGES), "modules missing from / unknown to the README's map: " \
+        f"{sorted(set(graph) - set(PACKAGES) - set(layers))} / {sorted(set(layers) - set(graph))}"
+    upward = [f"{m} (layer {layers[m]}) imports {d} (layer {layers[d]})" for m, deps in graph.items() if m in layers
+              for d in sorted(deps) if d in layers and layers[d] > layers[m]]
+    assert not upward, "imports against the README map's layers: " + "; ".join(upward)
+    assert [layers[m] for m in FLOOR] == [0] * len(FLOOR) and layers["ctnet.api"] > layers["ctnet.rd"]
 
 
 def test_library_modules_do_not_import_the_cli_or_streamlit():

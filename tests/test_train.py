@@ -5,13 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from ctnet.checkpoint import read_checkpoint
 from ctnet.cli import main
-from ctnet.train import ParetoTracker, TrainConfig, fit
+from ctnet.train import ParetoTracker, TrainConfig, fit, recover_replace
+from trust_fixtures import TINY_TRAIN, one_line_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--image-size", "32", "--batch-size", "10", "--cache-dataset", "--workers", "0", "--device", "cpu"]
@@ -158,3 +160,62 @@ def test_distill_from_trains_and_refuses_teachers_that_do_not_fit(tiny_imagenett
         last = capsys.readouterr().err.splitlines()[-1]  # (torch.compile's CUDA_HOME warning may precede it)
         assert last.startswith("ctnet train: error: --distill-from") and message in last, last
         assert not out.exists()
+
+
+# --- runs are never lost; temporary files; modes; disk full ----------------------------------
+
+def _log_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_existing_run_is_refused_and_replaced_atomically_with_force(tmp_path, images, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(images), "--output-dir", str(run), "--epochs", "2", *TINY_TRAIN]) == 0
+    before = (run / "train_log.jsonl").read_bytes()
+    last = (run / "checkpoints" / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(images), "--output-dir", str(run), "--epochs", "1", *TINY_TRAIN]) == 2
+    err = one_line_error(capsys)
+    assert "already holds a run" in err and "--resume" in err and "--force" in err
+    assert (run / "train_log.jsonl").read_bytes() == before
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == last
+    assert main(["train", str(images), "--output-dir", str(run), "--force", "--resume", "x", *TINY_TRAIN]) == 2
+    assert "--force" in one_line_error(capsys)
+
+    seen = []
+
+    def log(msg):  # while the new run trains, the old one is whole at its path
+        if msg.startswith("epoch"):
+            seen.append((run / "train_log.jsonl").read_bytes() == before
+                        and (run / "checkpoints" / "last.safetensors").read_bytes() == last)
+    cfg = TrainConfig(data=str(images), output_dir=str(run), epochs=1, force=True, image_size=16, batch_size=10,
+                      workers=0, device="cpu", limit_train=10, limit_val=10, lambda_rate=0.0)
+    fit(cfg, log=log)
+    assert seen == [True]
+    assert [r["epoch"] for r in _log_rows(run)] == [1]
+    assert json.loads((run / "config.json").read_text())["output_dir"] == str(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging or old folder left
+    assert not (run / ".ctnet-replace-complete").exists()
+
+
+def test_interrupted_replace_is_recovered_or_reported(tmp_path):
+    run, new, old = tmp_path / "run", tmp_path / ".run.new", tmp_path / ".run.old"
+    # killed between the two renames: the old run aside, the complete new one beside it
+    old.mkdir()
+    (old / "train_log.jsonl").write_text("old\n")
+    new.mkdir()
+    (new / "train_log.jsonl").write_text("new\n")
+    (new / ".ctnet-replace-complete").touch()
+    messages = []
+    recover_replace(run, log=messages.append)
+    assert (run / "train_log.jsonl").read_text() == "new\n" and not old.exists() and not new.exists()
+    assert not (run / ".ctnet-replace-complete").exists() and "finished replacing" in messages[0]
+    # killed while the new run trained: the old one stays, the incomplete one is not put in place
+    new.mkdir()
+    (new / "train_log.jsonl").write_text("partial\n")
+    recover_replace(run, log=messages.append)
+    assert (run / "train_log.jsonl").read_text() == "new\n" and new.exists()
+    # the old run moved aside, nothing complete: it is put back
+    os.replace(run, old)
+    recover_replace(run, log=messages.append)
+    assert (run / "train_log.jsonl").read_text() == "new\n" and "restored" in messages[-1]

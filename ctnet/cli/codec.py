@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-from ..codec.manifest import BN_MODES, EncodeSettings
-from ..codec.plan import FRAME_SIZES, ORDERS
-from ..codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
-from ..limits import BIT_DEPTHS
-from ..models import ARCHITECTURES
+from ..api import (ARCHITECTURES, BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, EncodeSettings,
+                   LoadedModel, check_destination, check_encode_destination, decode, default_codec, encode,
+                   evaluate_model, load_any, verify, write_decoded, write_encoded)
 from .common import ArgumentParser, _guarded, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
@@ -81,25 +78,10 @@ def _checkpoint_path(args) -> str:
     return path
 
 
-def _load(args):
+def _load(args) -> LoadedModel:
     """The source to encode: a checkpoint file, or a bundle directory (transcoding; its
     decoded weights keep their grid, so an 8-bit bundle re-encodes to exactly its levels)."""
-    from ..api import is_bundle, load_any
-    from ..checkpoint import CheckpointError
-    path = _checkpoint_path(args)
-    model, meta = load_any(path) if is_bundle(path) else _load_checkpoint(path, args)
-    spec = meta["model"]
-    if args.arch is not None and spec["arch"] != args.arch:
-        raise CheckpointError(f"{path} is a {spec['arch']}, not a {args.arch}")
-    if args.dct_block_size is not None and spec.get("ctnet") and spec.get("dct_block_size") != args.dct_block_size:
-        raise CheckpointError(f"{path} was trained with DCT block size {spec.get('dct_block_size')}, not "
-                              f"{args.dct_block_size}; the weights would decode wrongly")
-    return model, meta
-
-
-def _load_checkpoint(path, args):
-    from ..checkpoint import load_model
-    return load_model(path, expected_arch=args.arch, expected_block_size=args.dct_block_size)
+    return load_any(_checkpoint_path(args), expected_arch=args.arch, expected_block_size=args.dct_block_size)
 
 
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
@@ -130,15 +112,9 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
             return _profile(args, settings, list(PRESETS))
         if not args.out:
             raise ValueError("--out DIR is required")
-        from ..plain import inside
-        source = _checkpoint_path(args)
-        if os.path.isdir(source) and (inside(args.out, source) or inside(source, args.out)):
-            raise ValueError(f"--out {args.out} and the bundle {source} being encoded overlap; write the new bundle "
-                             f"beside it, not in it (or over it)")
-        from ..codec.bundle import encode_model, write_bundle
-        model, meta = _load(args)
-        encoded = encode_model(model, meta, settings)
-        write_bundle(encoded, args.out, overwrite=args.force)
+        check_encode_destination(args.out, _checkpoint_path(args))  # before encoding: refuse early
+        encoded = encode(_load(args), settings)
+        write_encoded(encoded, args.out, overwrite=args.force)
         report = {"out": str(args.out), **encoded.summary()}
         if args.json:
             print(json.dumps(report))
@@ -188,31 +164,28 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     args = p.parse_args(argv)
 
     def run():
-        from ..codec.bundle import read_bundle
         path = args.bundle or args.bundle_flag
         if not path:
             raise ValueError("no bundle directory given (DIR or --h265-dir)")
         fmt = args.format or ("onnx" if args.out and args.out.lower().endswith(".onnx") else "safetensors")
         if args.out:
-            from ..plain import check_destination
             check_destination(args.out, fmt, args.force, source=path)  # before decoding: refuse early, write nothing
         elif args.format:
             raise ValueError("--format needs --out FILE")
         t0 = time.perf_counter()
-        model, meta = read_bundle(path)
+        loaded = decode(path)
         seconds = time.perf_counter() - t0
-        b = meta["bundle"]
-        report = {"bundle": str(path), "total_bytes": b["total_bytes"], "fp32_bytes": b["fp32_bytes"],
-                  "ratio": b["ratio"], "decode_seconds": round(seconds, 3), "acc1": None, "acc5": None,
-                  "images": 0, "source_metrics": meta.get("source", {}).get("metrics")}
+        b = loaded.bundle
+        assert b is not None  # a decoded bundle's facts
+        report = {"bundle": str(path), "total_bytes": b.total_bytes, "fp32_bytes": b.fp32_bytes,
+                  "ratio": b.ratio, "decode_seconds": round(seconds, 3), "acc1": None, "acc5": None,
+                  "images": 0, "source_metrics": loaded.metrics or None}
         if args.data:
-            from ..api import evaluate_model
-            acc = evaluate_model(model, meta, args.data, limit=args.limit, device=args.device,
+            acc = evaluate_model(loaded, args.data, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers)
             report.update(acc1=acc["acc1"], acc5=acc["acc5"], images=acc["images"], device=acc["device"])
         if args.out:
-            from ..plain import write_decoded
-            report.update(write_decoded(model.cpu(), meta, args.out, fmt, origin=str(path), data=args.data))
+            report.update(write_decoded(loaded, args.out, fmt, origin=str(path), data=args.data))
         if args.json:
             print(json.dumps(report))
         else:
@@ -233,14 +206,12 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
 # --- profile ---------------------------------------------------------------------------------
 
 def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
-    from dataclasses import replace
-    from ..codec.bundle import encode_model
     if not CODECS[settings.codec].uses_preset:
         raise ValueError(f"{settings.codec} has no presets: it codes the same way whatever --preset says")
-    model, meta = _load(args)
+    loaded = _load(args)
     rows, last = [], None
     for preset in presets:
-        enc = encode_model(model, meta, replace(settings, preset=preset).validate())
+        enc = encode(loaded, settings, preset=preset)
         s = enc.summary()
         rows.append({"preset": preset, "bytes": enc.total_bytes, "ratio": enc.fp32_bytes / enc.total_bytes,
                      "seconds": round(enc.seconds, 3), "bits_per_nonzero": s["bits_per_nonzero"],
@@ -292,7 +263,6 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
     args = p.parse_args(argv)
 
     def run():
-        from ..codec.bundle import verify
         r = verify(args.bundle)
         if args.json:
             print(json.dumps(r))

@@ -10,8 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from ..errors import CtnetError, UnverifiedWarning
-from ..limits import MAX_BATCH_SIZE, MAX_WORKERS
+from ..api import MAX_BATCH_SIZE, MAX_WORKERS, CtnetError, UnverifiedWarning
 
 BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 

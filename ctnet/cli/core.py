@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..limits import MAX_BATCH_SIZE, MAX_WORKERS, PIXEL_BIT_DEPTHS
-from ..models import ARCHITECTURES
+from .. import api
 from .common import ArgumentParser, _guarded, add_eval_args, int_in
 
 
@@ -13,7 +12,7 @@ from .common import ArgumentParser, _guarded, add_eval_args, int_in
 
 def summary_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
-    p.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES))
+    p.add_argument("--arch", default="resnet18", choices=sorted(api.ARCHITECTURES))
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--dct-block-size", type=int, default=16)
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convolutions plain (ResNet-50 hybrid)")
@@ -21,8 +20,8 @@ def summary_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run():
-        from ..models import ModelSpec, build_model, parameter_summary
-        rows = parameter_summary(build_model(ModelSpec(args.arch, args.num_classes, True, args.dct_block_size, args.plain_1x1)))
+        spec = api.ModelSpec(args.arch, args.num_classes, True, args.dct_block_size, args.plain_1x1)
+        rows = api.parameter_summary(api.build_model(spec))
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -37,36 +36,34 @@ def summary_main(argv: list[str] | None = None) -> int:
 # --- train -----------------------------------------------------------------------------------
 
 def train_parser() -> argparse.ArgumentParser:
-    from ..rate import RATE_GRIDS
-    from ..train import OPTIMIZERS, TrainConfig
-    d = TrainConfig(data="")
+    d = api.TrainConfig(data="")
     p = ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
     p.add_argument("data", help="ImageNette root holding train/ and val/ WNID folders")
     p.add_argument("--output-dir", default=d.output_dir)
-    p.add_argument("--arch", default=d.arch, choices=sorted(ARCHITECTURES))
+    p.add_argument("--arch", default=d.arch, choices=sorted(api.ARCHITECTURES))
     p.add_argument("--plain", action="store_true", help="train the plain torchvision model (baseline, no DCT, no rate)")
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convs as plain Conv2d (ResNet-50 hybrid)")
     p.add_argument("--num-classes", type=int, default=None, help="10 (default) or 1000 (ImageNet head; labels remapped)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights (from its cache)")
     p.add_argument("--init-from", metavar="CKPT", help="start from a trained plain or CTNet checkpoint")
-    p.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
+    p.add_argument("--optimizer", default=d.optimizer, choices=list(api.OPTIMIZERS))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=d.batch_size)
+    p.add_argument("--batch-size", type=int_in(1, api.MAX_BATCH_SIZE), default=d.batch_size)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear LR warm-up, then cosine decay")
     p.add_argument("--lambda-rate", type=float, default=d.lambda_rate, help="weight λ of the rate proxy")
     p.add_argument("--qstep", type=float, default=d.qstep, help="quantisation step q of the rate proxy and noise")
-    p.add_argument("--rate-grid", default=d.rate_grid, choices=list(RATE_GRIDS),
+    p.add_argument("--rate-grid", default=d.rate_grid, choices=list(api.RATE_GRIDS),
                    help="measure coefficient levels in the fixed --qstep (paper) or in each tile's own export step")
     p.add_argument("--lambda-alpha", type=float, default=d.lambda_alpha, help="L2 weight λ2 = α·λ")
     p.add_argument("--steepness", type=float, default=d.steepness, help="slope s of the significance sigmoid")
     p.add_argument("--no-train-noise", dest="train_noise", action="store_false", help="no uniform noise on coefficients")
     p.add_argument("--dct-dropout", type=float, default=d.dct_dropout)
     p.add_argument("--dct-block-size", type=int, default=d.dct_block_size, help="channel-DCT block B (0 = full matrix)")
-    p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=list(PIXEL_BIT_DEPTHS),
+    p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=list(api.PIXEL_BIT_DEPTHS),
                    help="export-aware training: simulate the N-bit export (0 = off)")
     p.add_argument("--rate-warmup-epochs", type=float, default=d.rate_warmup_epochs)
     p.add_argument("--group-rate", type=float, default=d.group_rate, metavar="BITS",
@@ -90,8 +87,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, default=None, help="use N training images (class-balanced)")
     p.add_argument("--limit-val", type=int, default=None, help="use N validation images (class-balanced)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int_in(0, MAX_WORKERS), default=d.workers,
-                   help=f"data loader workers without --cache-dataset (0..{MAX_WORKERS})")
+    p.add_argument("--workers", type=int_in(0, api.MAX_WORKERS), default=d.workers,
+                   help=f"data loader workers without --cache-dataset (0..{api.MAX_WORKERS})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write 'last' every N epochs")
     return p
 
@@ -100,9 +97,8 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
 
     def run():
-        from ..train import TrainConfig, fit
-        config = TrainConfig(**vars(args))
-        result = fit(config)
+        config = api.TrainConfig(**vars(args))
+        result = api.fit(config)
         if config.evaluate_only:
             print(json.dumps(result))
         return 0
@@ -121,9 +117,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run():
-        from ..api import evaluate_path
-        from ..plain import evaluate_exported, is_exported
-        evaluate_any = evaluate_exported if is_exported(args.checkpoint) else evaluate_path
+        evaluate_any = api.evaluate_exported if api.is_exported(args.checkpoint) else api.evaluate_path
         result = evaluate_any(args.checkpoint, args.data, limit=args.limit, device=args.device,
                               batch_size=args.batch_size, workers=args.workers)
         if args.json:
@@ -139,17 +133,15 @@ def eval_main(argv: list[str] | None = None) -> int:
 # --- download --------------------------------------------------------------------------------
 
 def download_main(argv: list[str] | None = None) -> int:
-    from ..data import IMAGENETTE_URLS
     p = ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
     p.add_argument("dataset", choices=["imagenette"])
     p.add_argument("dest")
-    p.add_argument("--variant", default="160", choices=list(IMAGENETTE_URLS))
+    p.add_argument("--variant", default="160", choices=list(api.IMAGENETTE_URLS))
     p.add_argument("--url", help="archive URL to use instead of fast.ai's (e.g. file:///path/imagenette2-160.tgz)")
     args = p.parse_args(argv)
 
     def run():
         from tqdm import tqdm
-        from ..data import download_imagenette
         bars = []  # made at the first byte (a bad URL fails before any bar), on a terminal only; erased on close
 
         def progress(done, total):
@@ -160,7 +152,7 @@ def download_main(argv: list[str] | None = None) -> int:
             bar.n = done
             bar.refresh()
         try:
-            path = download_imagenette(args.variant, args.dest, url=args.url, progress=progress)
+            path = api.download_imagenette(args.variant, args.dest, url=args.url, progress=progress)
         finally:
             for bar in bars:
                 bar.close()

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..rd import (DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Job, Sweep, baseline_jobs, bundle_jobs,
-                  codec_names, sweep)
+from ..api import (DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, RDJob, Sweep, baseline_jobs, bundle_jobs,
+                   codec_names, sweep)
 from .common import ArgumentParser, _guarded, add_eval_args
 
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def plan_from_args(args) -> list[Job]:
+def plan_from_args(args) -> list[RDJob]:
     codecs = args.codecs if args.codecs is not None else list(codec_names())
     codecs = [] if codecs == ["none"] else [c for item in codecs for c in item.split(",") if c]
     crfs: dict[str, tuple[int, ...]] = {}

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import BundleError
 from ..limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_DITHER, MAX_INT
 from ..models import ModelSpec
+from ..strict import JSONInvalid, parse_json
 from . import plan as PL
 from .registry import CODECS, PIX_FMTS, PRESETS
 
@@ -270,9 +271,9 @@ class Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-            raise BundleError(f"{MANIFEST} is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+            obj = parse_json(data, constants=False)
+        except JSONInvalid as exc:
+            raise BundleError(f"{MANIFEST} is not valid JSON ({exc.detail})") from None
         if not isinstance(obj, dict):
             raise BundleError(f"{MANIFEST} is not a JSON object")
         _check_depth(obj)
@@ -369,10 +370,6 @@ def _check_depth(obj) -> None:
             stack += [(v, depth + 1) for v in value.values()]
         elif isinstance(value, list):
             stack += [(v, depth + 1) for v in value]
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "FORMAT", "MANIFEST", "Manifest", "Member", "TABLES",

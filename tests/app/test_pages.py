@@ -49,9 +49,9 @@ def metric(at: AppTest, label: str) -> str:
 def wait_for_jobs(at: AppTest, seconds: float = 300) -> AppTest:
     """Rerun until the background jobs (encode, accuracy) have finished (what the pages'
     pollers do live)."""
-    from app import state
+    from app import background
     deadline = time.monotonic() + seconds
-    while state.running_jobs():
+    while background.running_jobs():
         assert time.monotonic() < deadline, "background jobs did not finish"
         time.sleep(0.5)
         at.run()
@@ -60,8 +60,8 @@ def wait_for_jobs(at: AppTest, seconds: float = 300) -> AppTest:
 
 def lab_shown(at: AppTest) -> dict:
     """The encode the Codec lab shows for its widgets' settings (job result)."""
-    from app import state
-    job = state.encode_job(current(at), at.session_state["lab_settings"])
+    from app import encodes
+    job = encodes.encode_job(current(at), at.session_state["lab_settings"])
     assert job is not None and job.ok, job and job.error()
     return job.result()
 
@@ -84,7 +84,7 @@ def test_page_renders_on_the_demo(demo_env, page):
         assert at.button(key="w_encode")
         # one widget per EncodeSettings field, seeded with its default
         from app import forms
-        for name, value in forms.defaults().items():
+        for name, value in forms.defaults().to_dict().items():
             if name != "crf":
                 assert at.session_state[forms.key(name)] == value, name
     if page == "compare":
@@ -130,10 +130,10 @@ def test_select_checkpoint_from_a_training_folder(demo_env, training_run):
 def test_coefficients_widgets(demo_env):
     at = ok(app("coefficients"))
     # by default: levels ≠ 0 on the checkpoint's export grid, the count the bundle codes
-    from app import state
+    from app import models
     from ctnet import inspect as ci
-    model, meta = state.load(current(at))
-    grid_nz = sum(r["non-zero"] for r in ci.grid_stats(model, meta))
+    loaded = models.load(current(at))
+    grid_nz = sum(r["non-zero"] for r in ci.grid_stats(loaded.model, loaded.meta))
     assert metric(at, "non-zero levels on the export grid") == f"{grid_nz:,}"
     layers = at.selectbox(key="w_layer").options
     at.selectbox(key="w_layer").set_value("layer4.1.conv2.weight_dct").run()
@@ -155,8 +155,6 @@ def test_coefficients_widgets(demo_env):
 
 def test_frames_widgets(demo_env):
     at = ok(app("frames"))
-    from app import state
-    model, meta = state.load(current(at))
     assert any("frames of 256×256 in the plan" in c.value for c in at.caption)
     slider = at.slider(key="w_frame")
     assert slider.value == 0 and slider.max > 3
@@ -374,14 +372,13 @@ def test_missing_demo_says_how_to_get_it(monkeypatch, tmp_path):
 
 def test_cached_models_are_never_mutated(demo_env):
     """After every page has used the shared model, its tensors equal a fresh load's."""
-    from app import state
+    from app import models
     from ctnet.api import load_any
     at = app()
     for page in PAGES:
         ok(at.switch_page(PAGES[page]).run())
     path = current(at)
-    shared, _ = state.load(path)
-    fresh, _ = load_any(path)
+    shared, fresh = models.load(path).model, load_any(path).model
     a, b = shared.state_dict(), fresh.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -400,7 +397,7 @@ def test_codec_lab_other_codecs(demo_env):
     at.button(key="w_encode").click().run()
     ok(wait_for_jobs(at))
     lab = lab_shown(at)
-    assert lab["settings"]["codec"] == "xz" and lab["settings"]["crf"] == 0
+    assert lab["settings"].codec == "xz" and lab["settings"].crf == 0
     assert any(name.endswith(".xz") for name in lab["result"].files)
     assert any("xz" in s.value for s in at.subheader)
 
@@ -422,7 +419,7 @@ def test_codec_lab_takes_a_bundles_own_settings(demo_env):
     use.click().run()
     ok(at)
     own = json.loads((v2[0] / "manifest.json").read_text())["settings"]
-    assert at.session_state["lab_settings"] == own
+    assert at.session_state["lab_settings"].to_dict() == own
     at.switch_page(PAGES["frames"]).run()
     ok(at)
     assert any("From this bundle's manifest" in c.value for c in at.caption)

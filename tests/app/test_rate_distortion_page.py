@@ -34,10 +34,10 @@ def measure(at: AppTest, codecs: list[str], seconds: float = 300) -> AppTest:
     assert not at.button(key="w_rd_measure").disabled, ([c.value for c in at.caption], [e.value for e in at.error])
     at.button(key="w_rd_measure").click().run()
     assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
-    from app import state
-    assert state.running_jobs("sweep")  # the sweep runs in the background
+    from app import background
+    assert background.running_jobs("sweep")  # the sweep runs in the background
     deadline = time.monotonic() + seconds
-    while state.running_jobs("sweep"):
+    while background.running_jobs("sweep"):
         assert time.monotonic() < deadline, "sweep did not finish"
         time.sleep(0.5)
         at.run()

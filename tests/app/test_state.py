@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 
@@ -106,16 +106,16 @@ def test_every_setting_has_a_widget_with_the_dataclass_default():
     names = [f.name for f in fields(EncodeSettings)]
     assert forms.FIELDS == tuple(names)
     d = forms.defaults()
-    assert d == EncodeSettings().to_dict()
+    assert d == EncodeSettings()
     for n in names:
         assert n in forms.LABELS
         opts = forms.choices(n, d)
-        assert opts is None or d[n] in opts
+        assert opts is None or getattr(d, n) in opts
     assert set(forms.widget_values(d)) == {forms.key(n) for n in names} | {forms.LOSSLESS}
 
 
 def test_settings_round_trip_through_the_url():
-    s = dict(forms.defaults(), crf=30, preset="ultrafast", frame=128, order="natural", dither=0.5, seed=3)
+    s = replace(forms.defaults(), crf=30, preset="ultrafast", frame=128, order="natural", dither=0.5, seed=3)
     q = forms.to_query(s)
     assert q == {"crf": "30", "preset": "ultrafast", "frame": "128", "order": "natural", "dither": "0.5", "seed": "3"}
     back, why = forms.from_query(q)
@@ -127,9 +127,9 @@ def test_settings_round_trip_through_the_url():
 
 
 def test_fit_keeps_a_codec_within_what_it_takes():
-    s = forms.fit(dict(forms.defaults(), codec="av1"))
-    assert s["pix_fmt"] == "yuv420"
+    s = forms.fit(replace(forms.defaults(), codec="av1"))
+    assert s.pix_fmt == "yuv420"
     forms.valid(s)
-    s = forms.fit(dict(forms.defaults(), codec="xz", crf=20))
-    assert s["crf"] == 0 and forms.valid(s)
-    assert "crf 0 → 20" in forms.diff(forms.defaults(), dict(forms.defaults(), crf=20))
+    s = forms.fit(replace(forms.defaults(), codec="xz", crf=20))
+    assert s.crf == 0 and forms.valid(s)
+    assert "crf 0 → 20" in forms.diff(forms.defaults(), replace(forms.defaults(), crf=20))

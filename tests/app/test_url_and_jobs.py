@@ -3,6 +3,8 @@ background jobs in the server's store, found again by a new session (a reload, a
 tab, a shared link) instead of being lost or run twice."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def test_url_holds_checkpoint_and_settings_and_a_shared_link_restores_them(demo_
     # a reload / bookmark / shared link: a new session with that URL, on any page
     again = session(url, "codec_lab")
     assert again.session_state["current"] == str(demo_env / other)
-    assert again.session_state["lab_settings"]["crf"] == 30 and again.session_state["lab_settings"]["frame"] == 128
+    assert again.session_state["lab_settings"].crf == 30 and again.session_state["lab_settings"].frame == 128
     assert again.slider(key="w_lab_crf").value == 30 and not again.checkbox(key="w_lab_lossless").value
     assert again.selectbox(key="w_lab_frame").value == 128
 
@@ -53,19 +55,19 @@ def test_a_broken_link_says_so_and_opens_the_default(demo_env):
     text = " ".join(w.value for w in at.warning)
     assert "could not be opened" in text and "frame size" in text
     assert at.session_state["current"] is not None and str(demo_env) in at.session_state["current"]
-    assert at.session_state["lab_settings"]["frame"] == 256
+    assert at.session_state["lab_settings"].frame == 256
 
 
 def test_a_reload_reattaches_to_a_running_encode(demo_env):
-    from app import state
+    from app import background, encodes
     url = {"preset": "ultrafast", "order": "natural"}
     first = session(url, "codec_lab")
     first.button(key="w_encode").click().run()
-    job = state.encode_job(first.session_state["current"], first.session_state["lab_settings"])
+    job = encodes.encode_job(first.session_state["current"], first.session_state["lab_settings"])
     assert job is not None and not job.ok
     # the page is reloaded mid-encode: a new session with the same URL finds the same job
     second = session(dict(first.query_params), "codec_lab")
-    assert state.encode_job(second.session_state["current"], second.session_state["lab_settings"]) is job
+    assert encodes.encode_job(second.session_state["current"], second.session_state["lab_settings"]) is job
     assert second.button(key="w_encode").disabled  # not started twice
     deadline = time.monotonic() + 240
     while not job.done:
@@ -74,7 +76,7 @@ def test_a_reload_reattaches_to_a_running_encode(demo_env):
     second.run()
     assert not second.exception and not second.error
     assert any(s.value.startswith("Encoded at hevc · ultrafast") for s in second.subheader)
-    assert len(state.runner().jobs("encode", where=lambda j: j.key == job.key)) == 1
+    assert len(background.runner().jobs("encode", where=lambda j: j.key == job.key)) == 1
 
 
 def test_the_favicon_is_local():
@@ -86,10 +88,10 @@ def test_the_favicon_is_local():
 
 def test_cancel_an_encode_from_the_lab(demo_env):
     """Cancel (in the progress fragment) stops the job; the lab says so and Encode starts it again."""
-    from app import state
+    from app import background, encodes
     at = session({"preset": "ultrafast", "frame": "128"}, "codec_lab")
     at.button(key="w_encode").click().run()
-    job = state.encode_job(at.session_state["current"], at.session_state["lab_settings"])
+    job = encodes.encode_job(at.session_state["current"], at.session_state["lab_settings"])
     assert job is not None and job.running
     at.button(key="lab_cancel_0").click().run()
     deadline = time.monotonic() + 240
@@ -101,35 +103,36 @@ def test_cancel_an_encode_from_the_lab(demo_env):
     assert any("was cancelled" in i.value for i in at.info)
     assert not at.button(key="w_encode").disabled
     at.button(key="w_encode").click().run()
-    again = state.encode_job(at.session_state["current"], at.session_state["lab_settings"])
+    again = encodes.encode_job(at.session_state["current"], at.session_state["lab_settings"])
     assert again is not job and again.running or again.ok
-    state.cancel(again)
+    background.cancel(again)
 
 
 def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(demo_env):
     """Encode at medium (lossless): an ultrafast preview is coded first and shown, marked as
     such, while the exact encode runs; both decode to the same model, so one accuracy run
     serves both."""
-    from app import state
+    from app import background, encodes, models
     from app.jobs import Cancelled
     at = session(page="codec_lab")
     path, settings = at.session_state["current"], at.session_state["lab_settings"]
-    assert settings["preset"] == "medium" and settings["crf"] == 0
-    preview = state.preview_settings(settings)
-    assert preview == {**settings, "preset": "ultrafast"}
-    d = state.digest(path)
-    assert state.decoded_id(d, preview) == state.decoded_id(d, settings)
-    assert state.decoded_id(d, {**settings, "crf": 20}) != state.decoded_id(d, {**settings, "crf": 20, "preset": "fast"})
-    assert state.preview_settings({**settings, "crf": 20}) is None and state.preview_settings(preview) is None
-    small, large = {"bundle": {"total_bytes": 800_000}}, {"bundle": {"total_bytes": 2_900_000}}
-    assert state.preview_settings(settings, small) is None and state.preview_settings(settings, large) == preview
+    assert settings.preset == "medium" and settings.crf == 0
+    preview = encodes.preview_settings(settings)
+    assert preview == replace(settings, preset="ultrafast")
+    d = models.digest(path)
+    assert encodes.decoded_id(d, preview) == encodes.decoded_id(d, settings)
+    assert encodes.decoded_id(d, replace(settings, crf=20)) != encodes.decoded_id(d, replace(settings, crf=20, preset="fast"))
+    assert encodes.preview_settings(replace(settings, crf=20)) is None and encodes.preview_settings(preview) is None
+    loaded = models.load(path)
+    small, large = (replace(loaded, bundle=replace(loaded.bundle, total_bytes=n)) for n in (800_000, 2_900_000))
+    assert encodes.preview_settings(settings, small) is None and encodes.preview_settings(settings, large) == preview
 
     def held(job):  # the exact encode, held back as a long one would be
         while not job.cancel_event.wait(0.05):
             pass
         raise Cancelled("cancelled")
-    quick = state._submit_encode(path, preview, "preview")  # queued first, as start_encode does
-    exact = state.runner().submit(state.encode_key(path, settings), "encode", "held exact encode", held)
+    quick = encodes._submit_encode(path, preview, "preview")  # queued first, as start_encode does
+    exact = background.runner().submit(encodes.encode_key(path, settings), "encode", "held exact encode", held)
     try:
         deadline = time.monotonic() + 240
         while not quick.done:
@@ -142,7 +145,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
         assert shown == f"{quick.result()['result'].total_bytes:,}"
         assert not any("Stale" in w.value for w in at.warning)
     finally:
-        state.runner().cancel(exact.key)
+        background.runner().cancel(exact.key)
     deadline = time.monotonic() + 30
     while not exact.done:
         assert time.monotonic() < deadline

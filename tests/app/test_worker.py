@@ -36,8 +36,7 @@ def test_the_worker_encodes_what_the_library_encodes_and_reports_each_frame(work
     from ctnet import api
     seen = []
     out = run(worker, report=lambda done, total, text: seen.append((done, total, text)))
-    model, meta = api.load_any(BUNDLE)
-    here = api.encode(model, meta, FAST)
+    here = api.encode(api.load_any(BUNDLE), api.EncodeSettings(**FAST))
     assert "model" not in out["report"]  # rebuilt by the caller from its tensors
     result = EncodeResult.from_report(out["report"])
     assert result.digest == here.digest and result.files == here.files

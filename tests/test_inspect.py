@@ -13,15 +13,19 @@ from ctnet.codec import video
 
 
 @pytest.fixture(scope="module")
-def model_meta(demo_dir):
+def loaded(demo_dir):
     bundle = next(demo_dir.glob("runs/*/bundles/*"))
     return api.load_any(bundle)
 
 
 @pytest.fixture(scope="module")
-def encoded(model_meta):
-    model, meta = model_meta
-    return api.encode(model, meta, preset="ultrafast")
+def model_meta(loaded):
+    return loaded.model, loaded.meta
+
+
+@pytest.fixture(scope="module")
+def encoded(loaded):
+    return api.encode(loaded, preset="ultrafast")
 
 
 def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
@@ -34,7 +38,7 @@ def test_layer_table_has_bits_per_nonzero_and_entropy(encoded):
 def test_frames_are_the_codecs_frames(model_meta, encoded):
     """The Frames page's frames, plan and bytes are exactly the encoder's (format v2)."""
     model, meta = model_meta
-    cf = ci.coded_frames(model, meta, encoded.settings)
+    cf = ci.coded_frames(model, meta, api.EncodeSettings(**encoded.settings))
     assert np.array_equal(cf.pixels, encoded.frames)
     assert cf.plan_frames == len(encoded.frame_info)
     assert cf.ids == [k for k, f in enumerate(encoded.frame_info) if f["coded"]]
@@ -52,7 +56,7 @@ def test_frames_are_the_codecs_frames(model_meta, encoded):
     assert view.dtype == np.uint8 and view.shape == cf.pixels[:3].shape
 
 
-def test_grid_counts_are_the_bundles(model_meta, encoded):
+def test_grid_counts_are_the_bundles(model_meta, loaded, encoded):
     """Coefficients' default count (levels ≠ 0 on the export grid) is what the encoder codes."""
     model, meta = model_meta
     rows = {r["layer"]: r for r in ci.grid_stats(model, meta)}
@@ -60,7 +64,7 @@ def test_grid_counts_are_the_bundles(model_meta, encoded):
         if layer["kind"] == "weight":
             assert rows[layer["name"]]["non-zero"] == layer["nonzero"]
     assert sum(r["non-zero"] for r in rows.values()) == encoded.nonzero
-    summary = ci.layer_summary(model, meta)
+    summary = ci.layer_summary(loaded)
     assert {n: v["non-zero"] for n, v in summary.items()} == {n: r["non-zero"] for n, r in rows.items()}
 
 

@@ -1,10 +1,10 @@
 """Build a demo folder in the layout of ``assets/demo`` from real training runs.
 
 The app tests use ``assets/demo`` when it exists; until then they build a small one with
-:func:`build_demo` from a short real CPU training run (see ``conftest.py``). It also
+:func:`build_demo` from a short real CPU training run (see ``tests/conftest.py``). It also
 builds a development demo from local runs::
 
-    .venv/bin/python tests/app/demo_fixture.py DEST --data ../shared/data/imagenette2-128 \
+    .venv/bin/python tests/demo_fixture.py DEST --data ../shared/data/imagenette2-128 \
         --run runs/gpu/ctnet18-export-lam1e-6:best,smallest --run ... [--preset fast]
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 # what the app tests open: the entry point, and each page as AppTest.switch_page names it
@@ -26,7 +26,6 @@ PAGES = {"checkpoints": "../pages/checkpoints.py", "coefficients": "../pages/coe
          "compare": "../pages/compare.py", "rate_distortion": "../pages/rate_distortion.py"}
 
 from ctnet import api  # noqa: E402
-from ctnet.checkpoint import load_model  # noqa: E402
 from ctnet.data import load_split  # noqa: E402
 from ctnet.evaluate import evaluate  # noqa: E402
 
@@ -64,17 +63,18 @@ def build_demo(dest: Path, run_roles: dict[str, tuple[Path, list[str]]], data: P
                 shutil.copy(run_dir / f, out / f)
         results, by_epoch = {}, {}
         for role in roles:
-            model, meta = load_model(run_dir / "checkpoints" / f"{role}.safetensors")
+            loaded = api.load_any(run_dir / "checkpoints" / f"{role}.safetensors")
+            meta = loaded.meta
             target = out / "bundles" / role
             if meta.get("epoch") in by_epoch:  # role files of one epoch: the same bundle
                 shutil.copytree(out / "bundles" / by_epoch[meta["epoch"]], target)
                 results[role] = {**results[by_epoch[meta["epoch"]]], "bundle": f"bundles/{role}"}
                 continue
             t0 = time.perf_counter()
-            enc = api.encode(model, meta, preset=preset)
+            enc = api.encode(loaded, preset=preset)
             api.write_encoded(enc, target)
-            split = load_split(eval_root, "val", num_classes=int(meta["model"]["num_classes"]),
-                               size=int(meta.get("image_size", 128)), limit=eval_limit, cache=True)
+            split = load_split(eval_root, "val", num_classes=loaded.num_classes, size=loaded.image_size,
+                               limit=eval_limit, cache=True)
             acc = evaluate(enc.model, split, device="cpu", batch_size=100)
             results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
                              "decoded": {"acc1": acc["acc1"], "acc5": acc["acc5"], "images": acc["images"],
