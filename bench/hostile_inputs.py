@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 B = REPO / "assets/demo/runs/ctnet18-export-lam5e-7/bundles/best"
 V1 = REPO / "tests/assets/v1/lam5e-7-best"
 PY = sys.executable
+TIMEOUT_SCALE = 1.0  # --timeout-scale: a command past its limit × this is a hang
 GB = 1e9
 MANIFEST = "manifest.json"
 
@@ -56,13 +57,18 @@ def run(rows: list, case: str, what: str, argv: list, expect: str, *, code: str 
         if fsize is not None:  # a full disk: writes past fsize fail with EFBIG
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    timeout = timeout * TIMEOUT_SCALE
     t0 = time.monotonic()
+    # a session of its own, so that a hang is ended with everything it started (not /usr/bin/time alone)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
     try:
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, preexec_fn=limit,
-                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
-        rc, err = r.returncode, r.stderr
-    except subprocess.TimeoutExpired as exc:
-        rc, err = None, (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        _, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        rc = None
     seconds = time.monotonic() - t0
     text = report.read_text() if report.exists() else ""
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
@@ -491,9 +497,13 @@ def main() -> None:
     p.add_argument("--data", default=str(REPO.parent / "shared/data/imagenette2-128"))
     p.add_argument("--json-out", default=str(REPO / "docs/bench/hostile_inputs.json"))
     p.add_argument("--work", default=None, help="folder for the crafted inputs (default: a temporary one)")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply every command's time limit (15 min; 5 for the FIFO) on a loaded machine")
     p.add_argument("--only", default=None, help="comma-separated case numbers to re-run; their rows replace those in "
                                                 "--json-out, the others are kept")
     args = p.parse_args()
+    global TIMEOUT_SCALE
+    TIMEOUT_SCALE = args.timeout_scale
     work = Path(args.work or tempfile.mkdtemp(prefix="ctnet-audit-"))
     work.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(",")) if args.only else None
