@@ -283,7 +283,7 @@ def test_04_too_many_entries_and_a_deeply_nested_manifest(tmp_path, capsys):
         m["source"] = "NESTED"
         (n / B.MANIFEST).write_text(json.dumps(m).replace('"NESTED"', "[" * 981 + "]" * 981))
         code, err, _ = _run(capsys, "verify", n)  # refused by its depth, or by json's own recursion limit
-        assert code == 2 and len(err) == 1 and ("nested deeper" in err[0] or "not valid JSON" in err[0]), err
+        assert code == 2 and len(err) == 1 and "nested deeper than 16" in err[0], err
     run = tmp_path / "run"
     (run / "bundles").mkdir(parents=True)
     shutil.copytree(tmp_path / "nested-v2", run / "bundles" / "best")

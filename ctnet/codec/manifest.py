@@ -273,6 +273,8 @@ class Manifest:
         try:
             obj = parse_json(data, constants=False)
         except JSONInvalid as exc:
+            if exc.reason == "nested":  # too deep for the parser: deeper than any manifest, too
+                raise BundleError(f"{MANIFEST} is nested deeper than {MAX_DEPTH} levels; no manifest is") from None
             raise BundleError(f"{MANIFEST} is not valid JSON ({exc.detail})") from None
         if not isinstance(obj, dict):
             raise BundleError(f"{MANIFEST} is not a JSON object")
