@@ -14,7 +14,8 @@ each command run as a user would (``python -m ctnet …``, or the app's upload i
 
 Needs the shared ImageNette copy (``--data``), the demo's λ = 5e-7 ``best`` bundle (B) and its
 v1 bundle in tests/assets/v1; writes its inputs (a sparse 3 GiB file among them) under a
-temporary folder. Takes ~15 minutes on 2 cores.
+temporary folder. Every command imports torch, so on a loaded machine pass ``--timeout-scale``
+(a hang is a command past 15 minutes × that scale).
 """
 from __future__ import annotations
 
