@@ -4,6 +4,7 @@ embedded sample and what the Compare page shows of one model."""
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from pathlib import Path
@@ -32,21 +33,25 @@ def dataset_stamp(path: str) -> tuple:
 
 @st.cache_resource
 def _split_store() -> tuple[dict, threading.Lock]:
-    """Decoded val images per (folder, stamp, classes, size, subset), shared by sessions; a
+    """Decoded val images per (folder, stamp, label map, classes, size, subset), shared by sessions; a
     plain store rather than a cached function, whose cache hits would replay the caller's
     progress-bar calls into whatever page asks next."""
     return {}, threading.Lock()
 
 
-def split(path: str, num_classes: int, size: int, limit: int | None, progress=None):
-    """Decoded val images (read-only, shared). Raises DatasetError naming the problem."""
+def split(path: str, loaded: LoadedModel, limit: int | None, progress=None):
+    """Decoded val images (read-only, shared), labelled by the model's label map. Raises
+    DatasetError naming the problem."""
     api.split_dir(path, "val")  # a missing or wrongly laid out folder fails here, before caching
-    key = (str(Path(path).expanduser()), dataset_stamp(path), num_classes, size, limit)
+    labels = loaded.label_map
+    key = (str(Path(path).expanduser()), dataset_stamp(path), json.dumps(labels, sort_keys=True), loaded.num_classes,
+           loaded.image_size, limit)
     store, lock = _split_store()
     with lock:
         if key in store:
             return store[key]
-    data = api.load_split(key[0], "val", num_classes=num_classes, size=size, limit=limit, cache=True, progress=progress)
+    data = api.load_split(key[0], "val", labels=labels, num_classes=loaded.num_classes, size=loaded.image_size,
+                          limit=limit, cache=True, progress=progress)
     with lock:
         while len(store) >= 4:
             store.pop(next(iter(store)))
@@ -94,12 +99,12 @@ def start_accuracy(model_id: tuple, label: str, model, loaded: LoadedModel, data
     old = runner().get(key)
     if old is not None and (old.running or old.ok):  # what submit returns; its folder was checked then
         return old
-    num_classes, size = loaded.num_classes, loaded.image_size
-    api.list_images(api.split_dir(data_path, "val"), loaded.label_map or api.label_map(num_classes))  # fails here
+    labels = loaded.label_map or api.dataset_label_map(data_path, loaded.num_classes)
+    api.list_images(api.split_dir(data_path, "val"), labels)  # fails here, not later
 
     def work(job: Job) -> dict:
         job.report(0, 1, "reading images")
-        data = split(data_path, num_classes, size, limit,
+        data = split(data_path, loaded, limit,
                      progress=lambda done, total: job.report(done, total, f"reading images {done}/{total}"))
         t0 = time.perf_counter()
         res = evaluate(model, data, device, progress=lambda done, total: job.report(
@@ -122,6 +127,12 @@ def lab_accuracy(path: str, settings: EncodeSettings) -> tuple[Job | None, Job |
     if enc is None or not enc.ok:
         return None, None
     loaded = load(path)
+    try:
+        labels = loaded.label_map or api.dataset_label_map(sample, loaded.num_classes)
+    except api.DatasetError:
+        return None, None
+    if not set(api.class_folders(sample / "val")) <= labels.keys():  # a model of another dataset than ImageNette's
+        return None, None
     d = digest(path)
     src = start_accuracy(("loaded", d), describe(path), loaded.model, loaded, str(sample), None, "auto")
     dec = start_accuracy(decoded_id(d, settings), f"{describe(path)} at {forms.label(settings)}",

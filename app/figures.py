@@ -163,11 +163,12 @@ def sparsity_bars(rows: list[dict]) -> go.Figure:
     return fig
 
 
-def coefficient_heatmap(logmag: np.ndarray, factor: int, tile: int, floor_log: float,
+def coefficient_heatmap(logmag: np.ndarray, factor: int, tile: int | None, floor_log: float,
                         axes: tuple[str, str] = ("row", "column")) -> go.Figure:
     """log10|c| of the exported image, axes in coefficient coordinates (row, column of the
     layer's image); ``factor`` > 1: the image was max-pooled for display (each cell covers
-    factor×factor coefficients, labelled by its first)."""
+    factor×factor coefficients, labelled by its first); dotted lines every ``tile`` (None:
+    none, for a layout that is not the exported image)."""
     h, w = logmag.shape
     ys, xs = np.arange(h) * factor, np.arange(w) * factor
     fig = go.Figure(go.Heatmap(z=logmag, x=xs, y=ys, colorscale="Viridis", zmin=floor_log, zmax=float(np.max(logmag)),
@@ -175,9 +176,9 @@ def coefficient_heatmap(logmag: np.ndarray, factor: int, tile: int, floor_log: f
                                hovertemplate=f"{axes[0]} %{{y}}, {axes[1]} %{{x}}"
                                              + (f" (+{factor - 1}, block max)" if factor > 1 else "")
                                              + "<br>log10|c| %{z:.2f}<extra></extra>"))
-    for k in range(1, int(np.ceil(h * factor / tile))):
+    for k in range(1, int(np.ceil(h * factor / tile)) if tile else 0):
         fig.add_hline(y=k * tile - factor / 2, line=dict(color="white", width=1, dash="dot"))
-    for k in range(1, int(np.ceil(w * factor / tile))):
+    for k in range(1, int(np.ceil(w * factor / tile)) if tile else 0):
         fig.add_vline(x=k * tile - factor / 2, line=dict(color="white", width=1, dash="dot"))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title_text=axes[0])
     fig.update_xaxes(constrain="domain", title_text=axes[1])

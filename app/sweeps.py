@@ -42,7 +42,7 @@ def start_sweep(source: str, data: str, limit: int | None, todo: list, device: s
     """Measure ``todo`` (``api.RDJob``, those not measured yet) in the background."""
     loaded = load(source)
     # the Accuracy page's decoded images; a missing or malformed folder fails here, in the page
-    images = split(data, loaded.num_classes, loaded.image_size, limit)
+    images = split(data, loaded, limit)
     key = sweep_key(source, data, limit)
     old = runner().get(key)
     if old is not None and old.ok:

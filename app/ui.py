@@ -110,7 +110,7 @@ def estimate_text(seconds: float | None) -> str:
 
 def data_controls(widgets: dict[str, str]) -> tuple[str, int, str]:
     """Which images to evaluate on, how many and where: the embedded sample or a typed
-    ImageNette folder, a class-balanced subset (0 = all), the device. One choice shared by
+    dataset folder (ImageNette or the user's own), a class-balanced subset (0 = all), the device. One choice shared by
     the pages that evaluate (``widgets`` names this page's widget keys); returns (folder, limit, device)."""
     ss = st.session_state
     shared = {"source": keys.ACC_SOURCE, "path": keys.ACC_PATH, "limit": keys.ACC_LIMIT, "device": keys.ACC_DEVICE}
@@ -122,8 +122,9 @@ def data_controls(widgets: dict[str, str]) -> tuple[str, int, str]:
     with c1:
         source = st.radio("Data", ["sample", "path"], key=widgets["source"], horizontal=True,
                           format_func=lambda v: f"embedded sample ({sample.parent.name}/sample)" if v == "sample"
-                          else "full ImageNette folder")
-        typed = st.text_input("ImageNette folder (its val/ split is used)", key=widgets["path"],
+                          else "a dataset folder")
+        typed = st.text_input("Dataset folder (its val/<class>/ folders are used: ImageNette or your own)",
+                              key=widgets["path"],
                               placeholder="e.g. ../shared/data/imagenette2-128", disabled=source != "path").strip()
     with c2:
         limit = st.number_input("Images (0 = all)", min_value=0, step=50, key=widgets["limit"],

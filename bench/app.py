@@ -206,7 +206,8 @@ def library_figures(demo: Path, label: str, log) -> dict:
     out["encode_bytes"] = enc.total_bytes
     log(f"ctnet.api.encode at the defaults, same checkpoint: {out['encode_s']:.1f} s, {enc.total_bytes:,} B")
     t0 = time.perf_counter()
-    split = api.load_split(demo / "sample", "val", num_classes=loaded.num_classes, size=loaded.image_size, cache=True)
+    split = api.load_split(demo / "sample", "val", labels=loaded.label_map, num_classes=loaded.num_classes,
+                           size=loaded.image_size, cache=True)
     res = api.evaluate(enc.model, split, device="cpu", batch_size=100)
     out["accuracy_sample_s"] = time.perf_counter() - t0
     out["accuracy_sample_images"] = res["images"]

@@ -151,7 +151,7 @@ def format_targets(model, meta, label: str, source: Path, data: str, limit: int 
     base = directory_bytes(source) if source.is_dir() else None
     acc = {}
     if data:
-        split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]),
+        split = load_split(data, "val", labels=meta.get("label_map"), num_classes=int(meta["model"]["num_classes"]),
                            size=int(meta.get("image_size", 128)), limit=limit)
         acc["source"] = evaluate(model.eval(), split, device="cpu", workers=0)["acc1"]
         for r in rows:
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         print(f"{label}; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}")
         print("  ".join(f"{k} {v}" for k, v in timing.items()))
         return 0
-    split = load_split(args.data, "val", num_classes=int(meta["model"]["num_classes"]),
+    split = load_split(args.data, "val", labels=meta.get("label_map"), num_classes=int(meta["model"]["num_classes"]),
                        size=int(meta.get("image_size", 128)), limit=args.limit)
 
     def acc(m) -> float:

@@ -23,12 +23,14 @@ from .baselines import nncodec_status
 from .codec.manifest import BN_MODES, EncodeSettings
 from .codec.plan import FRAME_SIZES, ORDERS
 from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
-from .data import IMAGENETTE_URLS, class_names, download_imagenette, label_map, list_images, load_split, split_dir
+from .data import (IMAGENETTE_URLS, class_folders, class_names, dataset_label_map, download_imagenette, label_map,
+                   list_images, load_split, split_dir)
 from .errors import (BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError, PlainExportError,
                      RDError, RunError, TrainingError, UnverifiedWarning, VideoError)
 from .evaluate import evaluate, resolve_device
 from .limits import BIT_DEPTHS, MAX_BATCH_SIZE, MAX_DITHER, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
+from .models import refusal as architecture_refusal
 from .plain import check_destination, evaluate_exported, is_exported
 from .rate import RATE_GRIDS
 from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
@@ -54,7 +56,8 @@ def evaluate_model(loaded: LoadedModel, data, *, limit: int | None = None, devic
     """Top-1/top-5 on ``data``'s val split with the labels the model was trained with
     (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size)."""
     dev = resolve_device(device)
-    split = load_split(data, "val", num_classes=loaded.num_classes, size=loaded.image_size, limit=limit)
+    split = load_split(data, "val", labels=loaded.label_map, num_classes=loaded.num_classes,
+                       size=loaded.image_size, limit=limit)
     model = loaded.model.to(dev)
     with torch.no_grad():
         result = evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
@@ -162,7 +165,7 @@ def preview_mp4(frames: list, fps: int) -> bytes:
 
 def decode_plain(source) -> nn.Module:
     """A bundle directory, the ``files`` of an :func:`encode` result or a checkpoint file →
-    the plain torchvision ResNet (eval mode, CPU) with the materialised weights; it needs
+    the plain torchvision network (eval mode, CPU) with the materialised weights; it needs
     no ctnet to run (see ``ctnet.plain``)."""
     from .plain import to_torchvision
     loaded = decode(source) if isinstance(source, dict) else load_any(source)
@@ -187,7 +190,8 @@ __all__ = [
     "LoadedModel", "BundleFacts", "ModelSpec", "TrainConfig", "load_any", "is_bundle", "evaluate_path",
     "evaluate_model", "evaluate", "resolve_device", "fit", "build_model", "parameter_summary",
     # data
-    "load_split", "split_dir", "list_images", "label_map", "class_names", "download_imagenette",
+    "load_split", "split_dir", "list_images", "label_map", "dataset_label_map", "class_folders", "class_names",
+    "download_imagenette",
     # the codec and plain export
     "EncodeSettings", "encode", "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
     "decode", "decode_files", "verify", "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file",
@@ -197,9 +201,9 @@ __all__ = [
     "reference_point", "missing_jobs", "matching_points", "default_cache", "data_id", "source_hash", "nncodec_status",
     "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
     # the tables flags and forms are built from
-    "ARCHITECTURES", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "MAX_BATCH_SIZE", "MAX_WORKERS", "BN_MODES",
-    "CODECS", "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS", "IMAGENETTE_URLS",
-    "default_codec",
+    "ARCHITECTURES", "architecture_refusal", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "MAX_BATCH_SIZE",
+    "MAX_WORKERS", "BN_MODES", "CODECS", "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS",
+    "IMAGENETTE_URLS", "default_codec",
     # errors
     "CtnetError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError", "BundleError",
     "VideoError", "PlainExportError", "RunError", "RDError", "UnverifiedWarning",

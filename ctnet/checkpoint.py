@@ -30,7 +30,8 @@ from torch import nn
 from .errors import CheckpointError, UnverifiedWarning
 from .fileio import atomic_path, write_reason
 from .layers import all_finite, configure_export_training, non_finite_part
-from .models import ModelSpec, build_model
+from .limits import MAX_NUM_CLASSES
+from .models import ARCHITECTURES, ModelSpec, build_model
 from .types import FORMAT, VERSION, CheckpointMeta
 
 
@@ -124,23 +125,34 @@ def checkpoint_digest(meta: dict, tensors: dict[str, torch.Tensor]) -> str:
 
 
 def infer_spec(state: dict[str, torch.Tensor]) -> ModelSpec:
-    """Model description of a bare state dict (e.g. a torchvision ``.pt``)."""
-    if "fc.weight" not in state:
-        raise CheckpointError("state dict has no 'fc.weight': not a ResNet checkpoint")
-    arch = "resnet50" if "layer1.0.conv3.weight" in state or "layer1.0.conv3.weight_dct" in state else "resnet18"
-    ctnet = any(k.endswith("weight_dct") for k in state)
-    if ctnet:
+    """Model description of a bare state dict (a torchvision ``.pt`` or ``.pth``): the
+    registered architecture whose every tensor name and shape it holds, with the class
+    count read from its classifier's rows. The shapes tell every registered architecture
+    from the others (ResNet-50, ResNeXt-50 and Wide ResNet-50 share their names)."""
+    if any(k.endswith("weight_dct") for k in state):
         raise CheckpointError("CTNet state dict without metadata: its DCT block size is unknown; "
                               "save it with ctnet.checkpoint.save_checkpoint")
-    fc = state["fc.weight"]
-    if not torch.is_tensor(fc) or fc.dim() != 2:
-        raise CheckpointError("state dict's 'fc.weight' is not a matrix: not a ResNet checkpoint")
-    spec = ModelSpec(arch=arch, num_classes=int(fc.shape[0]), ctnet=False)
+    closest: tuple[int, ModelSpec] | None = None
+    for arch in ARCHITECTURES.values():
+        w = state.get(f"{arch.head}.weight")
+        if not torch.is_tensor(w) or w.dim() != 2 or not 1 <= w.shape[0] <= MAX_NUM_CLASSES:
+            continue
+        spec = ModelSpec(arch=arch.name, num_classes=int(w.shape[0]), ctnet=False)
+        expected = spec.state_shapes()
+        if expected.keys() == state.keys() and all(tuple(state[k].shape) == v for k, v in expected.items()):
+            return spec
+        overlap = len(expected.keys() & state.keys())
+        if closest is None or overlap > closest[0]:
+            closest = (overlap, spec)
+    if closest is None:
+        heads = ", ".join(sorted({f"'{a.head}.weight'" for a in ARCHITECTURES.values()}))
+        raise CheckpointError(f"state dict has no classifier matrix ({heads}): not a state dict of a "
+                              f"torchvision CNN CTNet holds ({', '.join(ARCHITECTURES)})")
     try:
-        spec.validate()
-    except ValueError as exc:
-        raise CheckpointError(f"state dict does not describe a usable model: {exc}") from None
-    return spec
+        check_shapes(closest[1], state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"state dict fits no architecture CTNet holds; the closest: {exc}") from None
+    return closest[1]  # check_shapes accepts what the exact comparison above accepts: not reached
 
 
 def _read_safetensors(path: Path) -> Checkpoint:

@@ -1,5 +1,6 @@
-"""ImageNette: folders of WordNet IDs, label remapping, cached uint8 tensors, device-side
-augmentation, and the official archive download."""
+"""Image-folder datasets — ``DATA/train/<class>/`` and ``DATA/val/<class>/`` with any class
+names, ImageNette's WordNet IDs among them — their label maps, cached uint8 tensors,
+device-side augmentation, and the official ImageNette download."""
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError
+from .limits import MAX_CLASS_NAME_CHARS, MAX_NUM_CLASSES
 
 # WordNet ID → (name, ImageNet-1k index), in folder (sorted) order
 IMAGENETTE_CLASSES = {
@@ -44,7 +46,8 @@ IMAGENETTE_URLS = {
 
 
 def label_map(num_classes: int) -> dict[str, int]:
-    """WNID → label: sorted folder index for a 10-class head, ImageNet index for 1000."""
+    """ImageNette's label map: WNID → sorted folder index for a 10-class head, ImageNet index
+    for 1000 (what a model without a stored label map was trained with)."""
     if num_classes == 10:
         return {wnid: i for i, wnid in enumerate(IMAGENETTE_CLASSES)}
     if num_classes == 1000:
@@ -52,41 +55,136 @@ def label_map(num_classes: int) -> dict[str, int]:
     raise DatasetError(f"ImageNette needs a 10-class head or a 1000-class ImageNet head, not {num_classes}")
 
 
+def class_name_problem(name) -> str | None:
+    """Why ``name`` cannot be a class (a folder name of 1–255 characters, no control
+    characters, no '/'), or None."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_CLASS_NAME_CHARS:
+        return f"a class name must have 1 to {MAX_CLASS_NAME_CHARS} characters"
+    if any(ord(c) < 32 or c in "/\x7f" for c in name):
+        return "a class name must not hold control characters or '/'"
+    return None
+
+
+def label_map_problem(labels, num_classes: int) -> str | None:
+    """What is wrong with a label map (class folder name → head index) for a head of
+    ``num_classes``, or None: it must be a non-empty object of distinct indices below
+    ``num_classes``, keyed by names of 1–255 characters without control characters. The
+    checkpoint reader and the bundle manifest both ask this."""
+    if not isinstance(labels, dict) or not labels:
+        return "must be a JSON object (class name → index) with at least one class"
+    if len(labels) > num_classes:
+        return f"has {len(labels)} classes for a head of {num_classes}"
+    for name, idx in labels.items():
+        if class_name_problem(name):
+            return f"has a class name that is not a folder name: {_quoted(name)}"
+        if not (isinstance(idx, int) and not isinstance(idx, bool)) or not 0 <= idx < num_classes:
+            return f"maps {_quoted(name)} to {_quoted(idx)}, not an index below {num_classes}"
+    if len(set(labels.values())) != len(labels):
+        return "maps two classes to the same index"
+    return None
+
+
+def _quoted(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def folder_label_map(classes: list[str], num_classes: int | None = None) -> dict[str, int]:
+    """Class folder → label for a head of ``num_classes`` outputs (default: one per class):
+    the sorted folder index, except ImageNette's WordNet IDs under a 1000-class (ImageNet)
+    head, which take their ImageNet indices."""
+    if num_classes == 1000 and set(classes) <= IMAGENETTE_CLASSES.keys():
+        return {c: IMAGENETTE_CLASSES[c][1] for c in sorted(classes)}
+    if num_classes is not None and len(classes) > num_classes:
+        raise DatasetError(f"the dataset has {len(classes)} classes, more than the model's {num_classes}-class head")
+    return {c: i for i, c in enumerate(sorted(classes))}
+
+
 def class_names(labels: dict[str, int]) -> dict[int, str]:
-    return {label: IMAGENETTE_CLASSES[wnid][0] for wnid, label in labels.items()}
+    """Label → what to show: an ImageNette WordNet ID's name ("tench"), else the folder name."""
+    return {label: IMAGENETTE_CLASSES[c][0] if c in IMAGENETTE_CLASSES else c for c, label in labels.items()}
 
 
 def split_dir(root: str | os.PathLike, split: str) -> Path:
-    """``root/split`` when it exists, else ``root`` itself if it holds class folders."""
+    """``root/split``; for ``val`` also ``root`` itself when it has no ``train/`` and holds
+    class folders (a val split given on its own, as ``ctnet eval --data`` allows)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
     if (root / split).is_dir():
         return root / split
-    if any(p.is_dir() and p.name.startswith("n") for p in root.iterdir()):
+    if split == "val" and not (root / "train").exists() and any(_is_class_dir(p) for p in root.iterdir()):
         return root
-    raise DatasetError(f"{root} has no '{split}' folder and no class folders (expected <root>/{split}/<WNID>/*.jpg)")
+    raise DatasetError(f"{root} has no '{split}' folder (a dataset is {root}/train/<class>/<images> and "
+                       f"{root}/val/<class>/<images>)")
+
+
+def _is_class_dir(p: Path) -> bool:
+    return p.is_dir() and not p.name.startswith(".")
+
+
+def class_folders(folder: Path) -> list[str]:
+    """The sorted class folder names of one split (hidden folders are not classes)."""
+    names = []
+    for p in folder.iterdir():
+        if _is_class_dir(p):
+            problem = class_name_problem(p.name)
+            if problem:
+                raise DatasetError(f"{folder}: class folder {p.name[:60]!r}: {problem}")
+            names.append(p.name)
+            if len(names) > MAX_NUM_CLASSES:
+                raise DatasetError(f"{folder} has more than {MAX_NUM_CLASSES:,} class folders, more classes "
+                                   f"than ctnet takes")
+    if not names:
+        raise DatasetError(f"{folder} has no class folders (expected {folder}/<class>/<images>)")
+    return sorted(names)
+
+
+def dataset_classes(root: str | os.PathLike) -> list[str]:
+    """The classes of a dataset: the class folders of ``root/train`` and ``root/val``, which
+    must be the same; each is checked to hold images when its split is listed."""
+    root = Path(root)
+    train = class_folders(split_dir(root, "train"))
+    if not (root / "val").is_dir():
+        raise DatasetError(f"{root} has no val split: a dataset needs {root}/val/<class>/<images> beside train/")
+    val = class_folders(root / "val")
+    for only, here, there in ((sorted(set(train) - set(val)), "train", "val"),
+                              (sorted(set(val) - set(train)), "val", "train")):
+        if only:
+            more = f" (and {len(only) - 1} more)" if len(only) > 1 else ""
+            raise DatasetError(f"{root}: class {only[0]!r}{more} is in {here}/ but not in {there}/; both splits "
+                               f"need the same class folders")
+    return train
+
+
+def dataset_label_map(root: str | os.PathLike, num_classes: int | None = None) -> dict[str, int]:
+    """The label map a model trained on ``root`` without a stored one uses: from the classes
+    of both splits (a val folder given on its own: its class folders)."""
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return folder_label_map(dataset_classes(root), num_classes)
+    return folder_label_map(class_folders(split_dir(root, "val")), num_classes)
 
 
 def list_images(folder: Path, labels: dict[str, int]) -> tuple[list[Path], torch.Tensor]:
-    """Image paths and labels of an ImageFolder of WNID folders; unknown folders are errors."""
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    if not class_dirs:
-        raise DatasetError(f"{folder} has no class folders")
+    """Image paths and labels of one split's class folders; a folder that is not one of the
+    model's classes, or that holds no image, is an error."""
+    class_dirs = [folder / name for name in class_folders(folder)]
     unknown = [p.name for p in class_dirs if p.name not in labels]
     if unknown:
-        raise DatasetError(f"{folder}: unknown class folder(s) {', '.join(unknown[:5])}: "
-                           f"ImageNette folders are the WordNet IDs {', '.join(labels)}")
+        known = ", ".join(list(labels)[:10]) + (" …" if len(labels) > 10 else "")
+        raise DatasetError(f"{folder}: class folder(s) {', '.join(unknown[:5])} not among the model's "
+                           f"{len(labels)} classes ({known})")
     paths, targets = [], []
     for d in class_dirs:
         files = sorted(p for p in d.iterdir() if p.suffix in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{d}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for p in files:
             if not p.is_file():  # a FIFO or device would block or never end when opened: never opened
                 raise DatasetError(f"{p}: not a regular file")
         paths += files
         targets += [labels[d.name]] * len(files)
-    if not paths:
-        raise DatasetError(f"{folder} contains no images")
     return paths, torch.tensor(targets, dtype=torch.int64)
 
 
@@ -202,9 +300,13 @@ class _FileDataset(torch.utils.data.Dataset):
         return load_image(self.split.paths[i], self.split.size), self.split.labels[i]
 
 
-def load_split(root, split: str, *, num_classes: int, size: int, limit: int | None = None,
-               cache: bool = False, device: str | torch.device = "cpu", progress=None) -> Split:
-    labels = label_map(num_classes)
+def load_split(root, split: str, *, size: int, labels: dict[str, int] | None = None, num_classes: int | None = None,
+               limit: int | None = None, cache: bool = False, device: str | torch.device = "cpu",
+               progress=None) -> Split:
+    """One split's images and labels: ``labels`` is the model's label map (class folder →
+    index); without one, the map the dataset implies for a head of ``num_classes``."""
+    if labels is None:
+        labels = dataset_label_map(root, num_classes)
     paths, targets = list_images(split_dir(root, split), labels)
     keep = balanced_subset(targets, limit)
     paths, targets = [paths[i] for i in keep], targets[keep]
@@ -291,8 +393,9 @@ def download_imagenette(variant: str, dest: str | os.PathLike, *, url: str | Non
         tops = [p for p in unpacked.iterdir() if p.is_dir()]
         if len(tops) != 1 or not (tops[0] / "train").is_dir() or not (tops[0] / "val").is_dir():
             raise DatasetError(f"{url}: archive does not hold one folder with train/ and val/")
+        classes = dataset_classes(tops[0])  # validates the class folders …
         for s in ("train", "val"):
-            list_images(tops[0] / s, label_map(10))  # validates class folders and images
+            list_images(tops[0] / s, folder_label_map(classes))  # … and that each holds images
         target = dest / tops[0].name
         if target.exists():
             shutil.rmtree(target)

@@ -1,4 +1,4 @@
-"""Top-1/top-5 of any model on an ImageNette split, on any device."""
+"""Top-1/top-5 of any model on a dataset split (ImageNette or any image folder), on any device."""
 from __future__ import annotations
 
 import torch

@@ -58,7 +58,7 @@ def estimate_bytes(model: nn.Module, bits: int, tile: int = TILE) -> int:
         h0, nonzero = entropy_bits(t, bits, tile)
         rows, cols = tile_grid(*image_shape(t.shape), tile)
         total += a * h0 / 8 + b * nonzero + c + METADATA_PER_TILE * rows * cols
-        if t.dim() >= 2 and t.shape[0] > 1 and t.shape[1] > 1:
+        if t.dim() in (2, 4) and t.shape[0] > 1 and t.shape[1] > 1:  # the plan orders its rows and columns
             total += METADATA_PER_ROW * (t.shape[0] + t.shape[1])
     total += BN_BYTES_PER_CHANNEL * sum(m.num_features for m in bn_layers(model).values())
     return int(round(total))

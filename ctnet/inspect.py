@@ -46,6 +46,48 @@ def layer_kind(module: nn.Module, name: str) -> str:
     return KIND_PLAIN
 
 
+def layer_structure(module: nn.Module, name: str) -> str:
+    """What a stored tensor is, for display: "depthwise 3×3", "3×3, 32 groups", "1×1, blocks
+    16", "Linear 384→1536", "bias", "LayerNorm", "layer scale" …"""
+    param = name.rsplit(".", 1)[-1]
+    if param == "bias":
+        return "bias"
+    if isinstance(module, DCTConv2d):
+        k = "×".join(map(str, module.kernel_size))
+        if module.groups == 1:
+            return k
+        return f"depthwise {k}" if module.groups == module.in_channels == module.out_channels else \
+            f"{k}, {module.groups} groups"
+    if isinstance(module, ChannelDCTConv1x1):
+        return f"1×1, blocks {module.block_size}" if module.block_size else "1×1, whole matrix"
+    if isinstance(module, nn.Conv2d):
+        k = "×".join(map(str, module.kernel_size))
+        return k + (f", {module.groups} groups" if module.groups > 1 else "")
+    if isinstance(module, nn.Linear):
+        return f"Linear {module.in_features}→{module.out_features}"
+    if isinstance(module, nn.LayerNorm):
+        return "LayerNorm"
+    if param == "layer_scale":
+        return "layer scale"
+    return type(module).__name__
+
+
+def filter_grid(model: nn.Module, name: str) -> tuple[np.ndarray, int] | None:
+    """A depthwise (or any one-input-channel) spatial layer's coefficients (C, 1, Kh, Kw) as a
+    near-square grid of its C filters, each a Kh×Kw block (the exported image, C·Kh × Kw, is
+    too thin to look at); unused cells 0. → (image, filters per grid row), or None for other
+    tensors."""
+    t = export.video_tensors(model)[name]
+    if t.dim() != 4 or t.shape[1] != 1 or t.shape[0] < 4:
+        return None
+    c, _, kh, kw = t.shape
+    cols = math.ceil(math.sqrt(c * kh / kw))
+    rows = -(-c // cols)
+    grid = torch.zeros(rows * cols, kh, kw)
+    grid[:c] = t.detach().float().cpu()[:, 0]
+    return grid.reshape(rows, cols, kh, kw).permute(0, 2, 1, 3).reshape(rows * kh, cols * kw).numpy(), cols
+
+
 def nonzero(t: torch.Tensor, q: float) -> int:
     return int((t.abs() >= q / 2).sum())
 
@@ -60,8 +102,9 @@ def layer_stats(model: nn.Module, q: float) -> list[dict]:
         n = t.numel()
         nz = int((a >= q / 2).sum())
         h, w = quant.image_shape(tuple(t.shape))
-        rows.append({"layer": name, "kind": layer_kind(owners[name], name), "shape": "×".join(map(str, t.shape)),
-                     "image": f"{h}×{w}", "values": n, "non-zero": nz, "non-zero %": 100.0 * nz / n,
+        rows.append({"layer": name, "kind": layer_kind(owners[name], name), "structure": layer_structure(owners[name], name),
+                     "shape": "×".join(map(str, t.shape)), "image": f"{h}×{w}", "values": n, "non-zero": nz,
+                     "non-zero %": 100.0 * nz / n,
                      "sparsity %": 100.0 * (n - nz) / n, "max |c|": float(a.max()) if n else 0.0,
                      "energy": float((t.double() ** 2).sum())})
     return rows
@@ -326,7 +369,8 @@ def _grid_rows(model: nn.Module, lay) -> list[dict]:
         n = int(np.prod(g.shape))
         nz = int(np.count_nonzero(g.levels))
         h, w = quant.image_shape(tuple(g.shape))
-        rows.append({"layer": g.name, "kind": layer_kind(owners[g.name], g.name), "shape": "×".join(map(str, g.shape)),
+        rows.append({"layer": g.name, "kind": layer_kind(owners[g.name], g.name),
+                     "structure": layer_structure(owners[g.name], g.name), "shape": "×".join(map(str, g.shape)),
                      "image": f"{h}×{w}", "values": n, "non-zero": nz, "non-zero %": 100.0 * nz / n if n else 0.0,
                      "sparsity %": 100.0 * (n - nz) / n if n else 0.0,
                      "max |level|": int(np.abs(g.levels).max()) if n else 0,
@@ -398,7 +442,8 @@ def level_frequency_map(model: nn.Module, meta: dict, name: str,
 __all__ = ["CodedFrames", "FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PLAIN", "KIND_SPATIAL",
            "adjacent_mse", "coded_frames", "coefficient_image", "coefficient_tensors", "compare_layers",
            "encode_changes", "encode_layer_table",
-           "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "level_frequency_map", "layer_kind", "layer_stats",
-           "layer_summary", "level_view", "log_magnitude", "magnitude_histogram", "max_pool", "nonzero",
+           "filter_grid", "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "level_frequency_map", "layer_kind",
+           "layer_stats", "layer_structure", "layer_summary", "level_view", "log_magnitude", "magnitude_histogram",
+           "max_pool", "nonzero",
            "reconstruction_errors", "thumbnail_grid", "to_uint8", "upscale",
            "zero_levels"]

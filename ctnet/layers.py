@@ -2,7 +2,9 @@
 
 ``DCTConv2d`` holds a k×k convolution as per-filter 2-D DCT coefficients and
 ``ChannelDCTConv1x1`` a 1×1 convolution as the (block-)DCT of its (C_out, C_in) matrix.
-``QuantConv2d`` / ``QuantLinear`` are plain layers that only add the export simulation.
+``QuantConv2d`` / ``QuantLinear`` are plain layers that only add the export simulation, and
+``QuantLayerNorm`` / ``QuantLayerNorm2d`` / ``QuantCNBlock`` do the same for the other tensors
+a bundle stores on the grid (LayerNorm's affine, ConvNeXt's layer scale).
 
 Every one of them carries the same training-time switches (set by
 :func:`configure_export_training`): uniform noise of width ``noise_q`` and DCT dropout on the
@@ -10,10 +12,14 @@ coefficients, and the straight-through N-bit export simulation (``pixel_bit_dept
 """
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from torchvision.models.convnext import CNBlock, LayerNorm2d
 
 from .dct import block_dct2, dct2, dct_matrix, padded_size, radial_weights, zigzag_weights
 from .quant import TILE, fake_quantize
@@ -43,6 +49,20 @@ class ExportAware:
         if self.training and self.coefficient_noise and self.dct_dropout > 0:
             t = F.dropout(t, self.dct_dropout)  # survivors rescaled by 1/(1−p)
         return t
+
+    @overload
+    def stored_side(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def stored_side(self, t: None) -> None: ...
+
+    def stored_side(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """A tensor stored beside the coefficients (a bias, a LayerNorm's affine, a layer
+        scale) as the bundle stores it: the export grid only, no coefficient noise or dropout."""
+        if t is None or not self.pixel_bit_depth:
+            return t
+        with torch.autocast(t.device.type, enabled=False):
+            return fake_quantize(t, self.pixel_bit_depth, self.tile)
 
 
 class _CachedWeight(ExportAware):
@@ -136,7 +156,7 @@ class DCTConv2d(_CachedWeight, nn.Module):
         return (stored.reshape(-1, kh * kw) @ basis).view(stored.shape[0], stored.shape[1], kh, kw)
 
     def forward(self, x):
-        return F.conv2d(x, self.materialized_weight(), self.bias, self.stride, self.padding,
+        return F.conv2d(x, self.materialized_weight(), self.stored_side(self.bias), self.stride, self.padding,
                         self.dilation, self.groups)
 
     def _empty_conv(self) -> nn.Conv2d:
@@ -197,7 +217,7 @@ class ChannelDCTConv1x1(_CachedWeight, nn.Module):
         return m[: self.out_channels, : self.in_channels, None, None]
 
     def forward(self, x):
-        return F.conv2d(x, self.materialized_weight(), self.bias, self.stride)
+        return F.conv2d(x, self.materialized_weight(), self.stored_side(self.bias), self.stride)
 
     def _empty_conv(self) -> nn.Conv2d:
         return nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=self.bias is not None)
@@ -224,6 +244,19 @@ class QuantConv2d(ExportAware, nn.Conv2d):
         bias = self.stored_value(self.bias) if self.bias is not None else None
         return self._conv_forward(x, self.stored_value(self.weight), bias)
 
+    def plain(self) -> nn.Conv2d:
+        """The ordinary convolution with the weights as stored."""
+        # torch types Conv2d's kernel_size, stride, padding and dilation as _ConvNd's tuple[int, ...]; they are pairs here
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,  # type: ignore[arg-type]
+                         self.padding, self.dilation, self.groups, self.bias is not None,  # type: ignore[arg-type]
+                         self.padding_mode)
+        with torch.no_grad():
+            conv.weight.copy_(self.stored_value(self.weight.detach()))
+            if self.bias is not None:
+                assert conv.bias is not None  # built with bias=self.bias is not None
+                conv.bias.copy_(self.stored_value(self.bias.detach()))
+        return conv
+
 
 class QuantLinear(ExportAware, nn.Linear):
     """The classifier head with the export simulation."""
@@ -238,9 +271,80 @@ class QuantLinear(ExportAware, nn.Linear):
         bias = self.stored_value(self.bias) if self.bias is not None else None
         return F.linear(x, self.stored_value(self.weight), bias)
 
+    def plain(self) -> nn.Linear:
+        """The ordinary linear layer with the weights as stored."""
+        fc = nn.Linear(self.in_features, self.out_features, self.bias is not None)
+        with torch.no_grad():
+            fc.weight.copy_(self.stored_value(self.weight.detach()))
+            if self.bias is not None:
+                fc.bias.copy_(self.stored_value(self.bias.detach()))
+        return fc
 
+
+# --- modules holding tensors of their own that the bundle stores on the grid ------------------
+# Converted in place (``__class__`` swapped: same tensors, same state-dict names, children
+# kept); their forward computes with the stored values, so an export-aware model trains on
+# what its bundle decodes to. ``plain()`` gives back the torchvision module.
+
+class SideTensorLayer(ExportAware):
+    """Base of the export-aware versions of torchvision modules with tensors of their own."""
+
+    plain_class: type[nn.Module]
+
+    @classmethod
+    def convert(cls, module: nn.Module) -> nn.Module:
+        module.__class__ = cls  # type: ignore[assignment]  # a subclass of the module's own class (SIDE_TENSOR_LAYERS)
+        return module
+
+    def plain(self) -> nn.Module:
+        """This module as its torchvision class, its own tensors replaced by their stored values."""
+        assert isinstance(self, nn.Module)  # every subclass is one
+        with torch.no_grad():
+            for p in self.parameters(recurse=False):
+                p.copy_(self.stored_side(p.detach()))
+        self.__class__ = self.plain_class  # type: ignore[assignment]  # the torchvision class it was converted from
+        return self
+
+
+class QuantLayerNorm(SideTensorLayer, nn.LayerNorm):
+    """``nn.LayerNorm`` with its affine as stored."""
+
+    plain_class = nn.LayerNorm
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.stored_side(self.weight), self.stored_side(self.bias),
+                            self.eps)
+
+
+class QuantLayerNorm2d(SideTensorLayer, LayerNorm2d):
+    """torchvision's channels-first ``LayerNorm2d`` (ConvNeXt) with its affine as stored."""
+
+    plain_class = LayerNorm2d
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.stored_side(self.weight), self.stored_side(self.bias),
+                         self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class QuantCNBlock(SideTensorLayer, CNBlock):
+    """ConvNeXt's block with its layer scale as stored (torchvision's forward otherwise)."""
+
+    plain_class = CNBlock
+
+    def forward(self, input):
+        result = self.stored_side(self.layer_scale) * self.block(input)
+        result = self.stochastic_depth(result)
+        result += input
+        return result
+
+
+# exact torchvision type → its export-aware version
+SIDE_TENSOR_LAYERS: dict[type[nn.Module], type[SideTensorLayer]] = {
+    nn.LayerNorm: QuantLayerNorm, LayerNorm2d: QuantLayerNorm2d, CNBlock: QuantCNBlock}
 DCT_LAYERS = (DCTConv2d, ChannelDCTConv1x1)
-EXPORT_AWARE = (DCTConv2d, ChannelDCTConv1x1, QuantConv2d, QuantLinear)
+EXPORT_AWARE = (DCTConv2d, ChannelDCTConv1x1, QuantConv2d, QuantLinear, SideTensorLayer)
 
 
 def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dropout: float = 0.0,

@@ -8,18 +8,50 @@ from typing import Any, Callable
 import torch
 import torchvision
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .errors import ConfigError
-from .layers import ChannelDCTConv1x1, DCTConv2d, QuantConv2d, QuantLinear
+from .layers import EXPORT_AWARE, SIDE_TENSOR_LAYERS, ChannelDCTConv1x1, DCTConv2d, QuantConv2d, QuantLinear
+from .limits import MAX_NUM_CLASSES
 
-# torchvision builders of the plain networks CTNet is derived from
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": torchvision.models.resnet18,
-    "resnet50": torchvision.models.resnet50,
-}
-PRETRAINED_WEIGHTS = {
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+
+@dataclass(frozen=True)
+class Architecture:
+    """A torchvision CNN CTNet holds: its builder's name in ``torchvision.models``, where its
+    classifier is (the ``nn.Linear`` whose rows are the classes) and what sets it apart."""
+
+    name: str
+    head: str  # module path of the classifier Linear: its weight's rows give the class count
+    layers: str  # what the conversion meets in it
+
+
+# The one registry of architectures (CLI choices, checks, tests loop over it), in the order
+# the documentation lists them. Every entry converts, trains, encodes, decodes exactly and
+# exports in tests/test_registry.py.
+REGISTRY = (
+    Architecture("resnet18", "fc", "3×3 and 7×7 convs, 1×1 downsample, BN"),
+    Architecture("resnet34", "fc", "3×3 and 7×7 convs, 1×1 downsample, BN"),
+    Architecture("resnet50", "fc", "bottlenecks: 1×1 / 3×3 / 1×1, BN"),
+    Architecture("resnet101", "fc", "bottlenecks: 1×1 / 3×3 / 1×1, BN"),
+    Architecture("resnext50_32x4d", "fc", "grouped 3×3 (32 groups), 1×1, BN"),
+    Architecture("wide_resnet50_2", "fc", "bottlenecks twice as wide, BN"),
+    Architecture("mobilenet_v2", "classifier.1", "depthwise 3×3, pointwise 1×1, BN"),
+    Architecture("mobilenet_v3_small", "classifier.3", "depthwise 3×3/5×5, 1×1, SE (1×1 with biases), BN, two Linear"),
+    Architecture("mobilenet_v3_large", "classifier.3", "depthwise 3×3/5×5, 1×1, SE (1×1 with biases), BN, two Linear"),
+    Architecture("efficientnet_b0", "classifier.1", "depthwise 3×3/5×5, 1×1, SE (1×1 with biases), BN"),
+    Architecture("regnet_y_400mf", "fc", "grouped 3×3 (group width 8), 1×1, SE (1×1 with biases), BN"),
+    Architecture("vgg11_bn", "classifier.6", "3×3 convs with biases, BN, three large Linear"),
+    Architecture("convnext_tiny", "classifier.2",
+                 "depthwise 7×7, pointwise Linear, LayerNorm, layer scale, 4×4 and 2×2 convs with biases"),
+    Architecture("densenet121", "classifier", "1×1 / 3×3 convs on concatenated features, BN"),
+)
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in REGISTRY}
+# torchvision models CTNet refuses, and why (any other name it does not register is refused too)
+_REFUSED = {
+    ("vit_", "swin_", "maxvit_"): "a vision transformer: its weights are attention and MLP projections and "
+                                  "position embeddings, not the convolutions CTNet stores as DCT coefficients",
+    ("googlenet", "inception_v3"): "it returns auxiliary classifier logits while training, so it trains "
+                                   "with another loss than one head's cross-entropy",
 }
 CONVERSION_TOLERANCE = 1e-5
 
@@ -32,25 +64,62 @@ class PretrainedWeightsError(RuntimeError):
     """torchvision's pretrained weights could not be loaded (not in its cache, no network)."""
 
 
+def refusal(arch: object) -> str:
+    """Why ``arch`` is not an architecture CTNet holds (one line)."""
+    held = ", ".join(ARCHITECTURES)
+    name = str(arch)[:40]
+    if not isinstance(arch, str) or arch not in torchvision.models.list_models(module=torchvision.models):
+        return f"unknown architecture {name!r}; CTNet holds these torchvision CNNs: {held}"
+    reason = next((why for prefixes, why in _REFUSED.items() if arch.startswith(prefixes)),
+                  "CTNet does not register it (each registered CNN is tested end to end)")
+    return f"CTNet cannot hold torchvision's {arch}: {reason}. It holds: {held}"
+
+
 def _check_arch(arch: str) -> None:
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        raise ConfigError(refusal(arch))
+
+
+def _torchvision_model(arch: str, num_classes: int) -> nn.Module:
+    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+
+
+def meta_model(arch: str, num_classes: int) -> nn.Module:
+    """The plain network on the meta device (shapes, no memory). RegNet computes its widths
+    with tensor ops, which the meta device cannot run: it is built on the CPU and moved."""
+    _check_arch(arch)
+    try:
+        with torch.device("meta"):
+            return _torchvision_model(arch, num_classes)
+    except NotImplementedError:
+        return _torchvision_model(arch, num_classes).to("meta")
+
+
+def head(model: nn.Module, arch: str) -> nn.Linear:
+    """The classifier of a registered architecture's network (plain or CTNet)."""
+    _check_arch(arch)
+    layer = model.get_submodule(ARCHITECTURES[arch].head)
+    if not isinstance(layer, nn.Linear):
+        raise ValueError(f"{arch}: {ARCHITECTURES[arch].head} is a {type(layer).__name__}, not the linear classifier")
+    return layer
 
 
 def plain_model(arch: str, *, num_classes: int = 10, pretrained: bool = False) -> nn.Module:
-    """A torchvision ResNet. ``pretrained`` takes torchvision's ImageNet weights from its
-    cache (1000 classes); these machines cannot download them."""
+    """A torchvision network of a registered architecture. ``pretrained`` takes torchvision's
+    ImageNet weights (its default ones) from its cache (1000 classes); these machines cannot
+    download them."""
     _check_arch(arch)
     if pretrained:
         if num_classes != 1000:
             raise ValueError("--pretrained uses the 1000-class ImageNet head; pass --num-classes 1000")
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
         try:
-            return ARCHITECTURES[arch](weights=PRETRAINED_WEIGHTS[arch])
+            return torchvision.models.get_model(arch, weights=weights)
         except Exception as exc:  # network or cache failure: say what to do
             raise PretrainedWeightsError(
                 f"could not load torchvision's pretrained {arch} weights ({exc}); put them in "
                 f"torchvision's cache ($TORCH_HOME/hub/checkpoints) or use --init-from") from exc
-    return ARCHITECTURES[arch](num_classes=num_classes)
+    return _torchvision_model(arch, num_classes)
 
 
 def _converted(module: nn.Module, block_size: int, plain_1x1: bool, copy_weights: bool) -> nn.Module | None:
@@ -76,18 +145,35 @@ def swap_modules(parent: nn.Module, convert: Callable[[nn.Module], nn.Module | N
             swap_modules(child, convert)
 
 
+def _unheld(model: nn.Module) -> list[str]:
+    """Modules that hold tensors of their own no CTNet layer stores (none in a registered
+    architecture): 'name (Type)'."""
+    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
+            if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, (*EXPORT_AWARE, _BatchNorm))]
+
+
 def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1: bool = False,
                            verify: bool = True, tolerance: float = CONVERSION_TOLERANCE,
                            copy_weights: bool = True) -> nn.Module:
-    """Convert a trained network in place: k×k convs → DCTConv2d, 1×1 → ChannelDCTConv1x1
-    (or plain with ``plain_1x1``), the head → QuantLinear. Coefficients are the forward DCT of
-    the existing weights (``copy_weights=False``: left uninitialised, for weights about to be
-    loaded). With ``verify`` the outputs of both models on a random batch must
+    """Convert a trained network in place: k×k convs (grouped and depthwise too) → DCTConv2d,
+    ungrouped 1×1 → ChannelDCTConv1x1 (or plain with ``plain_1x1``; grouped 1×1 stay plain),
+    every Linear → QuantLinear, LayerNorm and ConvNeXt's layer-scale blocks → their
+    export-aware versions (``ctnet.layers.SIDE_TENSOR_LAYERS``); BatchNorm stays. Coefficients
+    are the forward DCT of the existing weights (``copy_weights=False``: left uninitialised,
+    for weights about to be loaded). With ``verify`` the outputs of both models on a random batch must
     agree: max abs error < ``tolerance`` × max(1, max |output|), computed in float64 so only
     the conversion is judged (float32 coefficients carry ~1e-7 relative rounding, which an
     untrained ResNet-50 with logits of ~30 amplifies past an absolute 1e-5)."""
     reference = copy.deepcopy(model) if verify else None
+    for m in model.modules():
+        side = SIDE_TENSOR_LAYERS.get(type(m))
+        if side is not None:
+            side.convert(m)
     swap_modules(model, lambda child: _converted(child, block_size, plain_1x1, copy_weights))
+    unheld = _unheld(model)
+    if unheld:
+        raise ConversionError(f"no CTNet layer stores the tensors of {', '.join(unheld[:3])}"
+                              + (f" (+{len(unheld) - 3} more)" if len(unheld) > 3 else ""))
     if verify:
         device = next(model.parameters()).device
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
@@ -105,7 +191,6 @@ def replace_with_dct_convs(model: nn.Module, *, block_size: int = 16, plain_1x1:
 
 
 MAX_DCT_BLOCK_SIZE = 512  # TrainConfig's bound too; larger blocks only cost memory
-MAX_NUM_CLASSES = 100_000
 _SPEC_FIELDS = ("arch", "num_classes", "ctnet", "dct_block_size", "plain_1x1")
 
 
@@ -149,7 +234,7 @@ class ModelSpec:
         """Types and ranges, checked before anything is built (a block size of 4096 would
         take gigabytes before failing elsewhere)."""
         if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {str(self.arch)[:40]!r}; choose one of {sorted(ARCHITECTURES)}")
+            raise ConfigError(refusal(self.arch))
         if not _is_int(self.num_classes):
             raise ConfigError(f"num_classes must be an integer, not {type(self.num_classes).__name__}")
         if not 1 <= self.num_classes <= MAX_NUM_CLASSES:
@@ -168,9 +253,9 @@ class ModelSpec:
         padded channel-DCT shapes (multiples of the block size) tie the block size to the
         weights wherever a channel count is not a multiple of it."""
         self.validate()
-        with torch.device("meta"):
-            model = plain_model(self.arch, num_classes=self.num_classes)
-            if self.ctnet:
+        model = meta_model(self.arch, self.num_classes)
+        if self.ctnet:
+            with torch.device("meta"):
                 replace_with_dct_convs(model, block_size=self.dct_block_size, plain_1x1=self.plain_1x1,
                                        verify=False, copy_weights=False)
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -180,9 +265,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """A network of the given description with UNINITIALISED weights, to be loaded (decoding
     must not spend time initialising and transforming weights it then replaces)."""
     spec.validate()
-    with torch.device("meta"):
-        model = plain_model(spec.arch, num_classes=spec.num_classes)
-    model = model.to_empty(device="cpu")
+    model = meta_model(spec.arch, spec.num_classes).to_empty(device="cpu")
     if spec.ctnet:
         replace_with_dct_convs(model, block_size=spec.dct_block_size, plain_1x1=spec.plain_1x1, verify=False,
                                copy_weights=False)
@@ -218,28 +301,32 @@ def fp32_bytes(model: nn.Module) -> int:
     return 4 * total
 
 
+SUMMARY_GROUPS = ("spatial DCT", "channel-DCT 1x1", "plain", "other")
+
+
 def parameter_summary(model: nn.Module) -> list[dict]:
-    """Rows of the parameter breakdown: group, layers, parameters, fp32 bytes."""
-    groups = {"DCT convs": [0, 0], "channel-DCT 1x1": [0, 0], "plain 1x1": [0, 0], "BN+FC+other": [0, 0]}
+    """Rows of the parameter breakdown — group, layers, parameters, share (of all), fp32 bytes
+    — then a total row. Groups: ``spatial DCT`` (k×k convs, grouped and depthwise included),
+    ``channel-DCT 1x1``, ``plain`` (convs kept in the pixel domain and every Linear, the head
+    included), ``other`` (BatchNorm with its running statistics, LayerNorm, layer scale). A
+    layer's bias counts with its layer; parameters are the plain model's (no block padding)."""
+    groups = {g: [0, 0] for g in SUMMARY_GROUPS}
     for module in model.modules():
-        if isinstance(module, DCTConv2d):
-            g, n = "DCT convs", module.plain_numel()
-        elif isinstance(module, ChannelDCTConv1x1):
-            g, n = "channel-DCT 1x1", module.plain_numel()
-        elif isinstance(module, nn.Conv2d):
-            g, n = "plain 1x1", sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, (DCTConv2d, ChannelDCTConv1x1)):
+            g, n = ("spatial DCT" if isinstance(module, DCTConv2d) else "channel-DCT 1x1"), module.plain_numel()
         else:
             n = sum(p.numel() for p in module.parameters(recurse=False))
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                assert module.running_mean is not None and module.running_var is not None  # ResNet BNs track them
+            if isinstance(module, _BatchNorm):
+                assert module.running_mean is not None and module.running_var is not None  # every registered BN tracks them
                 n += module.running_mean.numel() + module.running_var.numel()
             if n == 0:
                 continue
-            g = "BN+FC+other"
+            g = "plain" if isinstance(module, (nn.Conv2d, nn.Linear)) else "other"
         groups[g][0] += 1
         groups[g][1] += n
-    rows: list[dict[str, Any]] = [{"group": g, "layers": c, "parameters": n, "fp32_bytes": 4 * n}
+    total = sum(n for _, n in groups.values())
+    rows: list[dict[str, Any]] = [{"group": g, "layers": c, "parameters": n, "share": n / total, "fp32_bytes": 4 * n}
                                   for g, (c, n) in groups.items() if c]
-    rows.append({"group": "total", "layers": sum(r["layers"] for r in rows),
-                 "parameters": sum(r["parameters"] for r in rows), "fp32_bytes": sum(r["fp32_bytes"] for r in rows)})
+    rows.append({"group": "total", "layers": sum(r["layers"] for r in rows), "parameters": total, "share": 1.0,
+                 "fp32_bytes": 4 * total})
     return rows

@@ -2,10 +2,11 @@
 (safetensors) or an ONNX graph.
 
 A bundle needs ctnet and PyAV to decode, and a CTNet re-derives its spatial weights from DCT
-coefficients; what a deployment wants is an ordinary ResNet. :func:`to_torchvision`
+coefficients; what a deployment wants is the ordinary torchvision network. :func:`to_torchvision`
 materialises every stored tensor the way the CTNet's eval forward uses it (inverse DCT of
 ``DCTConv2d``, channel-DCT blocks cropped back to the 1×1 matrix, the export simulation of
-``Quant*`` layers when it is on) and loads the result, strictly, into the torchvision network
+``Quant*`` layers, biases, LayerNorm and layer scale when it is on) and loads the result,
+strictly, into the torchvision network
 of the same architecture, so the plain model computes the CTNet's logits (checked in float64
 by the tests, as :func:`ctnet.models.replace_with_dct_convs` checks its conversion).
 
@@ -25,18 +26,17 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import cast
 
 import torch
 import torchvision
 from torch import nn
 
-from .checkpoint import save_checkpoint
-from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, label_map
-from .errors import PlainExportError
+from .checkpoint import infer_spec, save_checkpoint
+from .data import IMAGENET_MEAN, IMAGENET_STD, label_map
+from .errors import CheckpointError, DatasetError, PlainExportError
 from .fileio import atomic_path, write_reason
-from .layers import DCT_LAYERS, QuantConv2d, QuantLinear
-from .models import swap_modules
+from .layers import DCT_LAYERS, EXPORT_AWARE, QuantConv2d, QuantLinear, SideTensorLayer
+from .models import ARCHITECTURES, head, meta_model, refusal, swap_modules
 
 FORMATS = ("safetensors", "ctnet", "onnx")
 PLAIN_FORMAT = "torchvision-state-dict"
@@ -45,26 +45,9 @@ ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-4  # onnxruntime vs PyTorch, relative to max(1, max |logit|): float32 kernels differ
 PREPROCESS = ("RGB; shorter side resized to {size} px (bilinear), centre crop {size}x{size}; "
               "x / 255, then (x - mean) / std per channel; NCHW float32")
-# ResNet variants torchvision builds, by block type and blocks per stage
-_RESNETS = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
-            ("Bottleneck", (3, 4, 6, 3)): "resnet50", ("Bottleneck", (3, 4, 23, 3)): "resnet101",
-            ("Bottleneck", (3, 8, 36, 3)): "resnet152"}
-
 
 
 # --- conversion ------------------------------------------------------------------------------
-
-def _infer_arch(model: nn.Module) -> str:
-    try:
-        stages = [getattr(model, f"layer{i}") for i in range(1, 5)]
-        key = (type(stages[0][0]).__name__, tuple(len(s) for s in stages))
-    except (AttributeError, TypeError, IndexError):
-        raise PlainExportError(f"{type(model).__name__} is not a torchvision ResNet; "
-                               "torchvision cannot rebuild it") from None
-    if key not in _RESNETS:
-        raise PlainExportError(f"no torchvision ResNet has {key[0]} stages of {key[1]} blocks")
-    return _RESNETS[key]
-
 
 @torch.no_grad()
 def _plain_layer(layer: nn.Module) -> nn.Module | None:
@@ -73,66 +56,67 @@ def _plain_layer(layer: nn.Module) -> nn.Module | None:
         # the export simulation in the layer's dtype (as its forward does), the inverse DCT in
         # float64 so the float32 weights are the closest to the exact ones
         stored = layer.stored_value(layer.weight_dct.detach())
-        plain: nn.Conv2d | nn.Linear = layer._empty_conv()
+        plain: nn.Conv2d = layer._empty_conv()
         plain.weight.copy_(layer._weight_from_stored(stored.double()))
         if layer.bias is not None:
             assert plain.bias is not None  # _empty_conv has a bias exactly when the layer has
-            plain.bias.copy_(layer.bias)
-    elif isinstance(layer, QuantConv2d):
-        # torch types Conv2d's kernel_size, stride, padding and dilation as _ConvNd's tuple[int, ...]; they are pairs here
-        plain = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
-                          layer.padding, layer.dilation, layer.groups, layer.bias is not None,  # type: ignore[arg-type]
-                          layer.padding_mode)
-    elif isinstance(layer, QuantLinear):
-        plain = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
-    else:
-        return None
+            plain.bias.copy_(layer.stored_side(layer.bias.detach()))
+        return plain  # CPU float32, whatever the CTNet's device and dtype
     if isinstance(layer, (QuantConv2d, QuantLinear)):
-        plain.weight.copy_(layer.stored_value(layer.weight.detach()))
-        if layer.bias is not None:
-            assert plain.bias is not None  # built with bias=layer.bias is not None
-            plain.bias.copy_(layer.stored_value(layer.bias.detach()))
-    return plain  # CPU float32, whatever the CTNet's device and dtype
+        return layer.plain()
+    return None
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The torchvision state dict of ``model`` (a CTNet or a plain ResNet): CPU, float32."""
+    """The torchvision state dict of ``model`` (a CTNet or a plain network): CPU, float32."""
     twin = copy.deepcopy(model).eval()
+    for m in twin.modules():  # LayerNorm, layer scale: back to torchvision's classes, values as stored
+        if isinstance(m, SideTensorLayer):
+            m.plain()
     swap_modules(twin, _plain_layer)
-    leftover = sorted({type(m).__name__ for m in twin.modules() if hasattr(m, "weight_dct")})
+    leftover = sorted({type(m).__name__ for m in twin.modules() if isinstance(m, EXPORT_AWARE)})
     if leftover:
         raise PlainExportError(f"no plain equivalent of layer type(s) {', '.join(leftover)}")
     return {k: v.detach().cpu().contiguous() for k, v in twin.state_dict().items()}
 
 
 def to_torchvision(model: nn.Module, arch: str | None = None) -> nn.Module:
-    """The torchvision ResNet (eval mode, CPU) with ``model``'s materialised weights.
-    ``arch`` (a torchvision model name, e.g. from the metadata) defaults to the one the
-    model's structure shows."""
-    arch = arch or _infer_arch(model)
-    if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise PlainExportError(f"torchvision cannot build architecture {arch!r}")
-    fc = getattr(model, "fc", None)
-    if not isinstance(fc, nn.Linear):
-        raise PlainExportError(f"{type(model).__name__} has no linear 'fc' head; not a torchvision ResNet")
+    """The torchvision network (eval mode, CPU) with ``model``'s materialised weights.
+    ``arch`` (a registered architecture, e.g. from the metadata) defaults to the one whose
+    tensors the model's have (``ctnet.checkpoint.infer_spec``)."""
+    return _to_torchvision(model, arch)[0]
+
+
+def _to_torchvision(model: nn.Module, arch: str | None) -> tuple[nn.Module, str]:
     state = plain_state_dict(model)
-    with torch.device("meta"):  # no time spent initialising weights that are replaced
-        net = torchvision.models.get_model(arch, weights=None, num_classes=fc.out_features)
+    if arch is None:
+        try:
+            arch = infer_spec(state).arch
+        except CheckpointError as exc:
+            raise PlainExportError(f"{type(model).__name__} is not a torchvision CNN ctnet can rebuild: {exc}") from None
+    if arch not in ARCHITECTURES:
+        raise PlainExportError(f"torchvision cannot build architecture {str(arch)[:40]!r} here: {refusal(arch)}")
+    fc = state.get(f"{ARCHITECTURES[arch].head}.weight")
+    if fc is None or fc.dim() != 2:
+        raise PlainExportError(f"the model has no classifier {ARCHITECTURES[arch].head}: not a torchvision {arch}")
+    net = meta_model(arch, int(fc.shape[0]))  # no time spent initialising weights that are replaced
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         lines = [l.strip() for l in str(exc).splitlines()[1:3]]
-        raise PlainExportError(f"the weights do not fit torchvision's {arch} ({fc.out_features} classes): "
+        raise PlainExportError(f"the weights do not fit torchvision's {arch} ({fc.shape[0]} classes): "
                                + " ".join(lines)) from None
-    return net.eval()
+    return net.eval(), arch
 
 
-def _arch(meta: dict) -> str | None:
-    return (meta.get("model") or {}).get("arch")
+def _torchvision_of(model: nn.Module, meta: dict) -> tuple[nn.Module, str]:
+    """(the torchvision network, its architecture) of a model and its metadata."""
+    return _to_torchvision(model, (meta.get("model") or {}).get("arch"))
 
 
 def plain_metadata(meta: dict, num_classes: int, arch: str) -> dict[str, str]:
-    """The string metadata that travels with the plain weights."""
+    """The string metadata that travels with the plain weights: the label map is the
+    model's own (a model without one: ImageNette's for a 10- or 1000-class head, else none)."""
     labels = meta.get("label_map")
     if labels is None:
         try:
@@ -157,12 +141,11 @@ def save_plain(model: nn.Module, meta: dict, path: str | os.PathLike) -> Path:
     """Write the torchvision state dict as safetensors (atomically), metadata in the header."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
-    net = to_torchvision(model, _arch(meta))
-    arch = _arch(meta) or _infer_arch(model)
+    net, arch = _torchvision_of(model, meta)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     try:
         with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata=plain_metadata(meta, cast(nn.Linear, net.fc).out_features, arch))
+            save_file(state, str(tmp), metadata=plain_metadata(meta, head(net, arch).out_features, arch))
     except (SafetensorError, OSError) as exc:
         raise PlainExportError(f"{path}: could not write the model ({write_reason(exc)}); any previous file there "
                                f"is unchanged") from None
@@ -211,9 +194,8 @@ def export_onnx(model: nn.Module, meta: dict, path: str | os.PathLike, *, opset:
         import onnx
     except ImportError as exc:
         raise PlainExportError(f"ONNX export needs the onnx package ({exc}); pip install -r requirements.txt") from None
-    net = to_torchvision(model, _arch(meta))
-    arch = _arch(meta) or _infer_arch(model)
-    info = plain_metadata(meta, cast(nn.Linear, net.fc).out_features, arch)
+    net, arch = _torchvision_of(model, meta)
+    info = plain_metadata(meta, head(net, arch).out_features, arch)
     proto = onnx.load_from_string(_export_onnx_bytes(net, int(info["image_size"]), opset))
     for key, value in info.items():
         proto.metadata_props.add(key=key, value=value)
@@ -288,7 +270,8 @@ def _check_batch(data, meta: dict) -> tuple[torch.Tensor, str]:
     size = int(meta.get("image_size", 128))
     if data:
         from .data import decode_images, load_split, normalize
-        split = load_split(data, "val", num_classes=int(meta["model"]["num_classes"]), size=size, limit=10)
+        split = load_split(data, "val", labels=meta.get("label_map"), num_classes=int(meta["model"]["num_classes"]),
+                           size=size, limit=10)
         return normalize(decode_images(split.paths, size, workers=2)), f"{len(split)} val images"
     return torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0)), "4 images of seeded noise"
 
@@ -380,7 +363,8 @@ def evaluate_exported(path: str | os.PathLike, data, *, limit=None, device="auto
     net, info = load_exported(path)
     onnx = isinstance(net, OnnxModule)
     dev = torch.device("cpu") if onnx else resolve_device(device)
-    split = load_split(data, "val", num_classes=int(info["num_classes"]), size=int(info["image_size"]), limit=limit)
+    split = load_split(data, "val", labels=json.loads(info.get("label_map") or "{}") or None,
+                       num_classes=int(info["num_classes"]), size=int(info["image_size"]), limit=limit)
     result = evaluate(net.to(dev), split, device=dev, batch_size=batch_size, workers=workers)
     result["runtime"] = "onnxruntime" if onnx else f"torchvision {torchvision.__version__}"
     return result

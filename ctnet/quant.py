@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -32,15 +33,13 @@ _CPU_CHUNK = 1 << 18  # elements: what the STE's elementwise passes work on at o
 
 def tensor_to_image(t: torch.Tensor) -> torch.Tensor:
     """Lay a parameter out as its exported 2-D image: (O, I, Kh, Kw) → (O·Kh, I·Kw),
-    matrices unchanged, vectors → (1, N)."""
+    matrices unchanged, anything else (vectors, ConvNeXt's (C, 1, 1) layer scale) → (1, N)."""
     if t.dim() == 4:
         o, i, kh, kw = t.shape
         return t.permute(0, 2, 1, 3).reshape(o * kh, i * kw)
     if t.dim() == 2:
         return t
-    if t.dim() == 1:
-        return t.reshape(1, -1)
-    raise ValueError(f"cannot lay out a {t.dim()}-D tensor as an image")
+    return t.reshape(1, -1)
 
 
 def image_to_tensor(img: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
@@ -57,9 +56,7 @@ def image_shape(shape: tuple[int, ...] | torch.Size) -> tuple[int, int]:
         return shape[0] * shape[2], shape[1] * shape[3]
     if len(shape) == 2:
         return shape[0], shape[1]
-    if len(shape) == 1:
-        return 1, shape[0]
-    raise ValueError(f"cannot lay out a {len(shape)}-D tensor as an image")
+    return 1, math.prod(shape)
 
 
 def tile_grid(height: int, width: int, tile: int = TILE) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Rate–distortion curves: every way of storing one model's weights, measured on the same
 weights — bytes against decoded top-1 (``ctnet rd``, the app's Rate–distortion page).
 
-For a checkpoint or a bundle directory (``ctnet.api.load_any``) and an ImageNette folder,
+For a checkpoint or a bundle directory (``ctnet.api.load_any``) and a dataset folder,
 each *point* encodes the model one way, decodes the bytes back and evaluates the decoded
 model:
 
@@ -593,8 +593,8 @@ def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *
 
     def images():
         if split_cache[0] is None:
-            split_cache[0] = load_split(data, "val", num_classes=src.num_classes, size=src.image_size, limit=limit,
-                                        cache=True)
+            split_cache[0] = load_split(data, "val", labels=src.meta.get("label_map"), num_classes=src.num_classes,
+                                        size=src.image_size, limit=limit, cache=True)
         return split_cache[0]
 
     points, errors = [], []

@@ -19,15 +19,16 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from .data import augment, batches, label_map, load_split, normalize
-from .errors import ConfigError, CtnetError, TrainingError
+from .data import (augment, batches, class_folders, dataset_classes, folder_label_map, load_split, normalize,
+                   split_dir)
+from .errors import ConfigError, CtnetError, DatasetError, TrainingError
 from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .fileio import atomic_write_text
 from .layers import configure_export_training
-from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_WORKERS, PIXEL_BIT_DEPTHS
+from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
-                     plain_model, replace_with_dct_convs)
+                     head, plain_model, refusal, replace_with_dct_convs)
 from .quant import shared_export_grids
 from .rate import RATE_GRIDS, rate_weight_at, regularisers
 
@@ -122,7 +123,7 @@ class TrainConfig:
             if str(f.type).startswith("float"):
                 check(isinstance(value, (int, float)) and math.isfinite(value),
                       f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
-        check(self.arch in ARCHITECTURES, f"--arch must be one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
+        check(self.arch in ARCHITECTURES, f"--arch: {refusal(self.arch)}")
         check(1 <= self.epochs <= 1_000_000, f"--epochs must be in 1..1000000, got {self.epochs}")
         check(self.optimizer in OPTIMIZERS, f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         check(0 < self.lr <= 10, f"--lr must be in (0, 10], got {self.lr}")
@@ -152,7 +153,8 @@ class TrainConfig:
         check(self.limit_train is None or self.limit_train >= 1, "--limit-train must be ≥ 1")
         check(self.limit_val is None or self.limit_val >= 1, "--limit-val must be ≥ 1")
         check(self.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1")
-        check(self.num_classes in (None, 10, 1000), f"--num-classes must be 10 or 1000 for ImageNette, got {self.num_classes}")
+        check(self.num_classes is None or 1 <= self.num_classes <= MAX_NUM_CLASSES,
+              f"--num-classes must be in [1, {MAX_NUM_CLASSES}], got {self.num_classes}")
         check(not (self.pretrained and self.init_from), "--pretrained and --init-from are exclusive")
         check(not (self.plain and self.pixel_bit_depth), "--pixel-bit-depth needs a CTNet model (drop --plain)")
         check(not (self.force and self.resume), "--force starts a new run and --resume continues one: pass one")
@@ -194,7 +196,7 @@ def _load_source(path: str) -> tuple[nn.Module, ModelSpec, dict]:
     return ckpt_io.model_from_checkpoint(source), source.spec, source.meta
 
 
-def _teacher(config: TrainConfig, spec: ModelSpec) -> nn.Module:
+def _teacher(config: TrainConfig, spec: ModelSpec, labels: dict[str, int]) -> nn.Module:
     """The --distill-from model, frozen, once it is shown to speak the student's labels."""
     assert config.distill_from is not None
     try:
@@ -204,8 +206,8 @@ def _teacher(config: TrainConfig, spec: ModelSpec) -> nn.Module:
     if tspec.num_classes != spec.num_classes:
         raise TrainingError(f"--distill-from {config.distill_from} has {tspec.num_classes} classes, "
                             f"the model being trained {spec.num_classes}")
-    labels = tmeta.get("label_map")
-    if labels is not None and labels != label_map(spec.num_classes):
+    taught = tmeta.get("label_map")
+    if taught is not None and any(taught.get(c) != i for c, i in labels.items()):
         raise TrainingError(f"--distill-from {config.distill_from} was trained with another label map")
     size = tmeta.get("image_size")
     if size is not None and size != config.image_size:
@@ -214,10 +216,14 @@ def _teacher(config: TrainConfig, spec: ModelSpec) -> nn.Module:
     return teacher.eval().requires_grad_(False)
 
 
-def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
-    """The starting model: resume > init-from > pretrained > random init."""
+def _build(config: TrainConfig, classes: int | None = None) -> tuple[nn.Module, ModelSpec, dict | None]:
+    """The starting model, its description and the label map it carries (None: it has
+    none): init-from > pretrained > random init with a head of ``--num-classes``, else
+    ``classes`` (the dataset's), else 10."""
+    labels = None
     if config.init_from:
-        model, spec, _ = _load_source(config.init_from)
+        model, spec, meta = _load_source(config.init_from)
+        labels = meta.get("label_map")
         if spec.arch != config.arch:
             raise TrainingError(f"--init-from {config.init_from} is a {spec.arch}, but --arch is {config.arch}")
         if config.num_classes not in (None, spec.num_classes):
@@ -233,15 +239,26 @@ def _build(config: TrainConfig) -> tuple[nn.Module, ModelSpec]:
         except PretrainedWeightsError as exc:  # torchvision's weights are not in its cache: say what to do
             raise TrainingError(str(exc)) from exc
     else:
-        model = plain_model(config.arch, num_classes=config.num_classes or 10)
-    num_classes = cast(nn.Linear, model.fc).out_features
+        model = plain_model(config.arch, num_classes=config.num_classes or classes or 10)
+    num_classes = head(model, config.arch).out_features
     if not config.plain and not any(hasattr(m, "weight_dct") for m in model.modules()):
         try:
             replace_with_dct_convs(model, block_size=config.dct_block_size, plain_1x1=config.plain_1x1, verify=True)
         except ConversionError as exc:  # the starting weights (e.g. --init-from's) do not convert faithfully
             raise TrainingError(f"{config.init_from or config.arch}: {exc}") from exc
     spec = ModelSpec(config.arch, num_classes, not config.plain, config.dct_block_size, config.plain_1x1)
-    return model, spec
+    return model, spec, labels
+
+
+def _labels(config: TrainConfig, classes: list[str], num_classes: int, carried: dict | None) -> dict[str, int]:
+    """The run's label map: the starting model's own when it names every class of the data
+    (its head keeps its meaning), else the dataset's for this head."""
+    if carried and set(classes) <= carried.keys():
+        return {c: carried[c] for c in sorted(classes)}
+    try:
+        return folder_label_map(classes, num_classes)
+    except DatasetError as exc:
+        raise TrainingError(f"{config.data}: {exc}") from None
 
 
 def _param_groups(model: nn.Module, weight_decay: float):
@@ -508,12 +525,16 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     rank, world, device = _dist_setup(config.device)
     torch.manual_seed(config.seed + rank)
     is_main = rank == 0
+    # the layout is checked before any model is built (evaluating needs only the val split)
+    classes = class_folders(split_dir(config.data, "val")) if config.evaluate_only else dataset_classes(config.data)
     if resume_ckpt is not None:
         model = ckpt_io.model_from_checkpoint(resume_ckpt)
-        spec = resume_ckpt.spec
+        spec, carried = resume_ckpt.spec, resume_ckpt.meta.get("label_map")
     else:
-        model, spec = _build(config)
-    teacher = _teacher(config, spec).to(device).to(memory_format=torch.channels_last) if config.distill_from else None
+        model, spec, carried = _build(config, len(classes))
+    labels = _labels(config, classes, spec.num_classes, carried)
+    teacher = _teacher(config, spec, labels).to(device).to(memory_format=torch.channels_last) \
+        if config.distill_from else None
     # every input is read and checked before the output folder is touched
     staging = None if config.evaluate_only else _prepare_output(config, is_main=is_main, log=log)
     out = staging or target  # a --force run trains beside the run it replaces, then swaps
@@ -523,15 +544,14 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     model.to(device).to(memory_format=torch.channels_last)  # faster on CUDA and on the CPU (oneDNN) alike
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    labels = label_map(spec.num_classes)
 
     progress = None
-    val = load_split(config.data, "val", num_classes=spec.num_classes, size=config.image_size,
+    val = load_split(config.data, "val", labels=labels, size=config.image_size,
                      limit=config.limit_val, cache=config.cache_dataset, device=device)
     if config.evaluate_only:
         result = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world)
         return {**result, "checkpoint": config.resume or config.init_from, "arch": spec.arch}
-    train = load_split(config.data, "train", num_classes=spec.num_classes, size=config.image_size,
+    train = load_split(config.data, "train", labels=labels, size=config.image_size,
                        limit=config.limit_train, cache=config.cache_dataset, device=device, progress=progress)
 
     ddp_model = model

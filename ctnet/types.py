@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .codec.manifest import EncodeSettings
+from .data import label_map_problem
 from .errors import CheckpointError
 from .limits import IMAGE_SIZE_RANGE, MAX_INT, PIXEL_BIT_DEPTHS
 from .models import ModelSpec
@@ -26,7 +27,8 @@ from .strict import JSONInvalid, parse_json
 
 FORMAT = "ctnet-checkpoint"
 VERSION = 1
-MAX_HEADER_CHARS = 1 << 20  # a checkpoint's metadata is a few kB; refuse megabytes of JSON
+# a checkpoint's metadata is a few kB, plus its label map: up to MAX_NUM_CLASSES names
+MAX_HEADER_CHARS = 32 << 20
 MAX_DEPTH = 8
 MAX_ITEMS = 100_000
 KNOWN_FIELDS = ("format", "version", "model", "label_map", "image_size", "pixel_bit_depth", "train_config",
@@ -208,11 +210,9 @@ class CheckpointMeta:
             _fail(where, f"'model': {exc}")
         label_map = doc.get("label_map")
         if label_map is not None:
-            _object(where, "label_map", label_map)
-            if len(label_map) > spec.num_classes:
-                _fail(where, f"'label_map' has {len(label_map)} entries for {spec.num_classes} classes")
-            for k, idx in label_map.items():
-                _int(where, f"label_map.{k}", idx, 0, spec.num_classes - 1)
+            problem = label_map_problem(label_map, spec.num_classes)
+            if problem:
+                _fail(where, f"'label_map' {problem}")
         image_size = _int(where, "image_size", doc.get("image_size", 128), *IMAGE_SIZE_RANGE)
         bits = doc.get("pixel_bit_depth", 0)
         if not _is_int(bits) or bits not in PIXEL_BIT_DEPTHS:

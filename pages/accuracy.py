@@ -1,5 +1,6 @@
-"""Accuracy: decoded against original top-1/top-5 on ImageNette (the embedded sample or a
-full copy), with a confusion matrix. It says exactly which decoded model it measures — the
+"""Accuracy: decoded against original top-1/top-5 on a dataset (the embedded ImageNette sample,
+a full copy or the user's own folder, read by the model's label map), with a confusion matrix
+in its class names. It says exactly which decoded model it measures — the
 bundle as stored, or one of the encodes of this checkpoint made in the Codec lab (picked
 here) — and measures in the background (with an estimate, progress and cancel); results are
 kept per (model content, codec settings, data, subset, device)."""
@@ -77,7 +78,8 @@ if missing:
                f"on this server ({'all' if not limit else limit} images).")
 if run:
     if not data_path:
-        st.error("No dataset folder given: type the path of an ImageNette copy (with val/<WNID>/ folders).")
+        st.error("No dataset folder given: type the path of a dataset (ImageNette, or your own with val/<class>/ "
+                 "folders).")
     else:
         try:
             for role, label, m, mid in missing:
@@ -113,7 +115,7 @@ if "original" in done and "decoded" in done:
 if done:
     role = "decoded" if "decoded" in done else "original"
     r = done[role]
-    names = class_names(loaded.label_map or label_map(num_classes))
+    names = class_names(loaded.label_map or (label_map(num_classes) if num_classes in (10, 1000) else {}))
     st.subheader(f"Confusion matrix ({role}, {r['images']} images on {r['device']})")
     st.plotly_chart(figures.confusion(r["confusion"], [names.get(c, str(c)) for c in r["classes"]]),
                     config={"displaylogo": False})

@@ -125,7 +125,8 @@ elif dec_acc is not None and not dec_acc.done:
     m3.metric("decoded top-1 (sample)", "measuring…")
 else:
     m3.metric("decoded top-1 (sample)", "–", help=dec_acc.error() if dec_acc is not None else
-              "No embedded sample to measure on.")
+              "No embedded sample to measure on, or the sample (ImageNette) holds classes this model was not "
+              "trained on: measure it on your data in the Accuracy page.")
 bpnz, h0 = res.bits_per_nonzero, res.entropy_bits_per_nonzero
 m4.metric("bits per non-zero level", f"{bpnz:.2f}" if bpnz else "–",
           help="Weight stream bytes × 8 / non-zero levels; H0 = the levels' zero-order entropy per non-zero.",

@@ -58,25 +58,38 @@ with st.expander("Per-layer table"):
 names = [r["layer"] for r in rows]
 if ss.get(keys.W_LAYER) not in names:
     ss[keys.W_LAYER] = next((r["layer"] for r in rows if r["kind"] == ci.KIND_SPATIAL), names[0])
+by_name = {r["layer"]: r for r in rows}
 layer = st.selectbox("Layer", names, key=keys.W_LAYER,
-                     format_func=lambda n: f"{n}  ({next(r for r in rows if r['layer'] == n)['kind']}, "
-                                           f"{next(r for r in rows if r['layer'] == n)['shape']})")
-row = next(r for r in rows if r["layer"] == layer)
+                     format_func=lambda n: f"{n}  ({by_name[n]['kind']}, {by_name[n]['structure']}, "
+                                           f"{by_name[n]['shape']})")
+row = by_name[layer]
 # the step this layer is judged at: q, or on the export grid its largest tile step
 lq = q if q is not None else max(float(row.get("q (largest step)") or 0.0), 1e-6)
 
-st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
-img = views.coefficient_image(key, layer, model)
+grid = ci.filter_grid(model, layer)  # depthwise kernels: their C·K_h × K_w image is too thin to look at
+if grid is None:
+    st.subheader(f"{layer} as the exported image ({row['image']}, log10 |c|)")
+    img = views.coefficient_image(key, layer, model)
+    tile: int | None = ss[keys.LAB_SETTINGS].tile
+    axes = (("output channel × k_h", "input channel (of its group) × k_w") if row["kind"] == ci.KIND_SPATIAL
+            else ("output feature", "input feature") if row["structure"].startswith("Linear")
+            else ("output channel", "input channel"))
+else:
+    img, per_row = grid
+    st.subheader(f"{layer}: its {row['shape'].split('×')[0]} filters, {per_row} to a row (log10 |c|)")
+    tile, axes = None, ("filter row × k_h", "filter column × k_w")
 shown, factor = ci.max_pool(ci.log_magnitude(img, FLOOR), MAX_HEATMAP_SIDE)
-tile = ss[keys.LAB_SETTINGS].tile
-axes = (("output channel × k_h", "input channel × k_w") if row["kind"] == ci.KIND_SPATIAL
-        else ("output channel", "input channel"))
 st.plotly_chart(figures.coefficient_heatmap(shown, factor, tile, math.log10(FLOOR), axes),
                 config={"displaylogo": False, "scrollZoom": True})
-note = f"Dotted lines: the {tile}×{tile} tiles that become video frames. Drag to zoom, double-click to reset."
+if grid is None:
+    note = f"Dotted lines: the {tile}×{tile} tiles that become video frames. "
+else:
+    note = (f"Filter n is the K_h×K_w block in grid row n // {per_row}, column n % {per_row}; the bundle stores "
+            f"them as the {row['image']} image. ")
+note += "Drag to zoom, double-click to reset."
 if factor > 1:
-    note += f" The {row['image']} image is shown max-pooled {factor}×{factor} (each cell is its block's largest |c|)."
-if row["kind"] == ci.KIND_SPATIAL:
+    note += f" Shown max-pooled {factor}×{factor} (each cell is its block's largest |c|)."
+if row["kind"] == ci.KIND_SPATIAL and grid is None:
     note += " Each filter is a K_h×K_w block: rows are output channels × k_h, columns input channels × k_w."
 st.caption(note)
 

@@ -17,7 +17,8 @@ path, key, loaded = ui.current_model("Rate–distortion")
 data, limit, device = ui.data_controls(keys.W_RD_DATA)
 limit = limit or None  # 0 = all
 if not data:
-    st.info("Type the path of an ImageNette copy (with val/<WNID>/ folders), or use the embedded sample.")
+    st.info("Type the path of a dataset (ImageNette, or your own with val/<class>/ folders), or use the embedded "
+            "sample.")
     st.stop()
 
 sweep = sweeps.sweep_job(path, data, limit)

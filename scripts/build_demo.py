@@ -53,9 +53,10 @@ def reencode(out: Path, data: str, settings) -> int:
             bundle = results_path.parent / r["bundle"]
             loaded = api.load_any(bundle)
             enc = api.encode(loaded, settings)
-            key = (loaded.num_classes, loaded.image_size)
+            key = (loaded.num_classes, loaded.image_size, json.dumps(loaded.label_map))
             if key not in splits:
-                splits[key] = load_split(data, "val", num_classes=key[0], size=key[1], cache=True)
+                splits[key] = load_split(data, "val", labels=loaded.label_map, num_classes=key[0], size=key[1],
+                                         cache=True)
             decoded = evaluate(api.decode(enc.files).model, splits[key], workers=0)
             was_v1 = "bn_crf" in r["settings"]  # v1 settings; a bundle replaced by an interrupted run is v2 already
             previous = r.get("previous") or {"version": 1 if was_v1 else loaded.bundle.version,
@@ -108,9 +109,10 @@ def main(argv=None) -> int:
             loaded = api.load_any(src / "checkpoints" / f"{role}.safetensors")
             enc = api.encode(loaded, settings)
             bundle = api.write_encoded(enc, dst / "bundles" / role, overwrite=True)
-            key = (loaded.num_classes, loaded.image_size)
+            key = (loaded.num_classes, loaded.image_size, json.dumps(loaded.label_map))
             if key not in splits:
-                splits[key] = load_split(args.data, "val", num_classes=key[0], size=key[1], cache=True)
+                splits[key] = load_split(args.data, "val", labels=loaded.label_map, num_classes=key[0],
+                                         size=key[1], cache=True)
             decoded = evaluate(api.decode(bundle).model, splits[key], workers=0)
             results[role] = {"bundle": f"bundles/{role}", "total_bytes": enc.total_bytes, "ratio": enc.ratio,
                              "epoch": loaded.epoch, "acc1_before_export": loaded.metrics.get("acc1"),

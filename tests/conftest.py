@@ -61,6 +61,25 @@ def tiny_imagenette(tmp_path_factory) -> Path:
     return root
 
 
+# four ImageNette classes under other names: a user's own image folder, made of real images
+RELABELLED = {"n01440764": "fish", "n02102040": "dog", "n03394916": "horn", "n03888257": "parachute"}
+
+
+@pytest.fixture(scope="session")
+def relabelled_data(tmp_path_factory) -> Path:
+    """A user's dataset: train/ and val/ with 4 classes of other names (3 and 2 real images
+    each, from the committed demo sample)."""
+    root = tmp_path_factory.mktemp("own-data")
+    for wnid, name in RELABELLED.items():
+        images = sorted((SAMPLE / wnid).iterdir())
+        for split, chosen in (("train", images[:3]), ("val", images[3:5])):
+            dest = root / split / name
+            dest.mkdir(parents=True)
+            for img in chosen:
+                shutil.copy(img, dest / img.name)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _default_codec(monkeypatch):
     """Tests expect the shipped defaults, whatever codec the shell asks for."""

@@ -5,7 +5,9 @@ import torch
 
 from ctnet.checkpoint import save_checkpoint
 from ctnet.cli import main
-from ctnet.data import (DatasetError, balanced_subset, download_imagenette, label_map, list_images, load_image, load_split,
+import ctnet.data
+from ctnet.data import (DatasetError, balanced_subset, class_names, dataset_classes, dataset_label_map,
+                        download_imagenette, folder_label_map, label_map, list_images, load_image, load_split,
                         split_dir)
 from trust_fixtures import SPEC, bomb, one_line_error
 
@@ -42,11 +44,11 @@ def test_bad_dataset_folders(tmp_path, tiny_imagenette):
         split_dir(tmp_path / "empty", "val")
     odd = tmp_path / "odd" / "val" / "n99999999"
     odd.mkdir(parents=True)
-    with pytest.raises(DatasetError, match="unknown class folder"):
+    with pytest.raises(DatasetError, match="n99999999 not among the model's 10 classes"):
         list_images(odd.parent, label_map(10))
     hollow = tmp_path / "hollow" / "val" / "n01440764"
     hollow.mkdir(parents=True)
-    with pytest.raises(DatasetError, match="no images"):
+    with pytest.raises(DatasetError, match="n01440764: class folder holds no images"):
         list_images(hollow.parent, label_map(10))
 
 
@@ -84,6 +86,53 @@ def test_download_rejects_bad_archives(tmp_path, tiny_imagenette):
     assert not (tmp_path / "escaped").exists()
     with pytest.raises(DatasetError, match="could not download"):
         download_imagenette("160", tmp_path / "d3", url=(tmp_path / "absent.tgz").as_uri())
+
+
+def test_any_image_folder_is_a_dataset(relabelled_data):
+    """Class names are the folders' (sorted), the class count is theirs; ImageNette keeps its
+    WordNet IDs (names shown, ImageNet indices under a 1000-class head)."""
+    assert dataset_classes(relabelled_data) == ["dog", "fish", "horn", "parachute"]
+    labels = dataset_label_map(relabelled_data)
+    assert labels == {"dog": 0, "fish": 1, "horn": 2, "parachute": 3}
+    assert class_names(labels) == {0: "dog", 1: "fish", 2: "horn", 3: "parachute"}
+    split = load_split(relabelled_data, "val", labels=labels, size=32)
+    assert len(split) == 8 and sorted(set(split.labels.tolist())) == [0, 1, 2, 3]
+    assert folder_label_map(["dog", "fish"], 10) == {"dog": 0, "fish": 1}  # a larger head: its first outputs
+    with pytest.raises(DatasetError, match="the dataset has 2 classes, more than the model's 1-class head"):
+        folder_label_map(["dog", "fish"], 1)
+    assert class_names(label_map(1000))[701] == "parachute"
+    with pytest.raises(DatasetError, match=r"class folder\(s\) parachute not among the model's 4 classes \(cat, dog"):
+        list_images(relabelled_data / "val", {"cat": 0, "dog": 1, "fish": 2, "horn": 3})
+
+
+def _dataset(root, train, val):
+    for split, classes in (("train", train), ("val", val)):
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                (root / split / name / f"{i}.png").write_bytes(b"")
+    return root
+
+
+def test_bad_layouts_are_named_errors(tmp_path, monkeypatch):
+    (tmp_path / "a" / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="has no val split"):
+        dataset_classes(tmp_path / "a")
+    with pytest.raises(DatasetError, match="class 'dog' is in val/ but not in train/"):
+        dataset_classes(_dataset(tmp_path / "b", {"cat": 1}, {"cat": 1, "dog": 1}))
+    with pytest.raises(DatasetError, match="class 'dog' .and 1 more. is in train/ but not in val/"):
+        dataset_classes(_dataset(tmp_path / "c", {"cat": 1, "dog": 1, "emu": 1}, {"cat": 1}))
+    empty = _dataset(tmp_path / "d", {"cat": 1, "dog": 0}, {"cat": 1, "dog": 1})
+    with pytest.raises(DatasetError, match="dog: class folder holds no images"):
+        list_images(empty / "train", dataset_label_map(empty))
+    with pytest.raises(DatasetError, match="a class name must not hold control characters"):
+        dataset_classes(_dataset(tmp_path / "e", {"new\nline": 1}, {"new\nline": 1}))
+    monkeypatch.setattr(ctnet.data, "MAX_NUM_CLASSES", 3)
+    with pytest.raises(DatasetError, match="more than 3 class folders"):
+        dataset_classes(_dataset(tmp_path / "f", dict.fromkeys("abcd", 1), dict.fromkeys("abcd", 1)))
+    (tmp_path / "g" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no class folders"):
+        dataset_classes(tmp_path / "g")
 
 
 # --- data: decompression bombs, worker errors --------------------------------------------------

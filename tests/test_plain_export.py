@@ -114,7 +114,7 @@ def test_export_simulation_and_plain_1x1_are_materialised():
 
 
 def test_to_torchvision_refuses_what_it_cannot_build(decoded):
-    with pytest.raises(plain.PlainExportError, match="not a torchvision ResNet"):
+    with pytest.raises(plain.PlainExportError, match="not a torchvision CNN ctnet can rebuild"):
         plain.to_torchvision(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     with pytest.raises(plain.PlainExportError, match="torchvision cannot build architecture 'ctnet99'"):
         plain.to_torchvision(decoded.model, "ctnet99")

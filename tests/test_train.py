@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from ctnet.checkpoint import read_checkpoint
 from ctnet.cli import main
@@ -99,7 +100,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_imagenette, tmp_path
     (["--lr", "-1"], "--lr"),
     (["--dct-dropout", "1.5"], "--dct-dropout"),
     (["--qstep", "0"], "--qstep"),
-    (["--num-classes", "7"], "--num-classes"),
+    (["--num-classes", "7"], "10 classes, more than the model's 7-class head"),
     (["--plain", "--pixel-bit-depth", "8"], "--pixel-bit-depth"),
 ])
 def test_out_of_range_flags(tiny_imagenette, tmp_path, flags, message, capsys):
@@ -160,6 +161,55 @@ def test_distill_from_trains_and_refuses_teachers_that_do_not_fit(tiny_imagenett
         last = capsys.readouterr().err.splitlines()[-1]  # (torch.compile's CUDA_HOME warning may precede it)
         assert last.startswith("ctnet train: error: --distill-from") and message in last, last
         assert not out.exists()
+
+
+def test_own_dataset_and_architecture_end_to_end(relabelled_data, tmp_path, capsys):
+    """A user's 4-class folder and a MobileNetV3: `ctnet train DATA` needs no class count; the
+    label map travels into the checkpoint, the bundle and the exported ONNX file, and every
+    evaluation reads the folders by it."""
+    run = tmp_path / "run"
+    assert main(["train", str(relabelled_data), "--arch", "mobilenet_v3_small", "--output-dir", str(run),
+                 "--epochs", "1", "--pixel-bit-depth", "8", "--rate-grid", "export", "--lambda-rate", "1e-6", *TINY]) == 0
+    best = run / "checkpoints" / "best.safetensors"
+    meta = read_checkpoint(best).meta
+    labels = {"dog": 0, "fish": 1, "horn": 2, "parachute": 3}
+    assert meta["model"]["arch"] == "mobilenet_v3_small" and meta["model"]["num_classes"] == 4
+    assert meta["label_map"] == labels
+    bundle = tmp_path / "bundle"
+    assert main(["encode", str(best), "--out", str(bundle), "--preset", "ultrafast"]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["label_map"] == labels
+    capsys.readouterr()
+    assert main(["decode", str(bundle), "--data", str(relabelled_data), "--out", str(tmp_path / "m.onnx"),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 8 and report["onnx_max_abs_diff"] < 1e-3
+    assert main(["eval", str(tmp_path / "m.onnx"), "--data", str(relabelled_data), "--json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["acc1"] == report["acc1"]
+
+
+def test_init_from_a_users_torchvision_state_dict(relabelled_data, tmp_path, capsys):
+    """`--init-from my.pth --arch NAME`: a plain torchvision state dict (here a MobileNetV2 with a
+    4-class head, saved the usual way) is recognised by its tensors, its head size read from
+    the weights; a wrong --arch is named."""
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(num_classes=4)
+    torch.save(net.state_dict(), tmp_path / "my.pth")
+    result = fit(TrainConfig(data=str(relabelled_data), output_dir=str(tmp_path / "r"), arch="mobilenet_v2",
+                             init_from=str(tmp_path / "my.pth"), evaluate_only=True, image_size=32, workers=0,
+                             device="cpu"), log=lambda *_: None)
+    assert result["images"] == 8 and result["arch"] == "mobilenet_v2"
+    run = tmp_path / "ft"
+    assert main(["train", str(relabelled_data), "--arch", "mobilenet_v2", "--init-from", str(tmp_path / "my.pth"),
+                 "--output-dir", str(run), "--epochs", "1", *TINY]) == 0
+    meta = read_checkpoint(run / "checkpoints" / "best.safetensors").meta
+    assert meta["model"]["num_classes"] == 4 and meta["label_map"] == {"dog": 0, "fish": 1, "horn": 2, "parachute": 3}
+    assert main(["train", str(relabelled_data), "--arch", "efficientnet_b0", "--init-from", str(tmp_path / "my.pth"),
+                 "--output-dir", str(tmp_path / "x"), *TINY]) == 2
+    assert "is a mobilenet_v2, but --arch is efficientnet_b0" in capsys.readouterr().err
+    torch.save({k: v for k, v in net.state_dict().items() if "features.18" not in k}, tmp_path / "cut.pth")
+    assert main(["train", str(relabelled_data), "--arch", "mobilenet_v2", "--init-from", str(tmp_path / "cut.pth"),
+                 "--output-dir", str(tmp_path / "y"), *TINY]) == 2
+    assert "fits no architecture CTNet holds; the closest: weights do not fit a mobilenet_v2" in capsys.readouterr().err
 
 
 # --- runs are never lost; temporary files; modes; disk full ----------------------------------

@@ -10,10 +10,10 @@ import argparse
 import json
 import time
 
-from ..api import (ARCHITECTURES, BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, EncodeSettings,
-                   LoadedModel, check_destination, check_encode_destination, decode, default_codec, encode,
-                   evaluate_model, load_any, verify, write_decoded, write_encoded)
-from .common import ArgumentParser, _guarded, add_eval_args
+from ..api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, EncodeSettings, LoadedModel,
+                   check_destination, check_encode_destination, decode, default_codec, encode, evaluate_model, load_any,
+                   verify, write_decoded, write_encoded)
+from .common import ArgumentParser, _guarded, add_arch_arg, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
@@ -87,8 +87,7 @@ def _load(args) -> LoadedModel:
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="checkpoint file (safetensors or weights-only .pt) or bundle directory")
     p.add_argument("--checkpoint", "--resume", dest="checkpoint_flag", metavar="CKPT", help="same as CKPT")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES),
-                   help="refuse a checkpoint of another architecture")
+    add_arch_arg(p, default=None, help="refuse a checkpoint of another architecture")
     p.add_argument("--dct-block-size", type=int, default=None, help="refuse a checkpoint trained with another block size")
 
 
@@ -154,7 +153,8 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
-    p.add_argument("--data", help="ImageNette root (val/ is used) to report decoded top-1/top-5")
+    p.add_argument("--data", help="dataset root (its val/ is used: ImageNette or your own) to report decoded "
+                   "top-1/top-5")
     p.add_argument("--out", metavar="FILE", help="write the decoded model to FILE (atomically)")
     p.add_argument("--format", default=None, metavar="FMT",
                    help="safetensors: plain torchvision state dict (default; .onnx files: onnx), "

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from ..api import MAX_BATCH_SIZE, MAX_WORKERS, CtnetError, UnverifiedWarning
+from ..api import ARCHITECTURES, MAX_BATCH_SIZE, MAX_WORKERS, CtnetError, UnverifiedWarning, architecture_refusal
 
 BUG_EXIT = 1  # anything is_user_error does not accept is a bug
 
@@ -39,7 +39,7 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
 
 
 def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, workers_help: str | None = None) -> None:
-    """The flags of every command that evaluates on ImageNette val: --limit, --device,
+    """The flags of every command that evaluates on a val split: --limit, --device,
     --batch-size, --workers (default: up to 4, no more than the cores), --json."""
     p.add_argument("--limit", type=int_in(1), default=None, help="evaluate N class-balanced val images (default all)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -49,6 +49,17 @@ def add_eval_args(p: argparse.ArgumentParser, *, workers: int | None = None, wor
                    default=min(4, os.cpu_count() or 1) if workers is None else workers,
                    help=(workers_help or "data loader workers") + f" (0..{MAX_WORKERS})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_arch_arg(p: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """``--arch NAME``: a registered architecture (``ctnet.api.ARCHITECTURES``); any other
+    name is refused with the reason (a vision transformer, an unregistered CNN, a typo)."""
+    def architecture(name: str) -> str:
+        if name not in ARCHITECTURES:
+            raise argparse.ArgumentTypeError(architecture_refusal(name))
+        return name
+    p.add_argument("--arch", default=default, type=architecture, metavar="NAME",
+                   help=f"{help}: {', '.join(ARCHITECTURES)}")
 
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])  # ctnet/

@@ -5,14 +5,15 @@ import argparse
 import json
 
 from .. import api
-from .common import ArgumentParser, _guarded, add_eval_args, int_in
+from .common import ArgumentParser, _guarded, add_arch_arg, add_eval_args, int_in
 
 
 # --- summary -------------------------------------------------------------------------------
 
 def summary_main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture.")
-    p.add_argument("--arch", default="resnet18", choices=sorted(api.ARCHITECTURES))
+    p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture: the "
+                                "share of its parameters in spatial DCT convs, channel-DCT 1×1, plain and other layers.")
+    add_arch_arg(p, default="resnet18", help="the torchvision CNN")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--dct-block-size", type=int, default=16)
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convolutions plain (ResNet-50 hybrid)")
@@ -25,10 +26,10 @@ def summary_main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(f"{'group':<18}{'layers':>8}{'parameters':>14}{'fp32 bytes':>14}{'fp32 MiB':>10}")
+            print(f"{'group':<18}{'layers':>8}{'parameters':>14}{'share':>9}{'fp32 bytes':>14}{'fp32 MiB':>10}")
             for r in rows:
-                print(f"{r['group']:<18}{r['layers']:>8}{r['parameters']:>14,}{r['fp32_bytes']:>14,}"
-                      f"{r['fp32_bytes'] / 2**20:>10.1f}")
+                print(f"{r['group']:<18}{r['layers']:>8}{r['parameters']:>14,}{100 * r['share']:>8.1f}%"
+                      f"{r['fp32_bytes']:>14,}{r['fp32_bytes'] / 2**20:>10.1f}")
         return 0
     return _guarded("ctnet summary", run)
 
@@ -37,16 +38,21 @@ def summary_main(argv: list[str] | None = None) -> int:
 
 def train_parser() -> argparse.ArgumentParser:
     d = api.TrainConfig(data="")
-    p = ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on ImageNette.")
-    p.add_argument("data", help="ImageNette root holding train/ and val/ WNID folders")
+    p = ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on an image "
+                                "folder (ImageNette or your own).")
+    p.add_argument("data", help="dataset root holding train/<class>/ and val/<class>/ image folders (ImageNette's "
+                   "WordNet IDs or any class names)")
     p.add_argument("--output-dir", default=d.output_dir)
-    p.add_argument("--arch", default=d.arch, choices=sorted(api.ARCHITECTURES))
+    add_arch_arg(p, default=d.arch, help="the torchvision CNN")
     p.add_argument("--plain", action="store_true", help="train the plain torchvision model (baseline, no DCT, no rate)")
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convs as plain Conv2d (ResNet-50 hybrid)")
-    p.add_argument("--num-classes", type=int, default=None, help="10 (default) or 1000 (ImageNet head; labels remapped)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="head size (default: one per class folder; --init-from reads it from the weights); 1000 on "
+                        "ImageNette maps its WordNet IDs to ImageNet indices")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights (from its cache)")
-    p.add_argument("--init-from", metavar="CKPT", help="start from a trained plain or CTNet checkpoint")
+    p.add_argument("--init-from", metavar="CKPT", help="start from a trained plain or CTNet checkpoint, a bundle, or a "
+                   "plain torchvision state dict (.pt/.pth) of the --arch")
     p.add_argument("--optimizer", default=d.optimizer, choices=list(api.OPTIMIZERS))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
@@ -108,11 +114,12 @@ def train_main(argv: list[str] | None = None) -> int:
 # --- eval ------------------------------------------------------------------------------------
 
 def eval_main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on ImageNette val of a checkpoint, a bundle, "
+    p = ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on a val split of a checkpoint, a bundle, "
                                 "or a file written by `ctnet decode --out` (plain safetensors in torchvision, "
                                 ".onnx in onnxruntime).")
     p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
-    p.add_argument("--data", required=True, help="ImageNette root (its val/ is used) or a folder of WNID folders")
+    p.add_argument("--data", required=True, help="dataset root (its val/ is used) or a folder of class folders, read "
+                   "by the model's label map")
     add_eval_args(p)
     args = p.parse_args(argv)
 

@@ -15,7 +15,7 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="ctnet rd", description="Rate–distortion curves: bytes against decoded top-1 "
                                 "for every codec, NNCodec and INT8/INT4 + zstd, on the same weights.")
     p.add_argument("source", help="checkpoint file or bundle directory")
-    p.add_argument("--data", required=True, help="ImageNette root (its val/ is used)")
+    p.add_argument("--data", required=True, help="dataset root (its val/ is used: ImageNette or your own)")
     p.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
                    help="bundle codecs to sweep (default all: hevc h264 av1 ffv1 xz zstd); 'none' for none")
     p.add_argument("--bits", type=int, nargs="+", default=list(DEFAULT_BITS), help="bit depths (each codec: those it has)")

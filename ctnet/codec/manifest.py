@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields
 
+from ..data import label_map_problem
 from ..errors import BundleError
 from ..limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_DITHER, MAX_INT
 from ..models import ModelSpec
@@ -32,13 +33,12 @@ VERSION = 2
 READS = (1, 2)
 MANIFEST = "manifest.json"
 TABLES = "tables.bin"
-MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_BYTES = 32 << 20  # a few kB, plus the label map: up to 100,000 class names
 MAX_FILE_BYTES = 4 << 30
 MAX_DEPTH = 16  # a manifest nests 4 levels deep
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHECK = re.compile(r"^[0-9a-f]{16}$")
-_WNID = re.compile(r"^n[0-9]{8}$")
 BN_MODES = ("affine", "raw")
 MAX_TILE = 1024
 ROLES = ("weights", "tables")
@@ -312,12 +312,9 @@ class Manifest:
             raise BundleError(f"manifest field 'model': {exc}") from None
         labels = _get(m, "label_map", "")
         if labels is not None:
-            if not isinstance(labels, dict) or not 1 <= len(labels) <= min(spec.num_classes, 1000) or not all(
-                    isinstance(k, str) and _WNID.match(k) and isinstance(v, int) and not isinstance(v, bool)
-                    and 0 <= v < spec.num_classes for k, v in labels.items()) \
-                    or len(set(labels.values())) != len(labels):
-                raise BundleError(f"manifest field 'label_map' must map WordNet IDs to distinct class indices "
-                                  f"below {spec.num_classes}")
+            problem = label_map_problem(labels, spec.num_classes)
+            if problem:
+                raise BundleError(f"manifest field 'label_map' {problem}")
             labels = dict(labels)
         source = get_obj(m, "source", "")
         settings = EncodeSettings.from_dict(get_obj(m, "settings", ""))

@@ -11,7 +11,7 @@ frames 341,453 B; x265 presets and CTU size moved it < 1 % — ``python bench/la
 * a spatial DCT convolution (O, I, Kh, Kw) becomes Kh·Kw *frequency planes* of O×I levels
   (plane (kh, kw) holds that DCT frequency of every filter);
 * channel-DCT 1×1 matrices and the classifier stay one R×C plane;
-* vectors are one 1×N plane.
+* vectors (and any tensor that is neither 4-D nor 2-D) are one 1×N plane.
 
 Each layer's rows and columns may be reordered (``order="count"``): every row (and column)
 gets a *class*, its rank among 8 quantiles of the per-row non-zero count over all the
@@ -28,6 +28,7 @@ No PyAV here: this module is numpy only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,19 +89,18 @@ class LayerPlan:
 
 
 def arrangement(shape: tuple[int, ...]) -> str:
-    return {4: "frequency planes", 2: "matrix", 1: "vector"}[len(shape)]
+    return {4: "frequency planes", 2: "matrix"}.get(len(shape), "vector")
 
 
 def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(planes, plane height, plane width) of a tensor of ``shape``."""
+    """(planes, plane height, plane width) of a tensor of ``shape``: anything not 4-D or 2-D
+    (vectors, ConvNeXt's (C, 1, 1) layer scale) is one 1×N plane."""
     if len(shape) == 4:
         o, i, kh, kw = shape
         return kh * kw, o, i
     if len(shape) == 2:
         return 1, shape[0], shape[1]
-    if len(shape) == 1:
-        return 1, 1, shape[0]
-    raise ValueError(f"cannot plan a {len(shape)}-D tensor")
+    return 1, 1, math.prod(shape)
 
 
 @dataclass(frozen=True)
