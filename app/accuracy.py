@@ -20,6 +20,7 @@ from app.keys import sample_dir
 from app.models import describe, digest, load
 from app.views import layer_summary
 from ctnet import api, runs
+from ctnet import inspect as ci
 from ctnet.api import EncodeSettings, LoadedModel
 
 
@@ -65,7 +66,43 @@ def evaluate(model, data, device: str, progress=None) -> dict:
     dev = api.resolve_device(device)
     m = model if dev.type == "cpu" else copy.deepcopy(model).to(dev)
     with torch.no_grad():
-        return api.evaluate(m, data, device=dev, batch_size=100, progress=progress, confusion=True)
+        return api.evaluate(m, data, device=dev, batch_size=100, progress=progress, confusion=True, hits=True)
+
+
+def paired(reference: dict | None, model: dict | None) -> ci.PairedDelta | None:
+    """The change of top-1 from ``reference`` to ``model`` (two accuracy results on the same
+    images), image by image, with its 95 % interval; None when either is missing or they were
+    measured on different images."""
+    if not reference or not model or "hits" not in reference or "hits" not in model:
+        return None
+    if reference.get("data") != model.get("data") or len(reference["hits"]) != len(model["hits"]):
+        return None
+    return ci.paired_delta(reference["hits"], model["hits"])
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.2f}".replace("-", "−")
+
+
+def delta_text(d: ci.PairedDelta, against: str = "source") -> str:
+    """"−0.20 pt ± 0.39 vs source" (95 % interval, paired on the same images)."""
+    return f"{_signed(d.delta)} pt ± {d.half_width:.2f} vs {against}"
+
+
+def delta_words(d: ci.PairedDelta) -> str:
+    """What the interval means, for a caption beside it."""
+    changed = d.lost + d.gained
+    if not changed:
+        return f"no image of the {d.images:,} changed its top-1 prediction: the same accuracy."
+    sure = d.low > 0 or d.high < 0
+    return (f"{changed} of the {d.images:,} images changed their top-1 ({d.lost} now wrong, {d.gained} now right); "
+            f"95 % interval {_signed(d.low)} … {_signed(d.high)} pt, paired on the same images — "
+            + ("a real change." if sure else "not distinguishable from no change on these images."))
+
+
+def chance_level(acc1: float, num_classes: int) -> bool:
+    """A top-1 no better than about twice chance: the model is broken, not slightly worse."""
+    return acc1 <= 200.0 / max(num_classes, 1)
 
 
 def devices() -> list[str]:

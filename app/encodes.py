@@ -13,16 +13,27 @@ import streamlit as st
 from app import forms
 from app.background import lab_worker, runner
 from app.jobs import Job
-from app.keys import LAB_ENCODES
+from app.keys import LAB_ENCODES, demo_dir
 from app.models import describe, digest, load
 from app.worker import Worker
 from ctnet import api
 from ctnet.api import EncodeSettings, LoadedModel
 
 
-# seconds per encode at each preset before one was timed here (CTNet-18, 2 cores)
-ENCODE_PRIOR = {"ultrafast": 6.0, "superfast": 6.0, "veryfast": 6.5, "faster": 7.0, "fast": 7.0, "medium": 8.0,
-                "slow": 15.0, "slower": 40.0, "veryslow": 80.0, "placebo": 160.0}
+# seconds per MB of coded model at each preset before one was timed here (a 2.9 MB CTNet-18, 2 cores)
+ENCODE_PRIOR = {"ultrafast": 2.0, "superfast": 2.0, "veryfast": 2.2, "faster": 2.4, "fast": 2.4, "medium": 2.8,
+                "slow": 5.0, "slower": 14.0, "veryslow": 28.0, "placebo": 55.0}
+MIN_UNITS = 0.3  # MB: below it an encode's time is mostly its fixed cost (load, tables, decode)
+
+
+def encode_units(loaded: LoadedModel) -> float:
+    """What an encode's time scales with: the model's coded size in MB — its bundle's bytes,
+    else training's estimate of them, else its non-zero weights at ~6 bits each (a dense
+    uploaded model codes ~10× slower than a sparse CTNet)."""
+    size = loaded.bundle.total_bytes if loaded.bundle is not None else loaded.metrics.get("est_bytes_export")
+    if not isinstance(size, (int, float)) or size <= 0:
+        size = 0.75 * sum(int(p.count_nonzero()) for p in loaded.model.parameters() if p.dim() > 1)
+    return max(float(size) / 1e6, MIN_UNITS)
 
 
 def encode_key(path: str, settings: EncodeSettings) -> tuple:
@@ -94,27 +105,75 @@ def prepare_encoder(source: str) -> None:
                     lambda job: worker.run("prepare", {"path": source}, report=job.report, cancel=job.cancel_event))
 
 
-def encode_estimate(settings: EncodeSettings) -> float | None:
-    return runner().estimate(f"encode:{settings.preset}", 1, ENCODE_PRIOR.get(settings.preset))
+def _rate_key(settings: EncodeSettings) -> str:
+    return f"encode:{settings.codec}:{settings.preset}:{'lossless' if settings.crf == 0 else 'lossy'}"
+
+
+def encode_estimate(settings: EncodeSettings, loaded: LoadedModel) -> float | None:
+    """Seconds an encode of ``loaded`` at ``settings`` should take: this server's last encode at
+    the same codec, preset and rate mode per MB of model, times this model's size."""
+    return runner().estimate(_rate_key(settings), encode_units(loaded), ENCODE_PRIOR.get(settings.preset))
 
 
 def start_encode(source: str, settings: EncodeSettings) -> Job:
     """The encode of ``source`` at ``settings``: the existing job (running or done), else a
     new one (queued behind any other). A bad combination raises BundleError, in the page."""
     forms.valid(settings)
-    preview = preview_settings(settings, load(source))  # a checkpoint that does not load fails here, in the page
+    loaded = load(source)  # a checkpoint that does not load fails here, in the page
+    preview = preview_settings(settings, loaded)
     if preview is not None and encode_job(source, settings) is None:
-        _submit_encode(source, preview, f"Preview of {describe(source)} at {PREVIEW_PRESET}")
-    job = _submit_encode(source, settings, f"Encoding {describe(source)} at {settings.preset}")
+        _submit_encode(source, loaded, preview, f"Preview of {describe(source)} at {PREVIEW_PRESET}", of=settings)
+    job = _submit_encode(source, loaded, settings, f"Encoding {describe(source)} at {settings.preset}")
     encodes = [k for k in st.session_state[LAB_ENCODES] if k != job.key]
     st.session_state[LAB_ENCODES] = encodes + [job.key]
     return job
 
 
-def _submit_encode(source: str, settings: EncodeSettings, label: str) -> Job:
+def _submit_encode(source: str, loaded: LoadedModel, settings: EncodeSettings, label: str,
+                   of: EncodeSettings | None = None) -> Job:
     return runner().submit(encode_key(source, settings), "encode", label, _encode_work(source, settings, lab_worker()),
-                           units=1, prior=ENCODE_PRIOR.get(settings.preset), rate_key=f"encode:{settings.preset}",
-                           meta={"source": source, "settings": settings})
+                           units=encode_units(loaded), prior=ENCODE_PRIOR.get(settings.preset),
+                           rate_key=_rate_key(settings), meta={"source": source, "settings": settings,
+                                                               "preview_of": of})
+
+
+def drop_preview(path: str, settings: EncodeSettings) -> None:
+    """The exact encode is in: its preview's slot goes back to the server's other encodes."""
+    preview = preview_settings(settings)
+    if preview is not None:
+        runner().forget(encode_key(path, preview))
+
+
+HISTORY_KEEP = 500  # encode summaries the server keeps (a few hundred bytes each)
+
+
+@st.cache_resource
+def history() -> dict[tuple, dict]:
+    """job key → :func:`encode_summary` of every finished encode on this server, oldest first:
+    what the lab lists after the job store has dropped an encode's decoded model (it keeps
+    ``jobs.KEEP["encode"]``), and after a reload."""
+    return {}
+
+
+def remember(job: Job, fidelity) -> dict:
+    """Keep ``job``'s summary (once); the oldest go past HISTORY_KEEP."""
+    store = history()
+    if job.key not in store:
+        store[job.key] = encode_summary(job, fidelity)
+        while len(store) > HISTORY_KEEP:
+            store.pop(next(iter(store)))
+    return store[job.key]
+
+
+def encode_summary(job: Job, fidelity) -> dict:
+    """What the server keeps of a finished encode once it drops the decoded model: a few
+    numbers (the lab's list of this checkpoint's encodes)."""
+    lab = job.result()
+    res, s = lab["result"], lab["settings"]
+    return {"key": job.key, "digest": job.key[1], "settings": s, "label": forms.label(s), "bytes": res.total_bytes,
+            "ratio": res.ratio, "nonzero": res.nonzero, "seconds": lab["seconds"], "finished": job.finished or 0.0,
+            "exact": fidelity.exact, "lossless": fidelity.lossless, "max_error": fidelity.max_error, "top1": None,
+            "delta": None}
 
 
 def encodes_of(path: str | None) -> list[Job]:
@@ -139,3 +198,31 @@ def frame_bytes(path: str, loaded: LoadedModel, settings: EncodeSettings) -> tup
     if b is not None and b.frame_bytes is not None and loaded.settings == settings:
         return [x or None for x in b.frame_bytes], "this bundle's manifest"
     return None, None
+
+
+# --- per-layer grids (the Codec lab) -----------------------------------------------------------------
+
+SENSITIVITY_DIR = "sensitivity"  # beside the demo's runs: the sensitivity profiles of its bundles (read-only)
+
+
+def sensitivity_profile(d: str) -> api.SensitivityProfile | None:
+    """The sensitivity profile of the model with content hash ``d``: the demo's, else this
+    machine's (``ctnet encode --bit-depth auto`` caches it); None when none was measured.
+    Read on every call (a small file), so a profile measured meanwhile shows up."""
+    return api.find_profile(d, folders=(demo_dir() / SENSITIVITY_DIR,))
+
+
+def layer_grid_maps(path: str, loaded: LoadedModel, budget: float) -> tuple[dict[str, dict[str, int]], str | None]:
+    """The per-layer grids the lab offers for ``path``: the allocation of its sensitivity
+    profile at ``budget``, and a format-v2 bundle's own per-layer grid when it has one; and why
+    the profile cannot be used, when it cannot (a damaged or outdated file: the page says so)."""
+    maps, problem = {}, None
+    try:
+        prof = sensitivity_profile(digest(path))
+        if prof is not None:
+            maps[forms.AUTO] = api.allocate_layer_bits(prof, budget)
+    except api.AllocationError as exc:
+        problem = str(exc)
+    if loaded.settings is not None and loaded.settings.layer_bits:
+        maps[forms.OWN] = dict(loaded.settings.layer_bits)
+    return maps, problem

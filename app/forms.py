@@ -12,11 +12,18 @@ import streamlit as st
 from ctnet.api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, MAX_DITHER, ORDERS, PRESETS, BundleError, EncodeSettings,
                        default_codec)
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings))
-TYPES = {f.name: type(getattr(EncodeSettings(), f.name)) for f in fields(EncodeSettings)}
+# every field but the per-layer grids, which have their own widget (LAYER_GRID) and travel in
+# a settings dict only when set ("layer_bits", as EncodeSettings.to_dict writes it)
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EncodeSettings) if f.name != "layer_bits")
+TYPES = {n: type(getattr(EncodeSettings(), n)) for n in FIELDS}
 TILES = (64, 128, 256)
 PREFIX = "w_lab_"
 LOSSLESS = PREFIX + "lossless"  # CRF is one field, two widgets: a lossless box and a slider
+LAYER_GRID = PREFIX + "layer_grid"  # UNIFORM or one of the per-layer maps the page offers (LAYER_MAPS)
+LAYER_MAPS = "lab_layer_maps"  # choice → {tensor: bits}, set by the page before the widgets are read
+UNIFORM = "uniform (grid bit depth)"
+AUTO = "auto (measured sensitivity)"  # the per-layer grids the lab can offer
+OWN = "this bundle's own"
 
 LABELS = {"codec": "Codec", "crf": "CRF (when not lossless)", "bit_depth": "Grid bit depth", "pix_fmt": "Pixel format",
           "preset": "Preset", "frame": "Frame size", "order": "Row/column order", "bn_mode": "BatchNorm",
@@ -30,7 +37,7 @@ HELP = {
     "frame": "Side of the coded frames: every layer's frequency planes are packed into S×S frames.",
     "order": "count: each layer's rows and columns sorted by their non-zero count (zeros gather, whole frames "
              "drop out); natural: model order.",
-    "bn_mode": "affine: BN as its eval-mode scale and shift in float16; raw: the four float32 vectors (exact).",
+    "bn_mode": "affine: BN as its eval-mode scale and shift, as 24-bit floats; raw: the four float32 vectors (exact).",
     "tile": "The quantisation grid's tile (each tile has its own scale); training used 128.",
     "preset": "Encoder speed/size trade-off (video codecs).",
 }
@@ -62,6 +69,8 @@ def disabled(name: str, s: EncodeSettings) -> bool:
         return not c.lossy or s.crf == 0
     if name == "seed":
         return not s.dither
+    if name == "bit_depth":  # a per-layer grid sets it (to its largest layer's)
+        return st.session_state.get(LAYER_GRID, UNIFORM) != UNIFORM
     return False
 
 
@@ -78,6 +87,9 @@ def widget_values(s: EncodeSettings) -> dict:
     out = {key(n): getattr(s, n) for n in FIELDS}
     out[LOSSLESS] = s.crf == 0
     out[key("crf")] = s.crf or 20
+    maps = st.session_state.get(LAYER_MAPS) or {}
+    own = dict(s.layer_bits)
+    out[LAYER_GRID] = next((k for k, m in maps.items() if own and m == own), UNIFORM)
     return out
 
 
@@ -95,6 +107,9 @@ def from_widgets() -> EncodeSettings:
     s = {n: TYPES[n](ss[key(n)]) for n in FIELDS}
     c = CODECS[s["codec"]]
     s["crf"] = 0 if (ss[LOSSLESS] or not c.lossy) else int(ss[key("crf")])
+    layer_bits = (ss.get(LAYER_MAPS) or {}).get(ss.get(LAYER_GRID))
+    if layer_bits:
+        s.update(bit_depth=max(layer_bits.values()), layer_bits=dict(layer_bits))
     return EncodeSettings(**s)
 
 
@@ -131,10 +146,18 @@ def render(width: int = 230) -> EncodeSettings:
     """Every field of EncodeSettings as a widget, each in a box ``width`` px wide that wraps
     to the next line (usable from 800 px wide up); the settings they hold."""
     s = from_widgets()
+    maps = st.session_state.get(LAYER_MAPS) or {}
     with st.container(horizontal=True, wrap=True, gap="medium"):
         for name in FIELDS:
             with st.container(width=width):
                 _widget(name, s)
+        with st.container(width=width):
+            options = [UNIFORM, *maps]
+            if st.session_state.get(LAYER_GRID) not in options:
+                st.session_state[LAYER_GRID] = UNIFORM
+            st.selectbox("Per-layer grid", options, key=LAYER_GRID, disabled=not maps,
+                         help="A grid per layer, chosen by each layer's measured sensitivity on a slice of the "
+                              "train split (ctnet encode --bit-depth auto), or the one a bundle was coded with.")
     return from_widgets()
 
 
@@ -143,8 +166,10 @@ def render(width: int = 230) -> EncodeSettings:
 def label(s: EncodeSettings) -> str:
     """One line naming codec settings: codec, preset, rate, grid, frames, order, BN."""
     c = CODECS.get(s.codec)
+    bits = [b for _, b in s.layer_bits]
+    grid = f"per-layer {min(bits)}–{max(bits)}-bit" if bits else f"{s.bit_depth}-bit"
     parts = [s.codec] + ([s.preset] if c is not None and c.uses_preset else []) + [
-        "lossless" if s.crf == 0 else f"CRF {s.crf}", f"{s.bit_depth}-bit {s.pix_fmt}", f"{s.frame}² frames"]
+        "lossless" if s.crf == 0 else f"CRF {s.crf}", f"{grid} {s.pix_fmt}", f"{s.frame}² frames"]
     if s.dither:
         parts.append(f"dither {s.dither:g} (seed {s.seed})")
     parts.append(f"BN {s.bn_mode}")
@@ -156,7 +181,15 @@ def label(s: EncodeSettings) -> str:
 
 def diff(a: EncodeSettings, b: EncodeSettings) -> list[str]:
     """``field: a → b`` for every field that differs."""
-    return [f"{n} {getattr(a, n)!s} → {getattr(b, n)!s}" for n in FIELDS if getattr(a, n) != getattr(b, n)]
+    out = [f"{n} {getattr(a, n)!s} → {getattr(b, n)!s}" for n in FIELDS if getattr(a, n) != getattr(b, n)]
+    if a.layer_bits != b.layer_bits:
+        out.append("per-layer grid " + " → ".join(_grid_name(x) for x in (a, b)))
+    return out
+
+
+def _grid_name(s: EncodeSettings) -> str:
+    bits = [b for _, b in s.layer_bits]
+    return f"{min(bits)}–{max(bits)} bits" if bits else "uniform"
 
 
 def to_query(s: EncodeSettings) -> dict[str, str]:

@@ -124,14 +124,67 @@ def import_upload(name: str, data: bytes) -> str:
     return path
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _upload_entry(label: str, path: str, stamp: tuple) -> runs.Entry:
+    loaded = load(path)
+    b, m = loaded.bundle, loaded.metrics
+    return runs.Entry(run="uploads", roles=(label,), path=path, kind="bundle" if b is not None else "checkpoint",
+                      epoch=loaded.epoch, arch=loaded.spec.arch, acc1=m.get("acc1"), acc5=m.get("acc5"),
+                      est_bytes=m.get("est_bytes_export"), real_bytes=b.total_bytes if b is not None else None,
+                      fp32_bytes=b.fp32_bytes if b is not None else m.get("fp32_bytes"), nonzero=m.get("nonzero"))
+
+
+def upload_entries(uploads: list[tuple[str, str]]) -> list[runs.Entry]:
+    """This session's uploads as entries the Pareto plot can draw (those that still load)."""
+    out = []
+    for label, path in uploads:
+        try:
+            out.append(_upload_entry(label, path, runs.stamp(path)))
+        except Exception:  # noqa: BLE001 - a gone or broken upload is simply not drawn
+            continue
+    return out
+
+
 def remember_upload(label: str, path: str) -> None:
     uploads = [u for u in st.session_state[UPLOADS] if u[1] != path]
     st.session_state[UPLOADS] = uploads + [(label, path)]
 
 
-def default_entry(entries: list[runs.Entry]) -> runs.Entry | None:
-    """What the app opens on: the most accurate checkpoint on the frontier (decoded
-    accuracy when the run measured it)."""
+@st.cache_data(max_entries=8, show_spinner=False)
+def _demo_index(folder: str, stamp: tuple) -> tuple[runs.DemoIndex, str | None]:
+    try:
+        return runs.read_demo_index(folder), None
+    except runs.RunError as exc:
+        return runs.DemoIndex(folder), str(exc)
+
+
+def demo_index(folder: str | os.PathLike) -> tuple[runs.DemoIndex, str | None]:
+    """The browsed folder's ``demo.json`` (its default checkpoint, its runs' baselines) and the
+    reason it was ignored, if it was (an empty index then)."""
+    p = Path(folder).expanduser() / runs.DEMO_INDEX
+    stamp = (p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None
+    return _demo_index(str(Path(folder).expanduser()), (str(p), stamp))
+
+
+def baselines(catalog: list[runs.Run], folder: str | os.PathLike) -> dict[str, runs.Baseline | None]:
+    """run name → the baseline it was fine-tuned from (``runs.baseline``: the folder's
+    demo.json, the --init-from file, the demo's DEMO.md notes)."""
+    folder = Path(folder).expanduser()
+    notes_file = folder / "DEMO.md"
+    notes = runs.notes_baselines(notes_file.read_text(encoding="utf-8")) if notes_file.is_file() else {}
+    index, _ = demo_index(folder)
+    return {r.name: runs.baseline(r, notes, index) for r in catalog}
+
+
+def default_entry(entries: list[runs.Entry], index: runs.DemoIndex | None = None) -> runs.Entry | None:
+    """What the app opens on: the checkpoint the folder's demo.json names as ``default``, else
+    the most accurate checkpoint on the frontier (decoded accuracy when the run measured it)."""
+    want = index.default_path() if index is not None else None
+    if want:
+        want = os.path.normpath(want)
+        for e in entries:
+            if want in {os.path.normpath(Path(e.path).parent / r) for r in e.roles} | {os.path.normpath(e.path)}:
+                return e
     which = "decoded" if entries and all(e.decoded for e in entries) else "acc1"
     front = runs.frontier(entries, which)
     if front:

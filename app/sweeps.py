@@ -2,6 +2,8 @@
 shipped sweeps and ``ctnet rd``'s cache) and a sweep of the missing ones in the background."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app.accuracy import data_id, dataset_stamp, split
@@ -9,7 +11,8 @@ from app.background import runner
 from app.jobs import Job
 from app.keys import demo_dir
 from app.models import digest, load
-from ctnet import api
+from ctnet import api, runs
+from ctnet.api import RDError
 
 
 RD_DIR = "rd"  # beside the demo's runs: cache files of the sweeps shipped with it (read-only)
@@ -28,6 +31,27 @@ def rd_points(path: str, data: str, limit: int | None) -> list[dict]:
     for cache in (demo_dir() / RD_DIR / f"{d[:32]}.json", api.default_cache(d)):
         found.update(api.matching_points(cache, d, dkey, limit))
     return list(found.values())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _coder_points(cache: str, stamp: tuple, sha256: str, images: int) -> tuple[list[dict], str | None]:
+    try:
+        return api.full_split_points(cache, sha256, images), None
+    except (RDError, OSError) as exc:
+        return [], str(exc)
+
+
+def coder_points(baseline: runs.Baseline | None) -> tuple[list[dict], str | None]:
+    """The baseline's own weights stored every way ``ctnet rd`` measured them — NNCodec, INT8/INT4 +
+    zstd, bundles — from the rd cache its demo.json names: only points on the whole val split it
+    was measured on (``images``, no subset), the split the CTNet points' decoded top-1 is on. ([],
+    None) without one; ([], reason) when the file cannot be used."""
+    if baseline is None or not baseline.rd or not baseline.sha256 or not baseline.images:
+        return [], None
+    p = Path(baseline.rd)
+    if not p.is_file():
+        return [], f"{p.name}: the rd cache named for {baseline.name} is missing"
+    return _coder_points(str(p), (p.stat().st_mtime_ns, p.stat().st_size), baseline.sha256, baseline.images)
 
 
 def sweep_key(source: str, data: str, limit: int | None) -> tuple:

@@ -25,14 +25,16 @@ def sidebar() -> None:
 
 
 def choose_default() -> None:
-    """Open on the demo's best checkpoint when nothing is selected yet (loaded lazily)."""
+    """Open on the browsed folder's default checkpoint (its demo.json's ``default``, else its best)
+    when nothing is selected yet (loaded lazily)."""
     if models.current() is not None:
         return
+    root = st.session_state[keys.RUN_ROOT]
     try:
-        entries = runs.all_entries(models.catalog(st.session_state[keys.RUN_ROOT]))
+        entries = runs.all_entries(models.catalog(root))
     except (runs.RunError, OSError):
         return
-    entry = models.default_entry(entries)
+    entry = models.default_entry(entries, models.demo_index(root)[0])
     if entry is not None:
         st.session_state[keys.CURRENT] = entry.path
 

@@ -49,7 +49,8 @@ def histogram(key: tuple, name: str, q: float, _model):
 
 def layout_of(settings: EncodeSettings) -> tuple:
     """The settings that decide how levels become frames (not how frames are coded)."""
-    return tuple((k, getattr(settings, k)) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile"))
+    return tuple((k, getattr(settings, k)) for k in ("codec", "bit_depth", "frame", "order", "dither", "seed", "tile")) + \
+        settings.layer_bits
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)

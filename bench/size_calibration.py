@@ -38,10 +38,10 @@ def measure(path: str, bits_list) -> dict:
         enc = encode_model(model, meta, EncodeSettings(bit_depth=bits))
         rows = [(x["entropy_bits"] / 8, x["nonzero"], 1.0, x["bytes"]) for x in enc.layers if x["kind"] == "weight"]
         weights = sum(r[3] for r in rows)
-        out[bits] = {"estimate": export.estimate_bytes(model, bits), "real": enc.total_bytes, "rows": rows,
-                     "other": enc.total_bytes - weights}
-        print(f"  {path} {bits}-bit: estimate {out[bits]['estimate']:,}  real {enc.total_bytes:,}  "
-              f"error {100 * (out[bits]['estimate'] / enc.total_bytes - 1):+.1f} %", flush=True)
+        est = export.estimate_bytes(model, bits) if bits in export.SIZE_CALIBRATION else None  # not yet calibrated
+        out[bits] = {"estimate": est, "real": enc.total_bytes, "rows": rows, "other": enc.total_bytes - weights}
+        print(f"  {path} {bits}-bit: estimate {f'{est:,}' if est else '-'}  real {enc.total_bytes:,}  "
+              + (f"error {100 * (est / enc.total_bytes - 1):+.1f} %" if est else ""), flush=True)
     return out
 
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             errs.append(100 * (est / r[bits]["real"] - 1))
         print(f"     error with it (tables, BN and manifest as measured): {min(errs):+.1f} … {max(errs):+.1f} %")
     print("\nerror of the current estimate:")
-    for bits in args.bits:
+    for bits in (b for b in args.bits if b in export.SIZE_CALIBRATION):
         errs = [100 * (r[bits]["estimate"] / r[bits]["real"] - 1) for r in results.values()]
         print(f"  {bits}-bit: {min(errs):+.1f} … {max(errs):+.1f} %  (tables+manifest+BN real: "
               f"{min(r[bits]['other'] for r in results.values()):,} … {max(r[bits]['other'] for r in results.values()):,} B)")

@@ -20,22 +20,28 @@ import torch
 from torch import nn
 
 from .baselines import nncodec_status
+from .bitalloc import CANDIDATES as AUTO_BITS
+from .bitalloc import DEFAULT_BUDGET, DEFAULT_IMAGES, find_profile, read_layer_map
+from .bitalloc import Profile as SensitivityProfile
+from .bitalloc import allocate as allocate_layer_bits
 from .codec.manifest import BN_MODES, EncodeSettings
 from .codec.plan import FRAME_SIZES, ORDERS
 from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from .data import (IMAGENETTE_URLS, class_folders, class_names, dataset_label_map, download_imagenette, label_map,
                    list_images, load_split, split_dir)
-from .errors import (BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError, PlainExportError,
-                     RDError, RunError, TrainingError, UnverifiedWarning, VideoError)
+from .errors import (AllocationError, BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError,
+                     PlainExportError, RDError, RunError, TrainingError, UnverifiedWarning, VideoError)
 from .evaluate import evaluate, resolve_device
 from .limits import BIT_DEPTHS, MAX_BATCH_SIZE, MAX_DITHER, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
 from .models import refusal as architecture_refusal
 from .plain import check_destination, evaluate_exported, is_exported
+from . import __version__ as VERSION
 from .rate import RATE_GRIDS
 from .rd import DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, Sweep, baseline_jobs, best_at_floor, bundle_jobs
 from .rd import Job as RDJob
-from .rd import codec_names, data_id, default_cache, matching_points, missing_jobs, reference_point, source_hash, sweep
+from .rd import codec_names, data_id, default_cache, full_split_points, matching_points, missing_jobs, reference_point
+from .rd import source_hash, sweep
 from .rd import frontier as rd_frontier
 from .sources import decode_files, is_bundle, load_any, read_bundle
 from .train import OPTIMIZERS, TrainConfig, fit
@@ -161,6 +167,26 @@ def preview_mp4(frames: list, fps: int) -> bytes:
     return video.preview_mp4(frames, fps)
 
 
+# --- per-layer grids: a grid per stored tensor by measured sensitivity (ctnet.bitalloc) ----------
+
+def auto_layer_bits(loaded: LoadedModel, data, *, budget: float = DEFAULT_BUDGET, images: int = DEFAULT_IMAGES,
+                    device: str = "cpu", log=None) -> tuple[dict[str, int], dict]:
+    """``ctnet encode --bit-depth auto``: a grid per stored tensor of ``loaded`` (a checkpoint
+    file or bundle directory) from its sensitivity profile on ``images`` of ``data``'s train
+    split (cached per source, measured when missing), the fewest estimated bytes within
+    ``budget``; and what was chosen (budget, images, estimated bytes, tensors per grid)."""
+    from . import bitalloc
+    if loaded.path is None:
+        raise ValueError("a per-layer grid by sensitivity needs a model source on disk (its content hash keys "
+                         "the profile)")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f"the sensitivity is measured on ≥ 1 train images, got {images!r}")
+    prof = bitalloc.profile_for(loaded.path, loaded.model, loaded.meta, data, images=images, device=device, log=log)
+    layer_bits = bitalloc.allocate(prof, budget)
+    return layer_bits, {"budget": budget, "images": prof.images, "data": prof.data,
+                        **bitalloc.summary(prof, layer_bits)}
+
+
 # --- plain export: a decoded model as the torchvision network it computes ------------------------
 
 def decode_plain(source) -> nn.Module:
@@ -195,16 +221,20 @@ __all__ = [
     # the codec and plain export
     "EncodeSettings", "encode", "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
     "decode", "decode_files", "verify", "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file",
-    "check_destination", "evaluate_exported", "is_exported",
+    "check_destination", "evaluate_exported", "is_exported", "VERSION",
+    # per-layer grids
+    "auto_layer_bits", "allocate_layer_bits", "find_profile", "read_layer_map", "SensitivityProfile", "AUTO_BITS",
+    "DEFAULT_BUDGET", "DEFAULT_IMAGES",
     # rate-distortion sweeps
     "RDJob", "Sweep", "sweep", "bundle_jobs", "baseline_jobs", "codec_names", "best_at_floor", "rd_frontier",
-    "reference_point", "missing_jobs", "matching_points", "default_cache", "data_id", "source_hash", "nncodec_status",
+    "reference_point", "missing_jobs", "matching_points", "full_split_points", "default_cache", "data_id", "source_hash",
+    "nncodec_status",
     "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
     # the tables flags and forms are built from
     "ARCHITECTURES", "architecture_refusal", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "MAX_BATCH_SIZE",
     "MAX_WORKERS", "BN_MODES", "CODECS", "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS",
     "IMAGENETTE_URLS", "default_codec",
     # errors
-    "CtnetError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError", "BundleError",
-    "VideoError", "PlainExportError", "RunError", "RDError", "UnverifiedWarning",
+    "CtnetError", "AllocationError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError",
+    "BundleError", "VideoError", "PlainExportError", "RunError", "RDError", "UnverifiedWarning",
 ]

@@ -68,5 +68,10 @@ class UnverifiedWarning(UserWarning):
     it as one line (``ctnet <command>: warning: …``) before the command's output."""
 
 
-__all__ = ["BundleError", "CheckpointError", "ConfigError", "CtnetError", "DatasetError", "DeviceError",
-           "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "UnverifiedWarning", "VideoError"]
+class AllocationError(CtnetError, ValueError):
+    """A sensitivity profile or per-layer grid request that cannot be used; the message says why."""
+
+
+__all__ = ["AllocationError", "BundleError", "CheckpointError", "ConfigError", "CtnetError", "DatasetError",
+           "DeviceError", "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "UnverifiedWarning",
+           "VideoError"]

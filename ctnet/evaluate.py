@@ -62,13 +62,15 @@ def check_loader(batch_size: int, workers: int) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cpu", batch_size: int | None = None,
              amp: bool = False, progress=None, rank: int = 0, world: int = 1, workers: int = 4,
-             confusion: bool = False) -> dict:
-    """{"acc1", "acc5" (percent), "images", "device"[, "confusion"]}.
+             confusion: bool = False, hits: bool = False) -> dict:
+    """{"acc1", "acc5" (percent), "images", "device"[, "confusion"][, "hits"]}.
 
-    ``batch_size`` None: :func:`eval_batch_size` of the split's image size. ``confusion`` is
-    targets × predictions over the labels present in the split, plus a last column for
-    predictions outside them (a 1000-class head can predict any ImageNet class). Under DDP
-    each rank evaluates its shard and the counts are summed.
+    ``batch_size`` None: :func:`eval_batch_size` of the split's image size.
+    ``hits``: per image in the split's order, whether its top-1 is right (for paired
+    comparisons of two models on the same images; one process only).
+    ``confusion`` is targets × predictions over the labels present in the split, plus a last
+    column for predictions outside them (a 1000-class head can predict any ImageNet class).
+    Under DDP each rank evaluates its shard and the counts are summed.
     """
     batch_size = eval_batch_size(split.size) if batch_size is None else batch_size
     check_loader(batch_size, workers)
@@ -79,6 +81,7 @@ def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cp
     index = {int(c): i for i, c in enumerate(classes)}
     cm = torch.zeros(len(classes), len(classes) + 1, dtype=torch.int64)
     correct1 = correct5 = seen = 0
+    per_image: list[bool] = []
     for images, labels in batches(split, batch_size, shuffle=False, rank=rank, world=world,
                                   workers=workers, device=device):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -88,6 +91,8 @@ def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cp
         correct1 += int(hit[:, 0].sum())
         correct5 += int(hit.any(1).sum())
         seen += len(labels)
+        if hits:
+            per_image.extend(bool(h) for h in hit[:, 0].cpu())
         if confusion:
             pred = top5[:, 0].cpu()
             rows = torch.tensor([index[int(t)] for t in labels.cpu()])
@@ -105,4 +110,6 @@ def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cp
     if confusion:
         result["confusion"] = cm.tolist()
         result["classes"] = [int(c) for c in classes]
+    if hits and world == 1:
+        result["hits"] = per_image
     return result

@@ -318,8 +318,8 @@ def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None
     rows = []
     for layer in layers:
         n = int(np.prod(layer["shape"])) if layer.get("shape") else 0
-        row = {"layer": layer["name"], "kind": layer["kind"], "bytes": layer["bytes"], "frames": layer["frames"],
-               "bits/coeff": 8.0 * layer["bytes"] / n if n else None}
+        row = {"layer": layer["name"], "kind": layer["kind"], "grid bits": layer.get("bits"), "bytes": layer["bytes"],
+               "frames": layer["frames"], "bits/coeff": 8.0 * layer["bytes"] / n if n else None}
         if "nonzero" in layer:  # v2 encodes: bits per non-zero level next to the zero-order entropy
             row.update({"coded frames": layer.get("coded_frames"), "non-zero": layer["nonzero"],
                         "bits/nz": layer.get("bits_per_nonzero"), "H0 bits/nz": layer.get("entropy_bits_per_nonzero")})
@@ -329,6 +329,65 @@ def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None
             row["rel. rms err"] = errors[layer["name"]]["rel_rms"]
         rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Whether an encode decodes to the weights it was given: ``exact`` (every weight layer
+    bit for bit: lossless, on the grid the weights already sit on), else how far it moves
+    them — ``changed`` of ``layers`` weight layers, the largest |error| ``max_error`` in layer
+    ``worst``, whose largest half quantisation step is ``half_step``. ``lossless``: the codec
+    kept the levels (CRF 0), so any error is the grid's (re-quantisation), not the codec's."""
+
+    exact: bool
+    lossless: bool
+    changed: int
+    layers: int
+    worst: str | None
+    max_error: float
+    half_step: float
+
+
+def encode_fidelity(layers: list[dict], crf: int) -> Fidelity:
+    """:class:`Fidelity` of an encode from its per-layer report (``EncodeResult.layers``)."""
+    weights = [x for x in layers if x["kind"] == "weight"]
+    moved = [x for x in weights if x["max_abs_error"] > 0]
+    worst = max(moved, key=lambda x: x["max_abs_error"]) if moved else None
+    return Fidelity(exact=not moved, lossless=crf == 0, changed=len(moved), layers=len(weights),
+                    worst=worst["name"] if worst else None, max_error=worst["max_abs_error"] if worst else 0.0,
+                    half_step=(worst.get("max_half_step") or 0.0) if worst else 0.0)
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Top-1 of a model against a reference on the same images, image by image: ``lost``
+    images the reference got right and the model wrong, ``gained`` the other way round;
+    ``delta`` (points) and its 95 % interval ``low``..``high`` (the paired-proportion Wald
+    interval: only images that changed prediction count)."""
+
+    images: int
+    lost: int
+    gained: int
+    delta: float
+    low: float
+    high: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def paired_delta(reference: list[bool], model: list[bool]) -> PairedDelta:
+    """:class:`PairedDelta` of per-image top-1 hits ``model`` against ``reference`` (the
+    same images in the same order). Raises ValueError when they differ in length."""
+    if len(reference) != len(model) or not reference:
+        raise ValueError(f"paired accuracy needs the same images: {len(reference)} against {len(model)}")
+    n = len(reference)
+    lost = sum(1 for r, m in zip(reference, model) if r and not m)
+    gained = sum(1 for r, m in zip(reference, model) if m and not r)
+    d = (gained - lost) / n
+    se = math.sqrt(max((gained + lost) / n - d * d, 0.0) / n)
+    return PairedDelta(n, lost, gained, 100 * d, 100 * (d - 1.96 * se), 100 * (d + 1.96 * se))
 
 
 def encode_changes(previous: list[dict], current: list[dict]) -> list[dict]:

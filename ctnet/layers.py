@@ -353,7 +353,8 @@ def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dro
     if not 0.0 <= dct_dropout < 1.0:
         raise ValueError(f"DCT dropout must be in [0, 1), got {dct_dropout}")
     if pixel_bit_depth not in PIXEL_BIT_DEPTHS:
-        raise ValueError(f"pixel bit depth must be 0 (off) or one of {PIXEL_BIT_DEPTHS[1:]}, got {pixel_bit_depth}")
+        raise ValueError(f"pixel bit depth must be 0 (off) or {PIXEL_BIT_DEPTHS[1]}..{PIXEL_BIT_DEPTHS[-1]}, "
+                         f"got {pixel_bit_depth}")
     for m in model.modules():
         if isinstance(m, EXPORT_AWARE):
             m.noise_q, m.dct_dropout, m.pixel_bit_depth = noise_q, dct_dropout, pixel_bit_depth

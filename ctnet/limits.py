@@ -7,7 +7,7 @@ settings, the checkpoint / manifest / rate–distortion readers and the CLI's ``
 """
 from __future__ import annotations
 
-BIT_DEPTHS = (8, 10, 12)  # bits of the export grid: what a bundle stores and export-aware training simulates
+BIT_DEPTHS = tuple(range(4, 13))  # bits of the export grid: what a bundle stores and export-aware training simulates
 PIXEL_BIT_DEPTHS = (0, *BIT_DEPTHS)  # training's --pixel-bit-depth: 0 = no export simulation
 MAX_DITHER = 4.0  # subtractive dither amplitude limit, in pixel steps
 MAX_INT = 1 << 53  # every integer a stored JSON document holds (byte counts, epochs, steps) is exact as a double

@@ -116,7 +116,7 @@ def _tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
 def _grid_params(tiles: torch.Tensor, bits: int):
     """Per-tile (scale, zero_point) of tiles viewed (rows, tile, cols, tile), shaped (rows, 1, cols, 1)."""
     if bits not in BIT_DEPTHS:
-        raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bits}")
+        raise ValueError(f"bit depth must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, got {bits}")
     # the range of every tile extended to contain 0 (padding is 0, so it contains 0 already
     # where there is padding; the clamps do it for the others)
     lo = tiles.amin(dim=3, keepdim=True).amin(dim=1, keepdim=True).clamp_(max=0)  # inner dim first: faster
@@ -131,7 +131,7 @@ def _grid_params(tiles: torch.Tensor, bits: int):
 def _tile_params_flat(t: torch.Tensor, bits: int, tile: int):
     """Per-tile (scale, zero_point) as flat vectors, plus the element → tile index."""
     if bits not in BIT_DEPTHS:
-        raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bits}")
+        raise ValueError(f"bit depth must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, got {bits}")
     scale, zero_point = _grid_params(_tiles(t, tile), bits)
     return scale.reshape(-1), zero_point.reshape(-1), tile_index(t.shape, tile, t.device)
 

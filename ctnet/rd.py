@@ -103,21 +103,26 @@ def codec_names() -> tuple[str, ...]:
 
 def bundle_jobs(codecs: Iterable[str], *, bits: Iterable[int] = DEFAULT_BITS, crfs: dict | None = None,
                 preset: str = "medium", base: dict | None = None) -> list[Job]:
-    """Every (bit depth, CRF) of each codec that it supports: CRF 0 (lossless) always,
-    ``crfs[codec]`` (default :data:`LOSSY_CRFS`) for codecs with a lossy mode; bit depths a
-    codec lacks are skipped (AV1 and H.264 have no 12-bit). Each settings combination is
-    validated here, so a bad request fails before anything runs."""
+    """Every (grid bit depth, CRF) of each codec that it supports: CRF 0 (lossless) always,
+    ``crfs[codec]`` (default :data:`LOSSY_CRFS`) for codecs with a lossy mode; grids deeper
+    than a codec's deepest frames are skipped (AV1 and H.264 have no 12-bit). Each settings
+    combination is validated here, so a bad request fails before anything runs."""
     from .codec.manifest import BundleError, EncodeSettings
     from .codec.registry import CODECS
+    from .limits import BIT_DEPTHS
     crfs = {**LOSSY_CRFS, **(crfs or {})}
+    bits = list(bits)
+    bad = [b for b in bits if b not in BIT_DEPTHS]
+    if bad:
+        raise RDError(f"grid bit depths must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, not {', '.join(map(str, bad))}")
     jobs = []
     for codec in codecs:
         if codec not in CODECS:
             raise RDError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         spec = CODECS[codec]
-        depths = [b for b in bits if b in spec.bit_depths]
+        depths = [b for b in bits if b <= max(spec.bit_depths)]
         if not depths:
-            raise RDError(f"{codec} codes {'/'.join(map(str, spec.bit_depths))}-bit pixels only; "
+            raise RDError(f"{codec} codes grids of up to {max(spec.bit_depths)} bits only; "
                           f"none of the bit depths asked for ({', '.join(map(str, bits))})")
         rates = [0] + ([c for c in crfs.get(codec, ()) if c != 0] if spec.lossy else [])
         for b in depths:
@@ -638,6 +643,14 @@ def matching_points(cache: str | os.PathLike, digest: str, data_key: str, limit:
             if p.get("source_sha256") == digest and p.get("data") == data_key and p.get("limit") == limit}
 
 
+def full_split_points(cache: str | os.PathLike, digest: str, images: int) -> list[dict]:
+    """The points of one cache file measured on the weights with SHA-256 ``digest`` on a whole
+    val split of ``images`` images (no ``--limit`` subset): the points that may sit beside
+    other numbers measured on that same split. [] without a file."""
+    return [{**p, "cached": True} for p in read_cache(cache).values()
+            if p["source_sha256"] == digest and p["limit"] is None and p["images"] == images]
+
+
 def cached_points(source: str | os.PathLike, data: str | os.PathLike, limit: int | None,
                   cache: str | os.PathLike | None = None) -> list[dict]:
     """Every cached point of ``source`` on ``data``/``limit`` (whatever sweep made them)."""
@@ -695,5 +708,5 @@ def best_at_floor(points: list[dict], floor: float | None = None, tolerance: flo
 
 
 __all__ = ["Job", "RDError", "RDPoint", "Sweep", "TOLERANCE", "baseline_jobs", "best_at_floor", "bundle_jobs", "cache_dir",
-           "cached_points", "default_cache", "frontier", "matching_points", "missing_jobs", "point_key",
-           "read_cache", "source_hash", "sweep"]
+           "cached_points", "default_cache", "frontier", "full_split_points", "matching_points", "missing_jobs",
+           "point_key", "read_cache", "source_hash", "sweep"]

@@ -551,10 +551,134 @@ def notes_baselines(text: str) -> dict[str, float]:
     return out
 
 
-def baseline(run: Run, notes: dict[str, float] | None = None) -> tuple[float, str] | None:
-    """(top-1 %, where it comes from) of the checkpoint ``run`` was fine-tuned from: the
-    ``--init-from`` checkpoint's own metrics when that file is here, else ``notes`` (e.g.
-    :func:`notes_baselines` of the demo's DEMO.md); None when unknown."""
+@dataclass(frozen=True)
+class Baseline:
+    """The model a run was fine-tuned from (``--init-from``) as the app draws it: its top-1 (a
+    dotted line) and, when the demo ships one, its own rate–distortion sweep: ``rd``, a ``ctnet
+    rd`` cache file whose points measured on the weights with SHA-256 ``sha256`` on all
+    ``images`` val images are drawn beside the CTNet points (:func:`DemoIndex.baseline_for`)."""
+
+    acc1: float
+    source: str  # where the top-1 comes from, for captions
+    name: str | None = None
+    sha256: str | None = None
+    images: int | None = None
+    rd: str | None = None  # absolute path of the rd cache file
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or 'baseline'} ({self.acc1:.2f} %)"
+
+
+DEMO_INDEX = "demo.json"  # beside the demo's runs/: its default checkpoint and its runs' baselines
+DEMO_FORMAT = "ctnet-demo"
+DEMO_VERSION = 1
+_BASELINE_FIELDS = {"name", "init_from", "sha256", "acc1", "images", "rd"}
+
+
+@dataclass(frozen=True)
+class DemoIndex:
+    """A demo's ``demo.json`` (docs/app.md): the checkpoint the app opens on (``default``, a path
+    relative to the demo) and the baselines its runs were fine-tuned from, matched to a run by
+    the ``init_from`` its ``config.json`` records (what ``ctnet train --init-from`` was given)."""
+
+    folder: str
+    default: str | None = None
+    baselines: tuple[dict, ...] = ()
+
+    def default_path(self) -> str | None:
+        return str(Path(self.folder) / self.default) if self.default else None
+
+    def baseline_for(self, run: Run) -> Baseline | None:
+        """The baseline whose ``init_from`` is the run's, else the one baseline with the same
+        file name (runs made on other machines record the same model under other folders)."""
+        src = (run.config or {}).get("init_from")
+        if not isinstance(src, str) or not src:
+            return None
+        hits = [b for b in self.baselines if b["init_from"] == src] or \
+            [b for b in self.baselines if PurePosixPath(b["init_from"]).name == PurePosixPath(src).name]
+        if len(hits) != 1:
+            return None
+        b = hits[0]
+        return Baseline(acc1=b["acc1"], source=f"{DEMO_INDEX}: {b['name']}", name=b["name"], sha256=b["sha256"],
+                        images=b["images"], rd=str(Path(self.folder) / b["rd"]) if b.get("rd") else None)
+
+
+def _inside(value, where: str) -> str:
+    """A relative path that stays inside the demo folder."""
+    if not isinstance(value, str) or not value or len(value) > 1000:
+        raise RunError(f"{where} must be a path relative to the demo folder")
+    p = PurePosixPath(value)
+    if p.is_absolute() or "\\" in value or any(part in ("", ".", "..") for part in p.parts):
+        raise RunError(f"{where} must be a path inside the demo folder, not {value[:80]!r}")
+    return value
+
+
+def _baseline_entry(b, where: str) -> dict:
+    if not isinstance(b, dict):
+        raise RunError(f"{where} must be an object")
+    unknown = sorted(set(b) - _BASELINE_FIELDS)
+    missing = sorted({"name", "init_from", "sha256", "acc1", "images"} - set(b))
+    if unknown or missing:
+        raise RunError(f"{where}: " + (f"unknown field {unknown[0]!r}" if unknown else f"{missing[0]!r} is missing"))
+    for k in ("name", "init_from"):
+        if not isinstance(b[k], str) or not b[k] or len(b[k]) > 500 or not b[k].isprintable():
+            raise RunError(f"{where}.{k} must be a one-line string")
+    if not (isinstance(b["sha256"], str) and len(b["sha256"]) == 64 and set(b["sha256"]) <= set("0123456789abcdef")):
+        raise RunError(f"{where}.sha256 must be 64 lowercase hex digits")
+    acc = b["acc1"]
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 100:
+        raise RunError(f"{where}.acc1 must be a top-1 in percent (0..100)")
+    if isinstance(b["images"], bool) or not isinstance(b["images"], int) or not 0 < b["images"] < 10**9:
+        raise RunError(f"{where}.images must be a positive integer (the val images the points were measured on)")
+    out = {**b, "acc1": float(acc)}
+    if "rd" in b:
+        out["rd"] = _inside(b["rd"], f"{where}.rd")
+    return out
+
+
+def read_demo_index(folder: str | os.PathLike) -> DemoIndex:
+    """``folder/demo.json`` checked field by field (an empty index when there is none). Raises
+    RunError naming the file and the field."""
+    from .strict import JSONInvalid, parse_json
+    folder = Path(folder)
+    p = folder / DEMO_INDEX
+    if not p.is_file():
+        return DemoIndex(str(folder))
+    try:
+        if p.stat().st_size > 1 << 20:
+            raise RunError(f"{p}: larger than a demo index (1 MiB)")
+        doc = parse_json(p.read_bytes(), constants=False)
+    except JSONInvalid as exc:
+        raise RunError(f"{p}: not readable JSON ({exc.cause}: {exc.detail})") from None
+    except OSError as exc:
+        raise RunError(f"{p}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != DEMO_FORMAT:
+        raise RunError(f"{p}: not a CTNet demo index (\"format\": \"{DEMO_FORMAT}\" expected)")
+    if doc.get("version") != DEMO_VERSION or isinstance(doc.get("version"), bool):
+        raise RunError(f"{p}: demo index version {doc.get('version')!r} (this ctnet reads {DEMO_VERSION})")
+    unknown = sorted(set(doc) - {"format", "version", "default", "baselines"})
+    if unknown:
+        raise RunError(f"{p}: unknown field {unknown[0]!r}")
+    default = _inside(doc["default"], f"{p}: default") if doc.get("default") is not None else None
+    entries = doc.get("baselines", [])
+    if not isinstance(entries, list) or len(entries) > 64:
+        raise RunError(f"{p}: baselines must be a list (of at most 64)")
+    baselines = tuple(_baseline_entry(b, f"{p}: baselines[{i}]") for i, b in enumerate(entries))
+    seen = [b["init_from"] for b in baselines]
+    if len(set(seen)) != len(seen):
+        raise RunError(f"{p}: two baselines name the same init_from")
+    return DemoIndex(str(folder), default, baselines)
+
+
+def baseline(run: Run, notes: dict[str, float] | None = None, index: DemoIndex | None = None) -> Baseline | None:
+    """The checkpoint ``run`` was fine-tuned from: the demo index's entry for its ``init_from``
+    (top-1, SHA-256, its rd sweep), else that checkpoint's own metrics when the file is here,
+    else ``notes`` (e.g. :func:`notes_baselines` of the demo's DEMO.md); None when unknown."""
+    if index is not None:
+        found = index.baseline_for(run)
+        if found is not None:
+            return found
     src = (run.config or {}).get("init_from")
     if isinstance(src, str) and src:
         p = Path(src)
@@ -566,11 +690,12 @@ def baseline(run: Run, notes: dict[str, float] | None = None) -> tuple[float, st
             except RunError:
                 acc = None
             if isinstance(acc, (int, float)):
-                return float(acc), f"{p.name} (--init-from)"
+                return Baseline(float(acc), f"{p.name} (--init-from)")
     if notes and run.name in notes:
-        return notes[run.name], "the demo's notes"
+        return Baseline(notes[run.name], "the demo's notes")
     return None
 
 
-__all__ = ["Entry", "Run", "RunError", "accuracy_of", "all_entries", "baseline", "catalog_stamp", "discover", "frontier",
-           "import_upload", "is_run", "notes_baselines", "pareto_front", "read_log", "read_run", "stamp", "zip_bundle"]
+__all__ = ["Baseline", "DemoIndex", "Entry", "Run", "RunError", "accuracy_of", "all_entries", "baseline", "catalog_stamp",
+           "discover", "frontier", "import_upload", "is_run", "notes_baselines", "pareto_front", "read_demo_index",
+           "read_log", "read_run", "stamp", "zip_bundle"]

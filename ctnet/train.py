@@ -26,13 +26,14 @@ from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .fileio import atomic_write_text
 from .layers import configure_export_training
-from .limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
+from .limits import IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
                      head, plain_model, refusal, replace_with_dct_convs)
 from .quant import shared_export_grids
 from .rate import RATE_GRIDS, rate_weight_at, regularisers
 
 LOG_NAME = "train_log.jsonl"
+LOGGED_BITS = (8, 10, 12)  # each epoch logs the size estimate at these grids (SPEC §3) and at the export grid
 OPTIMIZERS = ("adamw", "sgd")
 CHECKPOINT_DIR = "checkpoints"
 MIN_PARETO_RATIO = 5
@@ -142,8 +143,8 @@ class TrainConfig:
         check(0 <= self.dct_dropout < 1, f"--dct-dropout must be in [0, 1), got {self.dct_dropout}")
         check(self.dct_block_size == 0 or 2 <= self.dct_block_size <= MAX_DCT_BLOCK_SIZE,
               f"--dct-block-size must be 0 (full) or in [2, {MAX_DCT_BLOCK_SIZE}], got {self.dct_block_size}")
-        check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS,
-              f"--pixel-bit-depth must be one of {PIXEL_BIT_DEPTHS}, got {self.pixel_bit_depth}")
+        check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS, f"--pixel-bit-depth must be 0 (off) or "
+              f"{PIXEL_BIT_DEPTHS[1]}..{PIXEL_BIT_DEPTHS[-1]}, got {self.pixel_bit_depth}")
         check(0 <= self.group_rate <= 1e6, f"--group-rate must be in [0, 1e6], got {self.group_rate}")
         check(0 < self.distill_temperature <= 100, f"--distill-temperature must be in (0, 100], got {self.distill_temperature}")
         check(0 <= self.distill_weight <= 1, f"--distill-weight must be in [0, 1], got {self.distill_weight}")
@@ -327,8 +328,8 @@ def _link_roles(source: Path, roles: list[str], folder: Path) -> None:
 
 def _metrics_row(model: nn.Module, config: TrainConfig, epoch: int, acc: dict, loss: float, rate: float,
                  lr: float, seconds: float) -> dict:
-    sizes = {str(b): estimate_bytes(model, b) for b in BIT_DEPTHS}
     export_bits = str(config.pixel_bit_depth or 8)
+    sizes = {str(b): estimate_bytes(model, b) for b in sorted({*LOGGED_BITS, int(export_bits)})}
     fp32 = fp32_bytes(model)
     return {"epoch": epoch, "acc1": round(acc["acc1"], 4), "acc5": round(acc["acc5"], 4), "loss": loss,
             "rate": rate, "est_bytes": sizes, "est_bytes_export": sizes[export_bits], "export_bits": int(export_bits),

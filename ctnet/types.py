@@ -216,7 +216,7 @@ class CheckpointMeta:
         image_size = _int(where, "image_size", doc.get("image_size", 128), *IMAGE_SIZE_RANGE)
         bits = doc.get("pixel_bit_depth", 0)
         if not _is_int(bits) or bits not in PIXEL_BIT_DEPTHS:
-            _fail(where, f"'pixel_bit_depth' must be one of {PIXEL_BIT_DEPTHS}, not {_short(bits)}")
+            _fail(where, f"'pixel_bit_depth' must be 0 or {PIXEL_BIT_DEPTHS[1]}..{PIXEL_BIT_DEPTHS[-1]}, not {_short(bits)}")
         train_config = doc.get("train_config")
         if train_config is not None:
             _object(where, "train_config", train_config)

@@ -92,26 +92,34 @@ for role, j in jobs.items():
 ui.job_progress(list(jobs.values()), "acc")
 
 rows = []
+here = "the embedded sample" if ss[keys.ACC_SOURCE] == "sample" else Path(data_path or "?").name
 for role, label, _, _ in candidates:
     r = results[role]
-    rows.append({"model": role, "what": label, "top-1 %": r["acc1"] if r else None, "top-5 %": r["acc5"] if r else None,
-                 "images": r["images"] if r else None, "device": r["device"] if r else None,
-                 "seconds": r["seconds"] if r else None})
+    rows.append({"model": role, "images": f"{r['images']:,} of {here}" if r else None,
+                 "top-1 %": r["acc1"] if r else None, "top-5 %": r["acc5"] if r else None, "what": label,
+                 "device": r["device"] if r else None, "seconds": r["seconds"] if r else None})
 if source_metrics:
-    rows.append({"model": "source (reference)", "what": "the checkpoint this bundle was encoded from, measured "
-                 "by its training run on the full val split", "top-1 %": source_metrics.get("acc1"),
-                 "top-5 %": source_metrics.get("acc5"), "images": None, "device": None, "seconds": None})
+    # other images than the rows above: said in the row's own cells, not in a column off screen
+    rows.append({"model": "source, at training (other images)", "images": "full val split, by its training run",
+                 "top-1 %": source_metrics.get("acc1"), "top-5 %": source_metrics.get("acc5"),
+                 "what": "the checkpoint this bundle was encoded from — not comparable with the rows above, "
+                 "which are measured here on other images", "device": None, "seconds": None})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
     "top-1 %": st.column_config.NumberColumn(format="%.2f"), "top-5 %": st.column_config.NumberColumn(format="%.2f"),
     "seconds": st.column_config.NumberColumn(format="%.1f")})
 
 done = {role: r for role, r in results.items() if r is not None}
 if "original" in done and "decoded" in done:
-    d1 = done["decoded"]["acc1"] - done["original"]["acc1"]
     d5 = done["decoded"]["acc5"] - done["original"]["acc5"]
+    paired = accuracy.paired(done["original"], done["decoded"])
+    sure = paired is not None and (paired.low > 0 or paired.high < 0)
     a, b = st.columns(2)
-    a.metric("decoded top-1", f"{done['decoded']['acc1']:.2f} %", delta=f"{d1:+.2f} pt vs original")
+    a.metric("decoded top-1", f"{done['decoded']['acc1']:.2f} %", delta_color="normal" if sure else "off",
+             delta=accuracy.delta_text(paired, "original") if paired is not None else
+             f"{done['decoded']['acc1'] - done['original']['acc1']:+.2f} pt vs original")
     b.metric("decoded top-5", f"{done['decoded']['acc5']:.2f} %", delta=f"{d5:+.2f} pt vs original")
+    if paired is not None:
+        st.caption(accuracy.delta_words(paired))
 if done:
     role = "decoded" if "decoded" in done else "original"
     r = done[role]

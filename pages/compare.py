@@ -115,7 +115,7 @@ if maps and maps["A"] is not None and maps["B"] is not None:
                     config={"displaylogo": False})
     c2.plotly_chart(figures.frequency_heatmap(maps["B"], "B: non-zero fraction", axes, log=False),
                     config={"displaylogo": False})
-    c3.plotly_chart(figures.frequency_heatmap(maps["B"] - maps["A"], "B − A", axes, log=False),
+    c3.plotly_chart(figures.frequency_heatmap(maps["B"] - maps["A"], "B − A", axes, log=False, diverging=True),
                     config={"displaylogo": False})
 elif spatial:
     st.caption(f"{layer} is not a spatial DCT convolution: no per-frequency map.")

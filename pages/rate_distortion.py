@@ -3,15 +3,52 @@ ctnet knows (each codec at each bit depth and CRF, NNCodec, INT8/INT4 + zstd), m
 ``ctnet.rd`` on the same weights and images; the best method at an accuracy floor."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from app import background, figures, keys, sweeps, ui
+from app import background, figures, keys, models, sweeps, ui
 from ctnet import api
-from ctnet.api import CODECS, DatasetError, RDError, nncodec_status
+from ctnet.api import CODECS, DatasetError, RDError, RunError, nncodec_status
 
 ss = st.session_state
 path, key, loaded = ui.current_model("Rate–distortion")
+
+# --- both frontiers on one baseline: what the demo ships, measured on the full val split -----------
+root = ss[keys.RUN_ROOT]
+try:
+    catalog = models.catalog(root)
+except (RunError, OSError):
+    catalog = []
+bases = models.baselines(catalog, root)
+run = next((r for r in catalog if any(e.path == path for e in r.entries)), None)
+base = bases.get(run.name) if run is not None else None
+coder_pts, coder_problem = sweeps.coder_points(base)
+if coder_problem:
+    st.warning(f"The baseline's own points are not shown: {coder_problem}.")
+if base is not None and coder_pts:
+    same = [e for r in catalog if bases.get(r.name) == base for e in r.entries if (e.decoded or {}).get("images")
+            == base.images]
+    st.subheader(f"CTNet against post-training coders of {base.name}, on one baseline")
+    st.plotly_chart(figures.pareto(same, path, "decoded", "bytes", base, [(base, coder_pts)]),
+                    config={"displaylogo": False}, key="w_rd_both")
+    fine_tuned = sorted({e.run for e in same})
+    st.caption(f"Every point decoded and measured on the same {base.images:,} val images (the full split). Coloured: "
+               f"the CTNet checkpoints fine-tuned from {base.name} ({', '.join(fine_tuned)}; decoded bundles, their "
+               f"results.json); grey: {base.name}'s own weights stored post-training — NNCodec, INT8/INT4 + zstd, "
+               f"its plain weights as a lossless bundle — measured by `ctnet rd` ({Path(base.rd or '').name}, "
+               "shipped with the demo). The baseline itself: the dotted line.")
+    with st.expander("Both frontiers as a table"):
+        rows = [{"model": f"CTNet {e.label}", "bytes": e.real_bytes, "ratio ×": e.ratio,
+                 "decoded top-1 %": (e.decoded or {}).get("acc1")} for e in same]
+        rows += [{"model": f"{base.name}: {figures.coder_label(p)}", "bytes": p["bytes"], "ratio ×": p["ratio"],
+                  "decoded top-1 %": p["acc1"]} for p in coder_pts]
+        st.dataframe(pd.DataFrame(sorted(rows, key=lambda r: r["bytes"] or 0)), hide_index=True, width="stretch",
+                     column_config={"ratio ×": st.column_config.NumberColumn(format="%.1f"),
+                                    "decoded top-1 %": st.column_config.NumberColumn(format="%.2f"),
+                                    "bytes": st.column_config.NumberColumn(format="localized")})
+    st.subheader("This checkpoint stored every way")
 
 # --- which images: shared with the Accuracy page ---------------------------------------------------
 data, limit, device = ui.data_controls(keys.W_RD_DATA)
@@ -39,7 +76,9 @@ with st.expander("Measure points", expanded=not points):
     m1, m2, m3 = st.columns([3, 1, 2])
     codecs = m1.multiselect("Codecs", list(CODECS), default=list(CODECS), key=keys.W_RD["codecs"],
                             format_func=lambda n: CODECS[n].label)
-    bits = m2.multiselect("Bit depths", list(api.BIT_DEPTHS), default=list(api.DEFAULT_BITS), key=keys.W_RD["bits"])
+    bits = m2.multiselect("Grid bit depths", list(api.BIT_DEPTHS), default=list(api.DEFAULT_BITS), key=keys.W_RD["bits"],
+                          help="Bits of the export grid the weights are re-quantised to (no retraining); "
+                               "grids up to 7 bits are coded in 8-bit frames.")
     lossy = m3.checkbox("Lossy CRFs too", value=True, key=keys.W_RD["lossy"],
                         help=f"HEVC/H.264 CRF {', '.join(map(str, api.LOSSY_CRFS['hevc']))}; "
                         f"AV1 CRF {', '.join(map(str, api.LOSSY_CRFS['av1']))}. Lossless (CRF 0) is always measured.")
@@ -79,7 +118,9 @@ if ss.get(keys.RD_FLOOR_DEFAULT) != default_floor or keys.W_RD["floor"] not in s
     ss[keys.RD_FLOOR_DEFAULT] = ss[keys.W_RD["floor"]] = float(default_floor)
 floor = st.number_input("Accuracy floor (decoded top-1 %)", 0.0, 100.0, step=0.1, key=keys.W_RD["floor"],
                         help=f"Default: the weights as loaded (fp32) minus {api.TOLERANCE} points, i.e. equal accuracy.")
-st.plotly_chart(figures.rd_curves(points, floor, ref), config={"displaylogo": False})
+same_images = [p for p in coder_pts if p["data"] in {q["data"] for q in points} and p["limit"] == limit]
+st.plotly_chart(figures.rd_curves(points, floor, ref, (base, same_images) if base is not None and same_images else None),
+                config={"displaylogo": False})
 n_images = {p["images"] for p in points}
 hidden = sum(p["acc1"] < floor - figures.RD_SPAN for p in points)
 st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} images of {data}"
@@ -87,6 +128,14 @@ st.caption(f"{len(points)} points on {', '.join(map(str, sorted(n_images)))} ima
            "the model; solid lines join each method's Pareto-optimal points."
            + (f" {hidden} points more than {figures.RD_SPAN:g} pt below the floor are off the chart (see the table)."
               if hidden else ""))
+
+if figures.bit_depth_points(points):
+    st.markdown("**Post-hoc bit-depth curve**: the same weights re-quantised to each grid (no retraining), "
+                "lossless")
+    st.plotly_chart(figures.bit_depth_curve(points, ref), config={"displaylogo": False})
+    st.caption("Lossless points of each codec at the default frame, tile and order, one per grid bit depth "
+               "(`ctnet rd SOURCE --data DATA --bits 4 5 6 7 8 --crfs 0` measures them). A model trained at a "
+               "grid (`ctnet train --pixel-bit-depth N`) sits on it exactly; coarser grids re-quantise it.")
 
 best = api.best_at_floor(points, floor)
 st.subheader(f"Smallest of each method at top-1 ≥ {floor:.2f} %")

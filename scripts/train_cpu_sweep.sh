@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The CPU runs behind the README's "same baseline" table: CTNet-18 fine-tuned from the shared
-# 89.53 % ResNet-18 on 2 cores, bf16 autocast + channels-last (--amp), 8-bit export-aware.
+# 89.53 % ResNet-18 on 2 cores, bf16 autocast + channels-last (--amp), 8-bit export-aware
+# unless the extra flags give another grid (--pixel-bit-depth 6: the run is then named
+# cpu18-lam…-b6, so it never resumes or replaces the 8-bit run of the same λ).
 #   scripts/train_cpu_sweep.sh RUNS LAMBDA [extra ctnet-train flags…]
 # One run per call (each takes about an hour); rerun the same call to resume an interrupted one.
 set -euo pipefail
@@ -10,7 +12,16 @@ shift 2
 DATA=${DATA:-../shared/data/imagenette2-128}
 BASE=${BASE:-../shared/models/resnet18-imagenette128-scratch.pt}
 EPOCHS=${EPOCHS:-20}
-NAME=${NAME:-cpu18-lam$LAM}
+BITS=8
+prev=""
+for arg in "$@"; do  # the grid the extra flags ask for (the last one wins, as in argparse)
+  [[ "$prev" == "--pixel-bit-depth" ]] && BITS=$arg
+  [[ "$arg" == --pixel-bit-depth=* ]] && BITS=${arg#*=}
+  prev=$arg
+done
+SUFFIX=""
+[[ "$BITS" != 8 ]] && SUFFIX="-b$BITS"
+NAME=${NAME:-cpu18-lam$LAM$SUFFIX}
 PY=${PYTHON:-.venv/bin/python}
 OUTDIR="$RUNS/$NAME"
 RESUME=()
@@ -18,5 +29,5 @@ RESUME=()
 exec $PY -m ctnet train "$DATA" --output-dir "$OUTDIR" --arch resnet18 --init-from "$BASE" \
   --optimizer adamw --lr 1e-3 --weight-decay 0.01 --batch-size 256 --label-smoothing 0.1 \
   --epochs "$EPOCHS" --rate-grid export --lambda-rate "$LAM" --lambda-alpha 0.5 --no-train-noise \
-  --dct-dropout 0 --pixel-bit-depth 8 --rate-warmup-epochs 5 --cache-dataset --device cpu --amp \
+  --dct-dropout 0 --pixel-bit-depth "$BITS" --rate-warmup-epochs 5 --cache-dataset --device cpu --amp \
   --seed 0 "${RESUME[@]}" "$@"

@@ -2,6 +2,7 @@
 codec, BN as affine or raw, transcoding v1 → v2, determinism (a golden digest), size
 accounting, the per-layer report, and v1 bundles still decoding bit-exactly."""
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -191,6 +192,11 @@ def test_golden_digest_of_a_small_real_bundle(expected):
     again = B.encode_model(model, meta, EncodeSettings(preset="ultrafast"))
     assert again.files == enc.files
     expected("golden.json", "lam1e-6-smallest/ultrafast", enc.manifest["digest"])
+    # grids of 4–12 bits left 8/10/12-bit bundles byte for byte as they were (digests written by
+    # the ctnet before them): HEVC (8 bits above) and xz, every depth
+    for codec, bits in (("xz", 8), ("hevc", 10), ("xz", 10), ("hevc", 12), ("xz", 12)):
+        other = B.encode_model(model, meta, EncodeSettings(preset="ultrafast", codec=codec, bit_depth=bits))
+        expected("golden.json", f"lam1e-6-smallest/ultrafast/{codec}/{bits}", other.manifest["digest"])
 
 
 def test_interrupted_write_leaves_nothing_and_force_replaces_atomically(enc8, tmp_path, monkeypatch):
@@ -226,7 +232,7 @@ def test_interrupted_write_leaves_nothing_and_force_replaces_atomically(enc8, tm
 
 def test_encode_refuses_bad_settings_and_models(source):
     model, meta = source
-    for bad in (dict(bit_depth=9), dict(crf=-1), dict(preset="warp"), dict(dither=9.0), dict(bn_mode="zip"),
+    for bad in (dict(bit_depth=3), dict(bit_depth=13), dict(crf=-1), dict(preset="warp"), dict(dither=9.0), dict(bn_mode="zip"),
                 dict(tile=8), dict(order="random"), dict(seed=-1), dict(frame=100), dict(codec="xz", crf=3),
                 dict(crf=True), dict(dither=float("nan"))):
         with pytest.raises(B.BundleError):
@@ -242,6 +248,55 @@ def test_container_depths():
     assert [container_bits("hevc", b) for b in (8, 10, 12)] == [10, 12, 12]
     assert [container_bits("h264", b) for b in (8, 10, 12)] == [10, 10, 10]
     assert [container_bits("xz", b) for b in (8, 10, 12)] == [8, 16, 16]
+    for codec in ("hevc", "h264", "av1", "ffv1", "xz", "zstd"):  # a b-bit grid's levels need b + 1 bits
+        assert [container_bits(codec, b) for b in range(4, 8)] == [8] * 4, codec
+
+
+@pytest.mark.parametrize("codec,bits", [("hevc", 4), ("hevc", 6), ("hevc", 7), ("xz", 5), ("h264", 6)])
+def test_grids_below_8_bits_decode_exactly_in_8_bit_frames(source, codec, bits):
+    model, meta = source
+    enc = B.encode_model(model, meta, EncodeSettings(codec=codec, bit_depth=bits, preset="ultrafast", frame=128))
+    _check_lossless(enc, model, bits)
+    assert enc.manifest["coding"]["container_bits"] == 8 and enc.manifest["coding"]["escapes"] == 0
+    again, dmeta = B.decode_files(enc.files)
+    assert state_hash(again) == state_hash(enc.model) and dmeta["settings"]["bit_depth"] == bits
+    assert "layer_bits" not in dmeta["settings"]  # uniform grids write no per-layer field
+    assert B.encode_model(again, dmeta, EncodeSettings(codec=codec, bit_depth=bits, preset="ultrafast",
+                                                       frame=128)).files == enc.files  # keeps its levels
+
+
+def test_per_layer_grids_decode_exactly_and_travel_in_the_manifest(source):
+    model, meta = source
+    names = list(video_tensors(model))
+    layer_bits = {n: 4 + i % 5 for i, n in enumerate(names)}  # 4..8 bits
+    settings = EncodeSettings(bit_depth=8, layer_bits=layer_bits, preset="ultrafast", frame=128)
+    assert settings.layer_bits == tuple(sorted(layer_bits.items())) and settings.bits_of(names[1]) == 5
+    enc = B.encode_model(model, meta, settings)
+    assert enc.manifest["settings"]["layer_bits"] == layer_bits
+    assert {x["name"]: x["bits"] for x in enc.layers if x["kind"] == "weight"} == layer_bits
+    decoded, dmeta = B.decode_files(enc.files)
+    got = video_tensors(decoded)
+    for name, t in video_tensors(model).items():
+        assert torch.equal(got[name], quant.fake_quantize(t, layer_bits[name]).detach()), name
+    again = B.encode_model(decoded, dmeta, EncodeSettings.from_dict(dmeta["settings"]))
+    assert again.files == enc.files  # a decoded per-layer bundle re-encodes to its own bytes
+    uniform = B.encode_model(decoded, dmeta, EncodeSettings(bit_depth=8, preset="ultrafast", frame=128))
+    assert uniform.total_bytes > enc.total_bytes  # layers that were coarser are re-quantised to 8 bits
+
+
+def test_per_layer_maps_must_name_every_tensor_and_only_those(source):
+    model, meta = source
+    names = list(video_tensors(model))
+    full = {n: 6 for n in names}
+    cases = [({**full, "layer9.weight": 6}, "name 1 tensor\\(s\\) the model does not have: layer9.weight"),
+             ({n: 6 for n in names[1:]}, f"leave out 1 of the model's {len(names)} stored tensors: {names[0]}")]
+    for layer_bits, message in cases:
+        with pytest.raises(B.BundleError, match=message):
+            B.encode_model(model, meta, EncodeSettings(bit_depth=6, layer_bits=layer_bits, preset="ultrafast"))
+    with pytest.raises(B.BundleError, match="largest per-layer bit depth \\(6\\)"):
+        EncodeSettings(bit_depth=8, layer_bits=full).validate()
+    with pytest.raises(B.BundleError, match="per-layer bit depth of conv1.weight_dct must be 4..12, got 3"):
+        EncodeSettings(bit_depth=6, layer_bits={**full, "conv1.weight_dct": 3}).validate()
 
 
 @pytest.mark.parametrize("codec", ["hevc", "xz"])
@@ -267,3 +322,32 @@ def test_plan_round_trips_every_shape():
             back = PL.from_planes(PL.layer_planes(frames, lp, rc, cc), shape)
             assert np.array_equal(back, lev), (shape, frame)
     assert Manifest  # the typed parser is what decoding uses (tests/test_codec_errors.py)
+
+
+def test_a_manifest_whose_per_layer_bits_disagree_with_its_tables_is_refused(source, tmp_path):
+    from ctnet.codec.manifest import digest_of
+    model, meta = source
+    names = list(video_tensors(model))
+    layer_bits = {n: 7 if i % 2 else 5 for i, n in enumerate(names)}
+    enc = B.encode_model(model, meta, EncodeSettings(bit_depth=7, layer_bits=layer_bits, preset="ultrafast",
+                                                     frame=128))
+    out = B.write_bundle(enc, tmp_path / "b")
+    assert B.verify(out)["digest"] == enc.digest
+
+    def edited(fn):
+        m = json.loads(enc.files[B.MANIFEST])
+        fn(m["settings"]["layer_bits"])
+        m["digest"] = digest_of(m)  # as a tool that rewrites the digest would
+        return {**enc.files, B.MANIFEST: json.dumps(m).encode()}
+    cases = [(lambda lb: lb.update({names[0]: 6}), f"per-layer bits disagree with its tables: {names[0]} is 6-bit in "
+                                                   "the manifest, 5-bit in the tables"),
+             (lambda lb: lb.update({"layer9.conv.weight_dct": 5}), "does not have: layer9.conv.weight_dct"),
+             (lambda lb: lb.pop(names[-1]), "leave out 1 of the model's"),
+             (lambda lb: lb.update({names[1]: 13}), "layer_bits.layer1.0.conv1.weight_dct' is 13, outside 4..12")]
+    for fn, message in cases:
+        files = edited(fn)
+        with pytest.raises(B.BundleError, match=message):
+            B.decode_files(files)
+        (out / B.MANIFEST).write_bytes(files[B.MANIFEST])
+        with pytest.raises(B.BundleError, match=message):
+            B.verify(out)

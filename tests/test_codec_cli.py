@@ -137,3 +137,20 @@ def test_encode_takes_a_bundle_and_transcodes_exactly(encoded, tmp_path, capsys)
     assert json.loads(capsys.readouterr().out)["digest"] == json.loads((back / B.MANIFEST).read_text())["digest"]
     assert cli.main(["encode", str(out), "--out", str(tmp_path / "r50"), "--arch", "resnet50"]) == 2
     assert "is a resnet18, not a resnet50" in capsys.readouterr().err
+
+
+def test_newcomers_words_version_summary_and_verify_on_a_run_folder(tmp_path, capsys):
+    """Issue 24.7: `ctnet --version` prints the version; `ctnet summary` describes the
+    ImageNette head by default; `ctnet verify` on a run folder says it is not a bundle and
+    names the bundles inside, in one line, exit 2."""
+    from ctnet import __version__
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"ctnet {__version__}"
+    assert cli.main(["summary", "--json"]) == 0
+    assert _json(capsys)[-1]["fp32_bytes"] == 44_764_968  # CTNet-18 with the 10-class head, as trained here
+    run = tmp_path / "run"
+    (run / "bundles" / "best").mkdir(parents=True)
+    (run / "bundles" / "best" / "manifest.json").write_text("{}")
+    assert cli.main(["verify", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a bundle (no manifest.json); it is a run folder: its bundles are bundles/best" in err
+    assert "\n" not in err

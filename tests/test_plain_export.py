@@ -161,7 +161,7 @@ def test_ctnet_format_round_trips_the_coefficients(bundle, decoded, tmp_path, ca
 
 
 def test_train_init_from_a_bundle_directory(bundle, decoded, tiny_imagenette, tmp_path):
-    model, spec = _build(TrainConfig(data="", init_from=str(bundle)))
+    model, spec, _labels = _build(TrainConfig(data="", init_from=str(bundle)))
     assert spec.ctnet and spec.arch == "resnet18"
     want = decoded.model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())

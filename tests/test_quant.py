@@ -23,7 +23,7 @@ def test_error_at_most_half_step_zero_exact_and_idempotent():
     g = torch.Generator().manual_seed(0)
     img = torch.randn(300, 200, generator=g) * torch.rand(300, 200, generator=g)
     img[img.abs() < 0.3] = 0
-    for bits in (8, 10, 12):
+    for bits in range(4, 13):
         px, scale, zp = quantize_image(img, bits)
         assert px.min() >= 0 and px.max() <= 2**bits - 1
         dec = dequantize_image(px, scale, zp)
@@ -75,7 +75,7 @@ def test_dense_tile_statistics_are_bit_exact_for_every_layout():
         for dtype in (torch.float32, torch.float64):
             t = (torch.randn(shape, generator=g) * torch.rand(shape, generator=g)).to(dtype)
             t[t.abs() < 0.1] = 0
-            for bits in (8, 10, 12):
+            for bits in (4, 6, 7, 8, 10, 12):
                 ref, scale, zp = _gather_reference(t, bits)
                 got = fake_quantize(t, bits)
                 assert torch.equal(got, ref) and got.dtype == dtype and got.is_contiguous(), (shape, dtype, bits)
@@ -118,8 +118,15 @@ def test_compiled_export_simulation_is_bit_exact(monkeypatch):
         return
     monkeypatch.setenv("CTNET_COMPILE", "1")  # every size through torch.compile (CPU: C++)
     g = torch.Generator().manual_seed(2)
-    for shape, bits in [((64, 3, 7, 7), 8), ((300, 200), 8), ((20, 10, 3, 3), 10), ((700,), 12)]:
+    for shape, bits in [((64, 3, 7, 7), 8), ((300, 200), 6), ((20, 10, 3, 3), 10), ((700,), 12), ((40, 8), 4)]:
         for magnitude in (1e-3, 1.0, 1e3):
             t = torch.randn(shape, generator=g) * magnitude
             assert torch.equal(quant.fake_quantize(t, bits), _gather_reference(t, bits)[0]), (shape, bits, magnitude)
     assert quant._DECODE_COMPILED is not False  # it compiled (else it warned and ran eagerly)
+
+
+def test_grids_outside_4_to_12_bits_are_refused():
+    import pytest
+    for bits in (3, 13):
+        with pytest.raises(ValueError, match="bit depth must be 4..12"):
+            fake_quantize(torch.ones(4, 4), bits)

@@ -477,3 +477,15 @@ def test_rd_cache_reads_the_shipped_single_file_caches():
         pytest.skip("no shipped rd cache")
     for f in shipped:
         assert rd.read_cache(f)
+
+
+def test_full_split_points_are_only_those_of_the_model_on_the_whole_split(tmp_path):
+    """What the app draws beside CTNet points decoded on the full val split: the baseline's
+    own points on all 3,925 images — not a --limit subset, not the 500-image sample, not
+    another model's."""
+    import baseline_fixture as bf
+    cache = bf.write_cache(tmp_path / "rd.json")
+    points = rd.full_split_points(cache, bf.SHA, bf.FULL)
+    assert {p["bytes"] for p in points} == bf.DRAWN
+    assert all(p["images"] == bf.FULL and p["limit"] is None for p in points)
+    assert rd.full_split_points(tmp_path / "none.json", bf.SHA, bf.FULL) == []

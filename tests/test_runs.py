@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import baseline_fixture
 from ctnet import runs
 
 
@@ -180,5 +181,53 @@ def test_baseline_from_init_from_or_the_demo_notes(tmp_path):
                                  "| `a` | λ = 1e-7 | 40 of 40 | 88.18 % |\n| `b` | λ | 20 | 87.69 % |\n")
     assert notes == {"a": 88.18, "b": 87.69}
     run = runs.Run(name="a", path=str(tmp_path), config={"init_from": str(tmp_path / "missing.safetensors")})
-    assert runs.baseline(run, notes) == (88.18, "the demo's notes")
+    assert runs.baseline(run, notes) == runs.Baseline(88.18, "the demo's notes")
     assert runs.baseline(runs.Run(name="c", path=str(tmp_path)), notes) is None
+
+
+def test_the_demo_index_names_the_default_and_each_runs_baseline(tmp_path):
+    """demo.json: a run is matched to its baseline by the init_from its config.json records;
+    the baseline's top-1, SHA-256, image count and rd cache come with it; the index wins over
+    the notes; a run from another init_from falls back to them."""
+    (tmp_path / "demo.json").write_text(json.dumps(baseline_fixture.index()))
+    index = runs.read_demo_index(tmp_path)
+    assert index.default_path() == str(tmp_path / "runs" / baseline_fixture.RUN / "bundles" / "best")
+    run = runs.Run(name="cpu18", path=str(tmp_path / "runs" / "cpu18"), config={"init_from": baseline_fixture.INIT_FROM})
+    b = runs.baseline(run, {"cpu18": 10.0}, index)
+    assert (b.acc1, b.sha256, b.images) == (89.53, baseline_fixture.SHA, 3925)
+    assert b.rd == str(tmp_path / "rd" / f"{baseline_fixture.SHA[:32]}.json")
+    assert b.label == "plain ResNet-18 (fixture) (89.53 %)" and b.source.startswith("demo.json")
+    elsewhere = runs.Run(name="x", path=str(tmp_path), config={"init_from": "/other/machine/models/fixture-plain.pt"})
+    assert runs.baseline(elsewhere, {}, index).sha256 == baseline_fixture.SHA  # the same file name, another folder
+    other = runs.Run(name="old", path=str(tmp_path), config={"init_from": "/tmp/runs/resnet18-plain/best.safetensors"})
+    assert runs.baseline(other, {"old": 88.18}, index) == runs.Baseline(88.18, "the demo's notes")
+    assert runs.read_demo_index(tmp_path / "nowhere") == runs.DemoIndex(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"format": "ctnet-rd-cache", "version": 1}, "not a CTNet demo index"),
+    ({**baseline_fixture.index(), "version": 2}, "demo index version 2"),
+    ({**baseline_fixture.index(), "extra": 1}, "unknown field 'extra'"),
+    (baseline_fixture.index(default="../elsewhere/best"), "default must be a path inside the demo folder"),
+    (baseline_fixture.index(default="/abs/best"), "default must be a path inside the demo folder"),
+    (baseline_fixture.index(sha256="ABC"), "baselines[0].sha256 must be 64 lowercase hex digits"),
+    (baseline_fixture.index(acc1=101), "baselines[0].acc1 must be a top-1 in percent"),
+    (baseline_fixture.index(acc1=True), "baselines[0].acc1 must be a top-1 in percent"),
+    (baseline_fixture.index(images=0), "baselines[0].images must be a positive integer"),
+    (baseline_fixture.index(rd="../../etc/passwd"), "baselines[0].rd must be a path inside the demo folder"),
+    (baseline_fixture.index(color="red"), "baselines[0]: unknown field 'color'"),
+    ({**baseline_fixture.index(), "baselines": [{"name": "x"}]}, "baselines[0]: 'acc1' is missing"),
+    ({**baseline_fixture.index(), "baselines": [baseline_fixture.index()["baselines"][0]] * 2}, "same init_from"),
+], ids=["format", "version", "unknown", "default-up", "default-abs", "sha", "acc-range", "acc-bool", "images",
+        "rd-up", "unknown-entry-field", "missing", "duplicate"])
+def test_a_bad_demo_index_is_a_one_line_error_naming_the_field(tmp_path, doc, words):
+    (tmp_path / "demo.json").write_text(json.dumps(doc))
+    with pytest.raises(runs.RunError) as info:
+        runs.read_demo_index(tmp_path)
+    assert words in str(info.value) and str(info.value).startswith(str(tmp_path / "demo.json"))
+    assert "\n" not in str(info.value)
+    (tmp_path / "demo.json").write_text("{")
+    with pytest.raises(runs.RunError, match="not readable JSON"):
+        runs.read_demo_index(tmp_path)
+
+

@@ -38,6 +38,10 @@ COMMANDS: dict[str, Callable[[list[str] | None], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from ..api import VERSION
+        print(f"ctnet {VERSION}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         names = ", ".join(COMMANDS)
         print(f"usage: ctnet <command> [options]\ncommands: {names}\n'ctnet <command> --help' for details",

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from ..api import (BIT_DEPTHS, BN_MODES, CODECS, FRAME_SIZES, ORDERS, PIX_FMTS, PRESETS, EncodeSettings, LoadedModel,
-                   check_destination, check_encode_destination, decode, default_codec, encode, evaluate_model, load_any,
+from ..api import (AUTO_BITS, BIT_DEPTHS, BN_MODES, CODECS, DEFAULT_BUDGET, DEFAULT_IMAGES, FRAME_SIZES, ORDERS,
+                   PIX_FMTS, PRESETS, BundleError, EncodeSettings, LoadedModel, auto_layer_bits, check_destination,
+                   check_encode_destination, decode, default_codec, encode, evaluate_model, load_any, read_layer_map,
                    verify, write_decoded, write_encoded)
 from .common import ArgumentParser, _guarded, add_arch_arg, add_eval_args
 
@@ -27,9 +31,11 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crf", type=int, default=d.crf,
                    help="CRF (hevc/h264 0..51, av1 0..63); 0 = true lossless (x265/SVT-AV1 lossless=1, x264 qp=0); "
                         "ffv1/xz/zstd take 0 only")
-    g.add_argument("--bit-depth", type=int, default=d.bit_depth, choices=list(BIT_DEPTHS),
-                   help="bit depth of the export grid (what --pixel-bit-depth training simulates); the frames are "
-                        "coded 1–2 bits deeper so every signed level fits")
+    g.add_argument("--bit-depth", default=str(d.bit_depth), metavar="N|auto|MAP.json",
+                   help=f"bit depth of the export grid, {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]} (what --pixel-bit-depth "
+                        "training simulates; grids up to 7 bits are coded in 8-bit frames, deeper ones 1–2 bits "
+                        "deeper so every signed level fits); 'auto' (ctnet encode, with --data): a grid per layer "
+                        "chosen by measured sensitivity; or a JSON file mapping every stored tensor to its bits"),
     g.add_argument("--pix-fmt", default=None, choices=list(PIX_FMTS),
                    help="gray: 4:0:0 (HEVC RExt); yuv420: data in luma, neutral chroma (Main10, hardware-decodable)."
                         " Default: gray, or yuv420 for av1 (SVT-AV1 takes nothing else)")
@@ -45,9 +51,9 @@ def add_codec_args(p: argparse.ArgumentParser) -> None:
                    help=f"BatchNorm as its eval-mode scale and shift in 24-bit floats ({d.bn_mode}, the default) or the four "
                         "float32 vectors (raw, exact)")
     g.add_argument("--bn-crf", type=int, default=None,
-                   help="the seed's spelling: --bn-crf 0 (lossless BN) selects --bn-mode raw")
+                   help="older spelling, kept for scripts: --bn-crf 0 (lossless BN) selects --bn-mode raw")
     g.add_argument("--bn-bit-depth", type=int, default=None, choices=[8, 10, 12],
-                   help="the seed's spelling, accepted with --bn-crf 0 (BN is then stored exactly)")
+                   help="older spelling, accepted with --bn-crf 0 (BN is then stored exactly)")
     g.add_argument("--tile", type=int, default=d.tile,
                    help="tile of the export grid (training simulates 128; another tile re-quantises)")
 
@@ -64,11 +70,40 @@ def settings_from_args(args, **overrides) -> EncodeSettings:
         bn_mode = bn_mode or "raw"
     codec = args.codec or default_codec()
     pix_fmt = args.pix_fmt or CODECS[codec].pix_fmts[0]
-    values = dict(codec=codec, crf=args.crf, bit_depth=args.bit_depth, pix_fmt=pix_fmt, preset=args.preset,
+    values = dict(codec=codec, crf=args.crf, **grid_from_arg(args.bit_depth), pix_fmt=pix_fmt, preset=args.preset,
                   frame=args.frame, order=args.order, dither=args.dither, seed=args.seed,
                   bn_mode=bn_mode or DEFAULTS.bn_mode, tile=args.tile)
     values.update(overrides)
     return EncodeSettings(**values).validate()
+
+
+def grid_from_arg(text: str) -> dict:
+    """``--bit-depth``: an integer, ``auto`` (the finest candidate grid until :func:`_auto`
+    chooses the layers' own) or a JSON per-layer map → the settings' grid fields."""
+    if text == "auto":
+        return {"bit_depth": max(AUTO_BITS)}
+    try:
+        bits = int(text)
+    except ValueError:
+        layer_bits = read_layer_map(text)
+        return {"bit_depth": max(layer_bits.values()), "layer_bits": layer_bits}
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"--bit-depth must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, 'auto' or a per-layer map, got {bits}")
+    return {"bit_depth": bits}
+
+
+def _auto(args, settings: EncodeSettings, loaded: LoadedModel) -> tuple[EncodeSettings, dict | None]:
+    """With ``--bit-depth auto``: the settings with a grid per layer chosen from the source's
+    sensitivity profile (measured on ``--data``'s train split, or cached), and what was chosen."""
+    if args.bit_depth != "auto":
+        return settings, None
+    if not args.data:
+        raise ValueError("--bit-depth auto measures each layer's sensitivity on a slice of the train split: "
+                         "pass --data DIR (an ImageNette root)")
+    layer_bits, chosen = auto_layer_bits(loaded, args.data, budget=args.budget, images=args.auto_images,
+                                         device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return replace(settings, bit_depth=max(layer_bits.values()), layer_bits=tuple(sorted(layer_bits.items()))
+                   ).validate(), chosen
 
 
 def _checkpoint_path(args) -> str:
@@ -102,19 +137,33 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--profile", action="store_true", help="instead of writing, encode with every preset and tabulate")
     add_codec_args(p)
+    a = p.add_argument_group("--bit-depth auto")
+    a.add_argument("--data", help="ImageNette root whose train split measures each layer's sensitivity")
+    a.add_argument("--auto-images", type=int, default=DEFAULT_IMAGES,
+                   help=f"class-balanced train images the sensitivity is measured on (default {DEFAULT_IMAGES})")
+    a.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                   help="how far the predictions on the train slice may move: the mean KL divergence from the "
+                        f"reference (nats), summed over layers each coarsened alone (default {DEFAULT_BUDGET})")
+    a.add_argument("--device", default="cpu", help="where the sensitivity is measured (cpu, cuda, …)")
     args = p.parse_args(argv)
 
     def run():
         settings = settings_from_args(args)
         _checkpoint_path(args)
         if args.profile:
+            if args.bit_depth == "auto":
+                raise ValueError("--profile times presets at one grid: give --bit-depth N or a per-layer map")
             return _profile(args, settings, list(PRESETS))
         if not args.out:
             raise ValueError("--out DIR is required")
+        if args.auto_images < 1:
+            raise ValueError(f"--auto-images must be ≥ 1, got {args.auto_images}")
         check_encode_destination(args.out, _checkpoint_path(args))  # before encoding: refuse early
-        encoded = encode(_load(args), settings)
+        loaded = _load(args)
+        settings, chosen = _auto(args, settings, loaded)
+        encoded = encode(loaded, settings)
         write_encoded(encoded, args.out, overwrite=args.force)
-        report = {"out": str(args.out), **encoded.summary()}
+        report = {"out": str(args.out), **encoded.summary(), **({"auto": chosen} if chosen else {})}
         if args.json:
             print(json.dumps(report))
         else:
@@ -125,6 +174,12 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
 
 def _print_encode(r: dict) -> None:
     print_layers(r["layers"])
+    if r.get("auto"):
+        a = r["auto"]
+        print(f"--bit-depth auto (budget {a['budget']:g} on {a['images']} train images): "
+              + ", ".join(f"{n} layers at {b} bits" for b, n in a["bits"].items() if n)
+              + f"; estimated {a['est_bytes']:,} B of levels and tables against {a['est_bytes_top']:,} B all at "
+                f"{max(a['bits'])} bits")
     for name, size in r["files"].items():
         print(f"  {name:<30}{size:>12,} bytes")
     bpn = r.get("bits_per_nonzero")
@@ -138,11 +193,13 @@ def _print_encode(r: dict) -> None:
 def print_layers(layers: list[dict]) -> None:
     """Where the bytes go: per layer, bytes and bits per non-zero level beside the levels'
     zero-order entropy (what a good coder should approach)."""
-    print(f"{'layer':<36}{'kind':>7}{'frames':>8}{'bytes':>10}{'non-zero':>10}{'bits/nz':>9}{'H0/nz':>7}{'max |err|':>11}")
+    print(f"{'layer':<36}{'kind':>7}{'grid':>5}{'frames':>8}{'bytes':>10}{'non-zero':>10}{'bits/nz':>9}{'H0/nz':>7}"
+          f"{'max |err|':>11}")
     for x in layers:
         bpn, h0 = x.get("bits_per_nonzero"), x.get("entropy_bits_per_nonzero")
         frames = f"{x['coded_frames']}/{x['frames']}" if x["kind"] == "weight" else "-"
-        print(f"{x['name']:<36}{x['kind']:>7}{frames:>8}{x['bytes']:>10,}{x['nonzero']:>10,}"
+        grid = str(x["bits"]) if x.get("bits") else "-"
+        print(f"{x['name']:<36}{x['kind']:>7}{grid:>5}{frames:>8}{x['bytes']:>10,}{x['nonzero']:>10,}"
               f"{(f'{bpn:.2f}' if bpn else '-'):>9}{(f'{h0:.2f}' if h0 else '-'):>7}{x['max_abs_error']:>11.3g}")
 
 
@@ -152,7 +209,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
     p = ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
-    p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="same as the bundle argument")
+    p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="older spelling of the bundle argument")
     p.add_argument("--data", help="dataset root (its val/ is used: ImageNette or your own) to report decoded "
                    "top-1/top-5")
     p.add_argument("--out", metavar="FILE", help="write the decoded model to FILE (atomically)")
@@ -263,6 +320,11 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
     args = p.parse_args(argv)
 
     def run():
+        folder = Path(args.bundle)
+        if folder.is_dir() and not (folder / "manifest.json").is_file():
+            inside = sorted(p.parent.name for p in folder.glob("bundles/*/manifest.json"))
+            raise BundleError(f"{folder} is not a bundle (no manifest.json)" + (
+                f"; it is a run folder: its bundles are {', '.join(f'bundles/{n}' for n in inside)}" if inside else ""))
         r = verify(args.bundle)
         if args.json:
             print(json.dumps(r))

@@ -14,7 +14,7 @@ def summary_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture: the "
                                 "share of its parameters in spatial DCT convs, channel-DCT 1×1, plain and other layers.")
     add_arch_arg(p, default="resnet18", help="the torchvision CNN")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10: ImageNette)")
     p.add_argument("--dct-block-size", type=int, default=16)
     p.add_argument("--plain-1x1", action="store_true", help="keep 1×1 convolutions plain (ResNet-50 hybrid)")
     p.add_argument("--json", action="store_true")

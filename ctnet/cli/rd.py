@@ -18,7 +18,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset root (its val/ is used: ImageNette or your own)")
     p.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
                    help="bundle codecs to sweep (default all: hevc h264 av1 ffv1 xz zstd); 'none' for none")
-    p.add_argument("--bits", type=int, nargs="+", default=list(DEFAULT_BITS), help="bit depths (each codec: those it has)")
+    p.add_argument("--bits", type=int, nargs="+", default=list(DEFAULT_BITS),
+                   help="bit depths of the export grid, 4..12 (each codec: those its frames hold)")
     p.add_argument("--crfs", type=int, nargs="+", default=None, help="lossy CRFs of hevc and h264 "
                    f"(default {' '.join(map(str, LOSSY_CRFS['hevc']))}); lossless (0) is always measured")
     p.add_argument("--av1-crfs", type=int, nargs="+", default=None,

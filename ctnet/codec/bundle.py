@@ -57,7 +57,7 @@ from . import plan as PL
 from . import tables as T
 from .decoded import check_members, load_decoded, model_check, stream_limit
 from .manifest import (BN_MODES, FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, TABLES, VERSION,
-                       BundleError, EncodeSettings, Manifest, check_name, digest_of, sha256)
+                       BundleError, EncodeSettings, Manifest, check_layer_bits, check_name, digest_of, sha256)
 from .registry import CODECS, VideoError
 
 SOURCE_METRICS = ("acc1", "acc5", "est_bytes_export", "nonzero", "ratio", "fp32_bytes")
@@ -96,16 +96,17 @@ def grid_of(name: str, t: torch.Tensor, settings: EncodeSettings, first_tile: in
     """Quantise a tensor on the export grid (``ctnet.codec.frames.quantize_tensor``) — or on
     ``known`` (scale, zero point), the grid of a bundle it was decoded from, so re-encoding a
     decoded model codes exactly the levels it decoded from."""
+    bits = settings.bits_of(name)
     if known is not None and settings.dither == 0:
         img = quant.tensor_to_image(t.detach().cpu().float())
-        pixels, scale, zp = quant.quantize_image(img, settings.bit_depth, settings.tile,
+        pixels, scale, zp = quant.quantize_image(img, bits, settings.tile,
                                                  torch.from_numpy(known[0]), torch.from_numpy(known[1]))
         h, w = img.shape
         boxes = quant.tile_boxes(h, w, settings.tile)
         scale, zp = known
         pix = pixels.numpy()
     else:
-        tf = F.quantize_tensor(name, t, bits=settings.bit_depth, tile=settings.tile, first_frame=first_tile,
+        tf = F.quantize_tensor(name, t, bits=bits, tile=settings.tile, first_frame=first_tile,
                                dither=settings.dither, seed=settings.seed)
         boxes, scale, zp = tf.boxes, tf.scale, tf.zero_point
         h, w = tf.image_shape
@@ -232,7 +233,7 @@ class EncodeResult:
                 "metadata_bytes": self.metadata_bytes,
                 "streams": [{k: s[k] for k in ("file", "kind", "height", "width", "frames", "bytes", "workaround")}
                             for s in self.streams],
-                "layers": [{k: x[k] for k in ("name", "kind", "bytes", "frames", "coded_frames", "nonzero",
+                "layers": [{k: x[k] for k in ("name", "kind", "bits", "bytes", "frames", "coded_frames", "nonzero",
                                               "bits_per_nonzero", "entropy_bits_per_nonzero", "max_abs_error")}
                            for x in self.layers]}
 
@@ -295,14 +296,16 @@ def _source_meta(meta: dict, spec: ModelSpec) -> dict:
 
 
 def known_grid(meta: dict, settings: EncodeSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The grid a model was decoded from (bundles only), when it is the grid ``settings`` asks
-    for: then re-encoding it codes exactly the same levels."""
+    """The grid a model was decoded from (bundles only), of every tensor whose grid is the one
+    ``settings`` asks for: re-encoding it then codes exactly the same levels."""
     b = meta.get("bundle") if isinstance(meta, dict) else None
     if not isinstance(b, dict) or not b.get("grid"):
         return {}
-    if b.get("grid_bits") != settings.bit_depth or b.get("grid_tile") != settings.tile or b.get("dithered"):
+    if b.get("grid_tile") != settings.tile or b.get("dithered"):
         return {}
-    return b["grid"]
+    decoded_bits = b.get("grid_layer_bits") or {}
+    return {name: g for name, g in b["grid"].items()
+            if decoded_bits.get(name, b.get("grid_bits")) == settings.bits_of(name)}
 
 
 @dataclass
@@ -327,6 +330,7 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
     """Quantise every stored tensor on the export grid and arrange its levels as the plan's
     frames (what :func:`encode_model` codes; the app's Frames page shows it)."""
     video = export.video_tensors(model)
+    check_layer_bits(settings, list(video))
     known = known_grid(meta, settings)
     grids, first_tile = [], 0
     for name, t in video.items():
@@ -378,7 +382,8 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
 
     bn = bn_table(bns, settings.bn_mode)
     tables = T.Tables([g.scale for g in grids], [g.zero_point for g in grids], rcs, ccs, coded_mask, escapes, bn)
-    raw_tables = T.pack(tables, bits=settings.bit_depth, frame=settings.frame, bn_mode=settings.bn_mode)
+    raw_tables = T.pack(tables, bits=settings.bit_depth, frame=settings.frame, bn_mode=settings.bn_mode,
+                        layer_bits=[settings.bits_of(g.name) for g in grids] if settings.layer_bits else None)
     files[TABLES] = T.compress(raw_tables)
 
     members = [{"file": name, "role": "weights" if name != TABLES else "tables", "bytes": len(data),
@@ -412,7 +417,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     files[MANIFEST] = (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
     Manifest.from_json(files[MANIFEST])  # what the decoder will read
 
-    layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model)
+    layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, settings)
     bn_packed = bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)  # bytes in the raw tables
     layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn_packed)
     streams = [stream] if stream else []
@@ -456,7 +461,7 @@ def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress):
     return data, np.asarray(per_frame, np.int64), stream, decoded
 
 
-def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model) -> list[dict]:
+def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, settings) -> list[dict]:
     decoded = export.video_tensors(decoded_model)
     rows = []
     for g, lp in zip(grids, plan.layers):
@@ -465,7 +470,8 @@ def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model) ->
         b = int(frame_bytes[ids].sum())
         h0 = PL.entropy_bits(g.tile_pixels())
         err = float((decoded[g.name].float() - video[g.name].detach().float().cpu()).abs().max())
-        rows.append({"name": g.name, "kind": "weight", "shape": list(g.shape), "frames": lp.frames,
+        rows.append({"name": g.name, "kind": "weight", "bits": settings.bits_of(g.name), "shape": list(g.shape),
+                     "frames": lp.frames,
                      "coded_frames": int(coded_mask[ids].sum()), "bytes": b, "nonzero": nz, "entropy_bits": h0,
                      "bits_per_nonzero": 8 * b / nz if nz else None,
                      "entropy_bits_per_nonzero": h0 / nz if nz else None,
@@ -488,7 +494,7 @@ def _bn_report(bns: Mapping[str, _BatchNorm], decoded_model: nn.Module, table_by
         b_src = src[1].double() - src[2].double() * a_src
         b_dec = d[1].double() - d[2].double() * a_dec
         err = float(torch.maximum((a_src - a_dec).abs().max(), (b_src - b_dec).abs().max()))
-        out.append({"name": name, "kind": "bn", "shape": [m.num_features], "frames": 0, "coded_frames": 0,
+        out.append({"name": name, "kind": "bn", "bits": None, "shape": [m.num_features], "frames": 0, "coded_frames": 0,
                     "bytes": int(round(share * m.num_features / total_c)), "nonzero": 0, "entropy_bits": 0.0,
                     "bits_per_nonzero": None, "entropy_bits_per_nonzero": None, "max_abs_error": err,
                     "max_half_step": 0.0, "tiles": 0})
@@ -517,6 +523,7 @@ class Reader:
         self.model = build_model(m.model)
         video = export.video_tensors(self.model)
         self.plan = PL.make_plan([(n, tuple(t.shape)) for n, t in video.items()], s.frame)
+        check_layer_bits(s, list(video))
         if self.plan.total_frames != m.frames:
             raise BundleError(f"manifest says {m.frames} frames, the model's layout has {self.plan.total_frames}")
         self.boxes = [quant.tile_boxes(*quant.image_shape(tuple(t.shape)), s.tile) for t in video.values()]
@@ -547,7 +554,9 @@ class Reader:
         classes = sum(lp.plane_h + lp.plane_w for lp, o in zip(self.plan.layers, self.ordered) if o)
         channels = sum(b.num_features for b in self.bns.values())
         bn = channels * (2 * 3 if s.bn_mode == "affine" else 4 * 4)
-        return 6 + tiles * (4 + (1 if s.bit_depth == 8 else 2)) + classes + -(-self.plan.total_frames // 8) + bn
+        layer_bits = len(self.plan.layers) if s.layer_bits else 0
+        return (6 + layer_bits + tiles * (4 + (1 if s.bit_depth <= 8 else 2)) + classes
+                + -(-self.plan.total_frames // 8) + bn)
 
     def check(self, files: Mapping[str, bytes]) -> None:
         """Every member as the manifest states it, the tables against the model and the
@@ -583,7 +592,9 @@ class Reader:
         m = self.m
         tables = T.unpack(raw, plan=self.plan, tiles=[len(b) for b in self.boxes], ordered=self.ordered,
                           bits=m.settings.bit_depth, escapes=m.escapes,
-                          bn_channels=sum(x.num_features for x in self.bns.values()), bn_mode=m.settings.bn_mode)
+                          bn_channels=sum(x.num_features for x in self.bns.values()), bn_mode=m.settings.bn_mode,
+                          layer_bits=[m.settings.bits_of(lp.name) for lp in self.plan.layers]
+                          if m.settings.layer_bits else None)
         if int(tables.coded.sum()) != m.coded_frames:
             raise BundleError(f"tables mark {int(tables.coded.sum())} frames as coded, the manifest says {m.coded_frames}")
         if not np.isfinite(tables.bn).all():
@@ -606,7 +617,8 @@ class Reader:
         meta["bundle"] = {"version": VERSION, "digest": m.digest, "total_bytes": total, "fp32_bytes": m.fp32_bytes,
                           "ratio": m.fp32_bytes / total, "files": {k: len(v) for k, v in sorted(files.items())},
                           "grid": model.__dict__.pop("_ctnet_grid"), "grid_bits": m.settings.bit_depth,
-                          "grid_tile": m.settings.tile, "dithered": m.settings.dither > 0,
+                          "grid_layer_bits": dict(m.settings.layer_bits), "grid_tile": m.settings.tile,
+                          "dithered": m.settings.dither > 0,
                           "frame_bytes": _frame_bytes(self.tables.coded, sizes)}
         return model, meta
 
@@ -647,7 +659,6 @@ class Reader:
         for f, pos, level in tables.escapes:
             levels[f].reshape(-1)[pos] = level
         state: dict[str, torch.Tensor] = {}
-        peak = 2**s.bit_depth - 1
         grid_out = {}
         first_tile = 0
         for lp, bx, scale, zp, rc, cc in zip(self.plan.layers, self.boxes, tables.scales, tables.zero_points,
@@ -655,12 +666,14 @@ class Reader:
             planes = PL.layer_planes(levels[lp.first_frame:lp.first_frame + lp.frames], lp, rc, cc)
             lev = PL.from_planes(planes, lp.shape)
             img = quant.tensor_to_image(torch.from_numpy(np.ascontiguousarray(lev))).numpy()
+            bits = s.bits_of(lp.name)
+            peak = 2**bits - 1
             tiles = []
             for (r0, c0, h, w), z in zip(bx, zp):
                 p = img[r0:r0 + h, c0:c0 + w].astype(np.int64) + int(z)
                 if p.min() < 0 or p.max() > peak:
                     if s.crf == 0:
-                        raise BundleError(f"layer {lp.name}: decoded levels fall off the {s.bit_depth}-bit grid (damaged)")
+                        raise BundleError(f"layer {lp.name}: decoded levels fall off the {bits}-bit grid (damaged)")
                     p = np.clip(p, 0, peak)  # a lossy stream may overshoot
                 tiles.append(p.astype(np.uint16))
             with np.errstate(over="ignore", invalid="ignore"):  # a huge scale overflows: refused by load_decoded

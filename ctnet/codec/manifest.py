@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from ..data import label_map_problem
@@ -41,6 +42,8 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHECK = re.compile(r"^[0-9a-f]{16}$")
 BN_MODES = ("affine", "raw")
 MAX_TILE = 1024
+MAX_LAYERS = 4096  # stored tensors a per-layer bit-depth map may name
+_TENSOR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,255}$")  # a state-dict name
 ROLES = ("weights", "tables")
 
 
@@ -124,7 +127,11 @@ class EncodeSettings:
     coded frames (256 measured smallest on the demo's CTNet-18s, see ``ctnet.codec.plan``).
     ``order``: rows/columns of each layer by non-zero-count class, or natural. ``bn_mode``:
     BatchNorm as its eval-mode affine (scale, shift) as 24-bit floats, or the four float32
-    vectors (``raw``, exact). ``tile``: the grid's tile (the one training used: 128)."""
+    vectors (``raw``, exact). ``tile``: the grid's tile (the one training used: 128).
+    ``layer_bits``: a grid per stored tensor (name → bits, every tensor named; given as a
+    mapping or pairs, kept as sorted pairs), ``bit_depth`` then being the largest of them;
+    empty: ``bit_depth`` for every tensor. It is written only when set, so a uniform
+    bundle's manifest is what it was before per-layer grids existed."""
 
     codec: str = "hevc"
     crf: int = 0
@@ -137,6 +144,15 @@ class EncodeSettings:
     dither: float = 0.0  # subtractive dither amplitude in pixel steps (0 = off)
     seed: int = 0
     tile: int = 128
+    layer_bits: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.layer_bits, Mapping):  # convert at the door: hashable, one order
+            object.__setattr__(self, "layer_bits", tuple(sorted(self.layer_bits.items())))
+
+    def bits_of(self, name: str) -> int:
+        """The grid bits of stored tensor ``name``."""
+        return dict(self.layer_bits).get(name, self.bit_depth) if self.layer_bits else self.bit_depth
 
     @property
     def family(self) -> str:
@@ -160,7 +176,11 @@ class EncodeSettings:
             raise BundleError(str(exc)) from exc
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        del d["layer_bits"]
+        if self.layer_bits:
+            d["layer_bits"] = dict(self.layer_bits)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "settings.") -> "EncodeSettings":
@@ -170,14 +190,39 @@ class EncodeSettings:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise BundleError(f"manifest field '{where}{unknown[0]}' is not a setting of this ctnet")
+        layer_bits = _layer_bits(get_obj(d, "layer_bits", where), where) if "layer_bits" in d else ()
         s = cls(codec=get_str(d, "codec", where, CODECS), crf=get_int(d, "crf", where, 0, 63),
-                bit_depth=get_int(d, "bit_depth", where, min(BIT_DEPTHS), max(BIT_DEPTHS)),
+                bit_depth=get_int(d, "bit_depth", where, BIT_DEPTHS[0], BIT_DEPTHS[-1]),
                 pix_fmt=get_str(d, "pix_fmt", where, PIX_FMTS),
                 preset=get_str(d, "preset", where, PRESETS), frame=get_int(d, "frame", where, 1, 4096),
                 order=get_str(d, "order", where, PL.ORDERS), bn_mode=get_str(d, "bn_mode", where, BN_MODES),
                 dither=get_float(d, "dither", where, 0.0, MAX_DITHER), seed=get_int(d, "seed", where, 0, 2**63 - 1),
-                tile=get_int(d, "tile", where, 1, MAX_TILE))
+                tile=get_int(d, "tile", where, 1, MAX_TILE), layer_bits=layer_bits)
         return s.validate()
+
+
+def _layer_bits(d: dict, where: str) -> tuple[tuple[str, int], ...]:
+    if not 1 <= len(d) <= MAX_LAYERS:
+        raise BundleError(f"manifest field '{where}layer_bits' must name 1..{MAX_LAYERS} tensors")
+    for name in d:
+        if not isinstance(name, str) or not _TENSOR.match(name):
+            raise BundleError(f"manifest field '{where}layer_bits' names {str(name)[:40]!r}, not a tensor name")
+    return tuple(sorted((name, get_int(d, name, f"{where}layer_bits.", BIT_DEPTHS[0], BIT_DEPTHS[-1]))
+                        for name in d))
+
+
+def check_layer_bits(settings: EncodeSettings, names) -> None:
+    """A per-layer bit-depth map must name exactly the model's stored tensors ``names``."""
+    if not settings.layer_bits:
+        return
+    given, want = {n for n, _ in settings.layer_bits}, set(names)
+    unknown, missing = sorted(given - want), [n for n in names if n not in given]
+    if unknown:
+        raise BundleError(f"per-layer bit depths name {len(unknown)} tensor(s) the model does not have: "
+                          f"{', '.join(unknown[:3])}{' …' if len(unknown) > 3 else ''}")
+    if missing:
+        raise BundleError(f"per-layer bit depths leave out {len(missing)} of the model's {len(want)} stored tensors: "
+                          f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
 
 
 def container_bits(codec: str, bit_depth: int) -> int:
@@ -190,7 +235,7 @@ def container_bits(codec: str, bit_depth: int) -> int:
     grids in 12-bit frames, H.264/AV1 above 8 bits) are listed exactly in the tables."""
     c = CODECS[codec]
     if c.family == "planes":
-        return 8 if bit_depth == 8 else 16
+        return 8 if bit_depth <= 8 else 16
     deeper = [d for d in c.bit_depths if d > bit_depth]
     return min(deeper) if deeper else max(c.bit_depths)
 
@@ -204,7 +249,19 @@ def _validated(s: EncodeSettings) -> EncodeSettings:
         raise BundleError(f"codec must be one of {', '.join(CODECS)}, got {s.codec!r}")
     c = CODECS[s.codec]
     if s.bit_depth not in BIT_DEPTHS:
-        raise BundleError(f"bit depth must be one of {BIT_DEPTHS}, got {s.bit_depth}")
+        raise BundleError(f"bit depth of the export grid must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, got {s.bit_depth}")
+    if s.layer_bits:
+        if not isinstance(s.layer_bits, tuple) or len(s.layer_bits) > MAX_LAYERS or not all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in s.layer_bits):
+            raise BundleError("per-layer bit depths must map tensor names to bits")
+        for name, bits in s.layer_bits:
+            if not isinstance(bits, int) or isinstance(bits, bool) or bits not in BIT_DEPTHS:
+                raise BundleError(f"per-layer bit depth of {name} must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, "
+                                  f"got {bits!r}")
+        top = max(bits for _, bits in s.layer_bits)
+        if s.bit_depth != top:
+            raise BundleError(f"bit_depth must be the largest per-layer bit depth ({top}) when layers have their "
+                              f"own grids, got {s.bit_depth}")
     if s.frame not in PL.FRAME_SIZES:
         raise BundleError(f"frame size must be one of {PL.FRAME_SIZES}, got {s.frame}")
     if s.order not in PL.ORDERS:
@@ -372,5 +429,5 @@ def _check_depth(obj) -> None:
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "FORMAT", "MANIFEST", "Manifest", "Member", "TABLES",
-           "VERSION", "canonical", "check_name", "container_bits", "digest_of", "get_float", "get_int",
+           "VERSION", "canonical", "check_layer_bits", "check_name", "container_bits", "digest_of", "get_float", "get_int",
            "get_obj", "get_str", "sha256"]

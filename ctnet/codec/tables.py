@@ -4,9 +4,11 @@
 of, in this order:
 
 * ``CTT2`` and the number of layers;
+* only in a bundle with a grid per layer (``settings.layer_bits``): every layer's grid bits,
+  one byte each, in model order — the decoder checks them against the manifest's;
 * every grid tile's scale (float32, exactly what training used), all layers together,
   byte-plane shuffled (the exponent bytes of similar scales compress to almost nothing);
-* every tile's zero point (uint8 for an 8-bit grid, else uint16, shuffled the same way);
+* every tile's zero point (uint8 for grids of up to 8 bits, else uint16, shuffled the same way);
 * per ordered layer, its row classes then its column classes (uint8, < 8);
 * the coded-frame bitmap (one bit per plan frame, little-endian bit order);
 * the escapes: levels that do not fit the container, as varints (delta of the global
@@ -58,9 +60,11 @@ def _unshuffle(data: bytes, dtype, n: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(size, n).T.copy().view(dtype).reshape(n)
 
 
-def pack(t: Tables, *, bits: int, frame: int, bn_mode: str) -> bytes:
-    zp_dtype = np.dtype("<u1") if bits == 8 else np.dtype("<u2")
+def pack(t: Tables, *, bits: int, frame: int, bn_mode: str, layer_bits: list[int] | None = None) -> bytes:
+    """``bits``: the largest grid's; ``layer_bits``: each layer's, when layers have their own."""
+    zp_dtype = np.dtype("<u1") if bits <= 8 else np.dtype("<u2")
     parts = [MAGIC, len(t.scales).to_bytes(2, "little"),
+             *([bytes(layer_bits)] if layer_bits is not None else []),
              _shuffle(np.concatenate(t.scales).astype("<f4")),
              _shuffle(np.concatenate(t.zero_points).astype(zp_dtype))]
     for rc, cc in zip(t.row_classes, t.col_classes):
@@ -110,8 +114,9 @@ def decompress(data: bytes, size: int) -> bytes:
 
 
 def unpack(raw: bytes, *, plan: PL.FramePlan, tiles: list[int], ordered: list[bool], bits: int, escapes: int,
-           bn_channels: int, bn_mode: str) -> Tables:
-    """Parse and check the tables of a model whose plan and grid sizes are known."""
+           bn_channels: int, bn_mode: str, layer_bits: list[int] | None = None) -> Tables:
+    """Parse and check the tables of a model whose plan and grid sizes are known;
+    ``layer_bits``: every layer's grid bits as the manifest states them (per-layer grids)."""
     pos = 0
 
     def take(n: int, what: str) -> bytes:
@@ -126,15 +131,23 @@ def unpack(raw: bytes, *, plan: PL.FramePlan, tiles: list[int], ordered: list[bo
         raise BundleError("tables do not start with CTT2 (not ctnet tables)")
     if int.from_bytes(take(2, "header"), "little") != len(plan.layers):
         raise BundleError("tables describe another number of layers than the model")
+    if layer_bits is not None:
+        stored = list(take(len(plan.layers), "per-layer bit depths"))
+        bad = next((i for i, (a, b) in enumerate(zip(layer_bits, stored)) if a != b), None)
+        if bad is not None:
+            raise BundleError(f"the manifest's per-layer bits disagree with its tables: {plan.layers[bad].name} is "
+                              f"{layer_bits[bad]}-bit in the manifest, {stored[bad]}-bit in the tables")
     n_tiles = sum(tiles)
     scales = _unshuffle(take(4 * n_tiles, "scales"), "<f4", n_tiles).astype(np.float32)
     if not (np.isfinite(scales).all() and (scales > 0).all()):
         raise BundleError("tables hold a scale that is not finite and positive")
-    zp_dtype = np.dtype("<u1") if bits == 8 else np.dtype("<u2")
+    zp_dtype = np.dtype("<u1") if bits <= 8 else np.dtype("<u2")
     zps = _unshuffle(take(zp_dtype.itemsize * n_tiles, "zero points"), zp_dtype, n_tiles).astype(np.int64)
-    if (zps > 2**bits - 1).any():
-        raise BundleError(f"tables hold a zero point outside 0..{2**bits - 1}")
     split = np.cumsum(tiles)[:-1]
+    for i, (lp, zp) in enumerate(zip(plan.layers, np.split(zps, split))):
+        top = 2**(layer_bits[i] if layer_bits is not None else bits) - 1
+        if (zp > top).any():
+            raise BundleError(f"tables hold a zero point of {lp.name} outside its grid's 0..{top}")
     row_classes: list[np.ndarray | None] = []
     col_classes: list[np.ndarray | None] = []
     for lp, is_ordered in zip(plan.layers, ordered):

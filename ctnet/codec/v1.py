@@ -153,7 +153,7 @@ def _int_list(values, n: int, lo: int, hi: int, where: str) -> list[int]:
 def _settings_from(manifest: dict) -> EncodeSettings:
     s = _need(manifest, "settings", dict, "")
     try:
-        settings = EncodeSettings(**{k: s[k] for k in EncodeSettings.__dataclass_fields__})
+        settings = EncodeSettings(**{k: s[k] for k in EncodeSettings.__dataclass_fields__ if k != "layer_bits"})
     except KeyError as exc:
         raise BundleError(f"manifest is missing field 'settings.{exc.args[0]}'") from exc
     except TypeError as exc:

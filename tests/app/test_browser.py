@@ -8,7 +8,9 @@ CTNET_SCREENSHOTS=docs, to docs/screenshots/ for the README)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -130,6 +132,101 @@ def test_every_page_in_chromium(server):
     outside = sorted({u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                       and urlparse(u).hostname not in LOCAL})
     assert not outside, f"requests left localhost: {outside[:5]}"
+
+
+HEADLINE = "runs/ctnet18-export-lam5e-7/bundles/best"  # the README's headline point
+# where Plotly draws the Pareto marker of the checkpoint whose path ends in `path` (page pixels)
+POINT_JS = """(path) => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  for (const tr of gd._fullData) {
+    if (!tr.customdata || tr.name === 'current') continue;
+    for (let i = 0; i < tr.customdata.length; i++) {
+      const p = String(tr.customdata[i][0]);
+      if (p.endsWith('/' + path)) return [r.left + xa._offset + xa.c2p(tr.x[i]), r.top + ya._offset + ya.c2p(tr.y[i])];
+    }
+  }
+  return null;
+}"""
+
+
+def _until(page, check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        page.wait_for_timeout(250)
+    raise AssertionError(f"timed out: {what} (url {page.url})")
+
+
+def test_a_newcomers_walk_in_chromium(server, demo_dir):
+    """Issue 24, as a new user met it at 1400×1000: (9) the headline Pareto point can be
+    clicked; (1) a typed run folder survives a reload and a shared link; (2) an encode on
+    another grid says it re-quantises; (3) its top-1 change shows an interval; (6) the result
+    is in the first viewport; (4) the earlier encode stays listed."""
+    from playwright.sync_api import sync_playwright
+    headline = HEADLINE if (demo_dir / HEADLINE).is_dir() else \
+        str(sorted(demo_dir.glob("runs/*/bundles/best"))[-1].relative_to(demo_dir))
+    other = next(str(p.relative_to(demo_dir)) for p in sorted(demo_dir.glob("runs/*/bundles/*"))
+                 if str(p.relative_to(demo_dir)) != headline)
+    folder = demo_dir / "runs" / Path(other).parts[1]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            # 9: open on another checkpoint, click the headline's marker: it becomes current
+            page.goto(f"{server}/?ckpt={other}", wait_until="domcontentloaded")
+            page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=180_000)
+            wait_idle(page, 120, quiet_s=1.0, poll_ms=250)
+            page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+            x, y = page.evaluate(POINT_JS, headline)
+            page.mouse.move(x, y)
+            page.wait_for_timeout(300)
+            page.mouse.click(x, y)
+            _until(page, lambda: f"ckpt={headline.replace('/', '%2F')}" in page.url or f"ckpt={headline}" in page.url,
+                   60, "the headline point did not become current")
+            # 1: a typed run folder is kept in the URL; a reload and a shared link come back to it
+            box = page.get_by_role("textbox", name=re.compile("Run folder"))
+            box.fill(str(folder))
+            box.press("Enter")
+            _until(page, lambda: "root=" in page.url, 60, "the run folder is not in the URL")
+            wait_idle(page, 120, quiet_s=1.0, poll_ms=250)
+            shared = page.url
+            page.reload(wait_until="domcontentloaded")
+            page.wait_for_selector("h1", timeout=120_000)
+            wait_idle(page, 120, quiet_s=1.0, poll_ms=250)
+            assert page.get_by_role("textbox", name=re.compile("Run folder")).input_value() == str(folder)
+            fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            fresh.goto(shared, wait_until="domcontentloaded")
+            fresh.wait_for_selector("h1", timeout=120_000)
+            wait_idle(fresh, 120, quiet_s=1.0, poll_ms=250)
+            assert fresh.get_by_role("textbox", name=re.compile("Run folder")).input_value() == str(folder)
+            assert fresh.locator('[data-testid="stSidebar"]').get_by_text(f"{folder.name} ·").count()
+            # 2, 3, 6: an encode on a grid of another bit depth, at 1400×1000, nothing scrolled
+            lab = f"{server}/codec-lab?ckpt={other}&preset=ultrafast&bit_depth=10"
+            page.goto(lab, wait_until="domcontentloaded")
+            page.get_by_role("button", name="Encode", exact=True).click(timeout=180_000)
+            page.get_by_text("Re-quantised, not exact").wait_for(timeout=300_000)
+            delta = page.locator('[data-testid="stMetricDelta"]', has_text="±")
+            delta.first.wait_for(timeout=300_000)
+            for what, loc in (("Encode button", page.get_by_role("button", name="Encode", exact=True)),
+                              ("re-quantised label", page.get_by_text("Re-quantised, not exact")),
+                              ("top-1 change", delta.first)):
+                b = loc.bounding_box()
+                assert b is not None and b["y"] >= 0 and b["y"] + b["height"] <= 1000, (what, b)
+            page.screenshot(path=str(ARTIFACTS / "codec_lab_1400x1000.png"))
+            # 4: a second encode (a new session: another URL) lists the first one too
+            page.goto(f"{server}/codec-lab?ckpt={other}&preset=ultrafast", wait_until="domcontentloaded")
+            page.get_by_role("button", name="Encode", exact=True).click(timeout=180_000)
+            listed = page.get_by_text(re.compile(r"Encodes of this checkpoint on this server \((\d+), newest first\)"))
+            listed.wait_for(timeout=300_000)
+            count = int(re.search(r"\((\d+), newest", listed.inner_text()).group(1))
+            assert count >= 2, listed.inner_text()
+            assert page.locator(ERRORS).count() == 0
+        finally:
+            browser.close()
 
 
 def _small_png(src: Path, dest: Path) -> None:

@@ -117,14 +117,23 @@ def test_select_checkpoint_from_a_training_folder(demo_env, training_run):
         p.stem for p in (training_run / "checkpoints").glob("*.safetensors")}
     choice = table["file"][0]
     assert choice != before and choice.endswith(".safetensors")
-    pick = at.selectbox(key="w_pick")
-    assert pick.value == before  # the demo's checkpoint stays current until another is picked
-    pick.set_value(choice).run()
-    ok(at)
-    assert current(at) == choice
+    # issue 24.1: typing the folder opens its checkpoint, and the URL names both, so a reload or a
+    # shared link comes back to the folder, not to the demo
+    assert current(at) == choice and at.selectbox(key="w_pick").value == choice
+    assert at.query_params["root"] == str(training_run) and at.query_params["ckpt"] == choice
     at.switch_page(PAGES["coefficients"]).run()
     ok(at)
     assert "ctnet18-cpu-smoke" in at.main.caption[0].value
+    shared = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in dict(at.query_params).items():
+        shared.query_params[k] = v
+    ok(shared.run())
+    assert current(shared) == choice and shared.session_state["run_root"] == str(training_run)
+    assert shared.text_input(key="w_root").value == str(training_run)
+    assert len(shared.dataframe[0].value) == 1
+    # a folder typed while one of its checkpoints is current keeps that one
+    shared.text_input(key="w_root").set_value(str(training_run) + "/").run()
+    assert current(shared) == choice
 
 
 def test_coefficients_widgets(demo_env):
@@ -437,3 +446,45 @@ def test_checkpoints_page_offers_the_decoded_model_as_a_torchvision_file(demo_en
     assert fmt == "safetensors" and suffix == ".safetensors"
     net = torchvision.models.resnet18(num_classes=10)
     net.load_state_dict(st_load(data))  # strict: a plain torchvision state dict
+
+
+def test_codec_lab_per_layer_grid_from_a_sensitivity_profile(demo_env, monkeypatch, tmp_path):
+    """With a sensitivity profile of the current checkpoint (here written into the machine's
+    cache), the lab offers a per-layer grid: the allocation at the budget, encoded exactly so;
+    without one it says how to measure it."""
+    from ctnet import bitalloc, rd
+    from ctnet.export import video_tensors
+    monkeypatch.setenv(bitalloc.CACHE_ENV, str(tmp_path / "sensitivity"))
+    at = ok(app("codec_lab"))
+    assert at.selectbox(key="w_lab_layer_grid").disabled
+    assert any("no sensitivity profile" in c.value for c in at.caption)
+    path = current(at)
+    # a profile file that cannot be used (damaged, or written by an older ctnet) is named on the page
+    bad = bitalloc.profile_path(rd.source_hash(path))
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"format": "ctnet-sensitivity", "version": 1}')
+    at.run()
+    assert not at.exception and any("cannot be used" in w.value and "source_sha256" in w.value for w in at.warning)
+    from app import models
+    names = list(video_tensors(models.load(path).model))
+    cands = (4, 8)
+    # layer 0 is sensitive (its 4-bit grid moves the predictions), the others are not
+    kl = {n: {4: 0.5 if i == 0 else 0.0001, 8: 0.0} for i, n in enumerate(names)}
+    prof = bitalloc.Profile(rd.source_hash(path), "x/train:0", 8, cands, 1.0, 90.0, kl,
+                            {n: {b: 1.0 for b in cands} for n in names}, {n: {b: 90.0 for b in cands} for n in names},
+                            {n: {4: 100.0, 8: 200.0} for n in names})
+    bitalloc.write_profile(bitalloc.profile_path(prof.source_sha256), prof)
+    at.run()
+    ok(at)
+    at.selectbox(key="w_lab_layer_grid").set_value("auto (measured sensitivity)").run()
+    at.selectbox(key="w_lab_preset").set_value("ultrafast").run()
+    ok(at)
+    assert at.selectbox(key="w_lab_bit_depth").disabled
+    want = {n: 8 if i == 0 else 4 for i, n in enumerate(names)}
+    assert dict(at.session_state["lab_settings"].layer_bits) == want
+    at.button(key="w_encode").click().run()
+    ok(wait_for_jobs(at))
+    lab = lab_shown(at)
+    assert dict(lab["settings"].layer_bits) == want and lab["settings"].bit_depth == 8
+    assert {x["name"]: x["bits"] for x in lab["result"].layers if x["kind"] == "weight"} == want
+    assert any("per-layer 4–8-bit" in s.value for s in at.subheader)
