@@ -9,7 +9,9 @@ Importing this module loads no PyAV: the codec's streams import it when they cod
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,9 +30,9 @@ from .codec.registry import CODECS, PIX_FMTS, PRESETS, default_codec
 from .data import (IMAGENETTE_URLS, class_folders, class_names, dataset_label_map, download_imagenette, label_map,
                    list_images, load_split, split_dir)
 from .errors import (AllocationError, BundleError, CheckpointError, ConfigError, CtnetError, DatasetError, DeviceError,
-                     PlainExportError, RDError, RunError, TrainingError, VideoError)
+                     PlainExportError, RDError, RunError, TrainingError, UnverifiedWarning, VideoError)
 from .evaluate import evaluate, resolve_device
-from .limits import BIT_DEPTHS, MAX_DITHER, PIXEL_BIT_DEPTHS
+from .limits import BIT_DEPTHS, MAX_BATCH_SIZE, MAX_DITHER, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import ARCHITECTURES, ModelSpec, build_model, parameter_summary
 from .models import refusal as architecture_refusal
 from .plain import check_destination, evaluate_exported, is_exported
@@ -49,22 +51,43 @@ if TYPE_CHECKING:
     from .codec.bundle import EncodeResult
 
 
-def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int = 256,
+def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int | None = None,
                   workers: int = 4, progress=None, confusion: bool = False) -> dict:
     return evaluate_model(load_any(path), data, limit=limit, device=device, batch_size=batch_size,
                           workers=workers, progress=progress, confusion=confusion)
 
 
 def evaluate_model(loaded: LoadedModel, data, *, limit: int | None = None, device: str = "auto",
-                   batch_size: int = 256, workers: int = 4, progress=None, confusion: bool = False) -> dict:
-    """Top-1/top-5 on ``data``'s val split with the labels the model was trained with."""
+                   batch_size: int | None = None, workers: int = 4, progress=None, confusion: bool = False) -> dict:
+    """Top-1/top-5 on ``data``'s val split with the labels the model was trained with
+    (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size)."""
     dev = resolve_device(device)
     split = load_split(data, "val", labels=loaded.label_map, num_classes=loaded.num_classes,
                        size=loaded.image_size, limit=limit)
     model = loaded.model.to(dev)
     with torch.no_grad():
-        return evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
-                        progress=progress, confusion=confusion)
+        result = evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
+                          progress=progress, confusion=confusion)
+    _check_against_recorded(loaded.metrics, result)
+    return result
+
+
+def _check_against_recorded(metrics: dict, result: dict) -> None:
+    """Warn when top-1 is far below what the model's training recorded for it (a checkpoint's
+    ``metrics``, a bundle's ``source.metrics``): a file edited in a way its own checks cannot
+    see (a format-v1 manifest, a bundle written before the model check relabelled with its
+    digest rewritten) shows here. Far: 15 points, or 4 standard errors on few images."""
+    recorded = metrics.get("acc1")
+    n = int(result.get("images", 0))
+    if not isinstance(recorded, (int, float)) or isinstance(recorded, bool) or not 0 < recorded <= 100 or n < 20:
+        return
+    p = recorded / 100
+    margin = max(15.0, 400 * math.sqrt(max(p * (1 - p), 0.01) / n))
+    if result["acc1"] < recorded - margin:
+        warnings.warn(UnverifiedWarning(
+            f"top-1 {result['acc1']:.2f} % on {n} images is {recorded - result['acc1']:.1f} points below the "
+            f"{recorded:.2f} % its training recorded: on the data it was trained on, that means the model is not "
+            f"the one its file describes (edited or damaged)"), stacklevel=2)
 
 
 # --- codec: encode/decode without touching files ------------------------------------------------
@@ -104,6 +127,15 @@ def encoded_model(result: EncodeResult) -> LoadedModel:
              "fp32_bytes": result.fp32_bytes, "files": {k: len(v) for k, v in sorted(result.files.items())},
              "frame_bytes": [f["bytes"] or 0 for f in result.frame_info]}
     return LoadedModel.of(result.model, {**result.manifest, "bundle": facts}, "bundle", None)
+
+
+def check_encode_destination(dest: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse, before encoding, a bundle destination that overlaps the bundle ``source`` being
+    re-encoded (is it, lies inside it or holds it): replacing it would destroy the input."""
+    from .plain import inside
+    if os.path.isdir(source) and (inside(dest, source) or inside(source, dest)):
+        raise BundleError(f"--out {dest} and the bundle {source} being encoded overlap; write the new bundle beside "
+                          f"it, not in it (or over it)")
 
 
 def write_encoded(result: EncodeResult, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -187,9 +219,9 @@ __all__ = [
     "load_split", "split_dir", "list_images", "label_map", "dataset_label_map", "class_folders", "class_names",
     "download_imagenette",
     # the codec and plain export
-    "EncodeSettings", "encode", "encode_result", "encoded_model", "write_encoded", "decode", "decode_files", "verify",
-    "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file", "check_destination", "evaluate_exported",
-    "is_exported", "VERSION",
+    "EncodeSettings", "encode", "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
+    "decode", "decode_files", "verify", "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file",
+    "check_destination", "evaluate_exported", "is_exported", "VERSION",
     # per-layer grids
     "auto_layer_bits", "allocate_layer_bits", "find_profile", "read_layer_map", "SensitivityProfile", "AUTO_BITS",
     "DEFAULT_BUDGET", "DEFAULT_IMAGES",
@@ -199,9 +231,10 @@ __all__ = [
     "nncodec_status",
     "DEFAULT_BITS", "INT_BITS", "LOSSY_CRFS", "NNCODEC_QPS", "TOLERANCE",
     # the tables flags and forms are built from
-    "ARCHITECTURES", "architecture_refusal", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "BN_MODES", "CODECS",
-    "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS", "IMAGENETTE_URLS", "default_codec",
+    "ARCHITECTURES", "architecture_refusal", "BIT_DEPTHS", "PIXEL_BIT_DEPTHS", "MAX_DITHER", "MAX_BATCH_SIZE",
+    "MAX_WORKERS", "BN_MODES", "CODECS", "PIX_FMTS", "PRESETS", "FRAME_SIZES", "ORDERS", "RATE_GRIDS", "OPTIMIZERS",
+    "IMAGENETTE_URLS", "default_codec",
     # errors
     "CtnetError", "AllocationError", "ConfigError", "CheckpointError", "DatasetError", "DeviceError", "TrainingError",
-    "BundleError", "VideoError", "PlainExportError", "RunError", "RDError",
+    "BundleError", "VideoError", "PlainExportError", "RunError", "RDError", "UnverifiedWarning",
 ]

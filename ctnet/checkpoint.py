@@ -16,6 +16,9 @@ import json
 import os
 import pickle
 import re
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +27,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UnverifiedWarning
 from .fileio import atomic_path, write_reason
-from .layers import configure_export_training
+from .layers import all_finite, configure_export_training, non_finite_part
 from .limits import MAX_NUM_CLASSES
 from .models import ARCHITECTURES, ModelSpec, build_model
 from .types import FORMAT, VERSION, CheckpointMeta
@@ -180,7 +183,42 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] + ("…" if len(text) > 300 else "")
 
 
+MAX_PT_INFLATION = 4  # torch.save stores its records uncompressed: a deflated one may expand this much, no more
+
+
+def _check_torch_zip(path: Path) -> None:
+    """Refuse a zip checkpoint whose records would inflate past what the file can hold
+    (a deflate bomb) before torch reads any: from the sizes in its central directory, and
+    with every deflated record inflated (streaming, a MiB at a time) to check that it is
+    the size it declares."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_PT_INFLATION * size + (1 << 20):
+                raise CheckpointError(f"{path}: its records declare {declared:,} bytes, {declared / max(size, 1):.0f}x "
+                                      f"the file; torch.save writes them uncompressed (a deflate bomb?)")
+            for info in infos:
+                if info.compress_type == zipfile.ZIP_STORED:
+                    continue
+                left = info.file_size
+                with zf.open(info) as f:  # never more than a MiB inflated at once
+                    while chunk := f.read(1 << 20):
+                        left -= len(chunk)
+                        if left < 0:
+                            break
+                if left != 0:
+                    raise CheckpointError(f"{path}: record {info.filename[:80]!r} does not inflate to the size it "
+                                          f"declares (a deflate bomb or a damaged file)")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{_one_line(exc)})") from None
+
+
 def _read_torch(path: Path) -> Checkpoint:
+    if zipfile.is_zipfile(path):
+        _check_torch_zip(path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -212,7 +250,7 @@ def check_finite(tensors: dict[str, torch.Tensor], *, what: str = "tensor") -> N
     for name, t in tensors.items():
         if not torch.is_tensor(t):
             continue
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             bad = int((~torch.isfinite(t)).sum())
             raise CheckpointError(f"{what} {name!r} holds {bad} non-finite value(s) (NaN or inf); "
                                   f"refusing weights that would give NaN outputs")
@@ -241,6 +279,13 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         check_finite(ckpt.extra, what="stored tensor")
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    spec = ckpt.spec
+    if spec.ctnet and ckpt.meta.get("digest") is None and any(
+            k.endswith("weight_dct") and v.dim() == 2 for k, v in ckpt.state_dict.items()):
+        warnings.warn(UnverifiedWarning(
+            f"{path} has no digest, so its DCT block size ({spec.dct_block_size}) cannot be confirmed: the weights' "
+            f"shapes fit other block sizes too, and a file relabelled after it was written would load as another "
+            f"model (files written by ctnet since the digest exists carry one)"), stacklevel=2)
     return ckpt
 
 
@@ -296,8 +341,16 @@ def model_from_checkpoint(ckpt: Checkpoint, *, expected_arch: str | None = None,
         raise CheckpointError(f"weights do not fit a {spec.arch} "
                               f"({'CTNet' if spec.ctnet else 'plain'}, {spec.num_classes} classes): "
                               + " ".join(l.strip() for l in lines[1:3])) from exc
+    bad = non_finite_part(model)
+    if bad:
+        raise CheckpointError(f"the model is not usable: {_what_is_not_finite(bad)} (weights out of range)")
     # an export-aware model is evaluated as it will be exported, as during training
     return configure_export_training(model, pixel_bit_depth=ckpt.meta.get("pixel_bit_depth", 0))
+
+
+def _what_is_not_finite(part: str) -> str:
+    return "its outputs on a probe image are not finite" if part == "its outputs" else \
+        f"{part} computes with weights that are not finite"
 
 
 def load_model(path: str | os.PathLike, **kwargs) -> tuple[nn.Module, dict]:

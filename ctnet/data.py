@@ -34,6 +34,7 @@ IMAGENETTE_CLASSES = {
     "n03888257": ("parachute", 701),
 }
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".JPEG", ".JPG"}
+MAX_RESIZED_PIXELS = 64  # an image resized to a shorter side of S may have at most 64·S² pixels (aspect 64:1)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENETTE_URLS = {
@@ -179,6 +180,9 @@ def list_images(folder: Path, labels: dict[str, int]) -> tuple[list[Path], torch
         files = sorted(p for p in d.iterdir() if p.suffix in IMAGE_SUFFIXES)
         if not files:
             raise DatasetError(f"{d}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for p in files:
+            if not p.is_file():  # a FIFO or device would block or never end when opened: never opened
+                raise DatasetError(f"{p}: not a regular file")
         paths += files
         targets += [labels[d.name]] * len(files)
     return paths, torch.tensor(targets, dtype=torch.int64)
@@ -203,13 +207,19 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     decoded) is a DatasetError naming it."""
     try:
         with Image.open(path) as src:
-            im = src.convert("RGB")
-            w, h = im.size
+            w, h = src.size
             s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
+            tw, th = max(size, round(w * s)), max(size, round(h * s))
+            if tw * th > MAX_RESIZED_PIXELS * size * size:  # a 60000x1 strip would become 7.7 M x 128 px
+                raise DatasetError(f"{path}: a {w}x{h} image is too elongated (its shorter side resized to {size} px "
+                                   f"would make it {tw}x{th})")
+            im = src.convert("RGB")
+            im = im.resize((tw, th), Image.Resampling.BILINEAR)
             left, top = (im.width - size) // 2, (im.height - size) // 2
             im = im.crop((left, top, left + size, top + size))
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except DatasetError:
+        raise
     except Image.DecompressionBombError as exc:
         raise DatasetError(f"{path}: image too large to decode safely ({_first_line(exc)})") from None
     except (UnidentifiedImageError, OSError) as exc:

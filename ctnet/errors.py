@@ -62,9 +62,16 @@ class RDError(CtnetError, ValueError):
     """A sweep that cannot run as asked; the message names the problem."""
 
 
+class UnverifiedWarning(UserWarning):
+    """An input that was read but cannot be fully checked (a format-v1 bundle, a CTNet
+    checkpoint without a digest): the message says what cannot be vouched for. The CLI prints
+    it as one line (``ctnet <command>: warning: …``) before the command's output."""
+
+
 class AllocationError(CtnetError, ValueError):
     """A sensitivity profile or per-layer grid request that cannot be used; the message says why."""
 
 
 __all__ = ["AllocationError", "BundleError", "CheckpointError", "ConfigError", "CtnetError", "DatasetError",
-           "DeviceError", "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "VideoError"]
+           "DeviceError", "PlainExportError", "PlaneError", "RDError", "RunError", "TrainingError", "UnverifiedWarning",
+           "VideoError"]

@@ -6,6 +6,7 @@ from torch import nn
 
 from .data import Split, batches, normalize
 from .errors import ConfigError, DeviceError
+from .limits import MAX_BATCH_SIZE, MAX_WORKERS
 
 
 
@@ -42,18 +43,37 @@ def device_label(device: torch.device) -> str:
     return "cpu"
 
 
+EVAL_BATCH_PIXELS = 256 * 128 * 128  # the default batch: 256 images at 128 px, fewer of larger ones
+
+
+def eval_batch_size(image_size: int) -> int:
+    """The default evaluation batch: 256 images at 128 px and as many pixels at other sizes
+    (4 at 1024 px), so memory does not grow with the image size a checkpoint or bundle states."""
+    return max(1, min(256, EVAL_BATCH_PIXELS // (image_size * image_size)))
+
+
+def check_loader(batch_size: int, workers: int) -> None:
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"batch size must be in 1..{MAX_BATCH_SIZE}, got {batch_size!r}")
+    if not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"data loader workers must be in 0..{MAX_WORKERS}, got {workers!r}")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cpu", batch_size: int = 256,
+def evaluate(model: nn.Module, split: Split, *, device: torch.device | str = "cpu", batch_size: int | None = None,
              amp: bool = False, progress=None, rank: int = 0, world: int = 1, workers: int = 4,
              confusion: bool = False, hits: bool = False) -> dict:
     """{"acc1", "acc5" (percent), "images", "device"[, "confusion"][, "hits"]}.
 
+    ``batch_size`` None: :func:`eval_batch_size` of the split's image size.
     ``hits``: per image in the split's order, whether its top-1 is right (for paired
     comparisons of two models on the same images; one process only).
     ``confusion`` is targets × predictions over the labels present in the split, plus a last
     column for predictions outside them (a 1000-class head can predict any ImageNet class).
     Under DDP each rank evaluates its shard and the counts are summed.
     """
+    batch_size = eval_batch_size(split.size) if batch_size is None else batch_size
+    check_loader(batch_size, workers)
     device = torch.device(device)
     was_training = model.training
     model.eval()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import overload
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -359,3 +360,40 @@ def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dro
             m.noise_q, m.dct_dropout, m.pixel_bit_depth = noise_q, dct_dropout, pixel_bit_depth
             m.__dict__.pop("_weight_cache", None)
     return model
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of a floating-point tensor is finite (through numpy: several times
+    faster than ``torch.isfinite`` on the CPU)."""
+    if not (t.is_floating_point() or t.is_complex()):
+        return True
+    t = t.detach().cpu()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    if t.dtype not in (torch.float32, torch.float64, torch.float16):
+        t = t.float()
+    return bool(np.isfinite(t.numpy()).all())
+
+
+@torch.no_grad()
+def non_finite_part(model: nn.Module) -> str | None:
+    """What of ``model`` computes with non-finite numbers, or None: the first DCT layer whose
+    materialised weight (what its forward uses) is not finite — finite coefficients can still
+    overflow float32 through the inverse DCT — or "its outputs" when one seeded 32×32 probe
+    image gives non-finite logits (finite weights of 3e38 would). In eval mode the weights stay
+    cached for the forward passes that follow; the probe runs in eval mode, training restored."""
+    for name, m in model.named_modules():
+        if isinstance(m, DCT_LAYERS):
+            w = m._weight_from_stored(m.weight_dct) if m.training else m.materialized_weight()
+            if not all_finite(w):
+                return name
+    was_training = model.training
+    try:
+        model.eval()
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        probe = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+        if not all_finite(model(probe)):
+            return "its outputs"
+    finally:
+        model.train(was_training)
+    return None

@@ -34,7 +34,7 @@ from torch import nn
 from .checkpoint import infer_spec, save_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, label_map
 from .errors import CheckpointError, DatasetError, PlainExportError
-from .fileio import atomic_path
+from .fileio import atomic_path, write_reason
 from .layers import DCT_LAYERS, EXPORT_AWARE, QuantConv2d, QuantLinear, SideTensorLayer
 from .models import ARCHITECTURES, head, meta_model, refusal, swap_modules
 
@@ -139,11 +139,16 @@ def plain_metadata(meta: dict, num_classes: int, arch: str) -> dict[str, str]:
 
 def save_plain(model: nn.Module, meta: dict, path: str | os.PathLike) -> Path:
     """Write the torchvision state dict as safetensors (atomically), metadata in the header."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
     net, arch = _torchvision_of(model, meta)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=plain_metadata(meta, head(net, arch).out_features, arch))
+    try:
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=plain_metadata(meta, head(net, arch).out_features, arch))
+    except (SafetensorError, OSError) as exc:
+        raise PlainExportError(f"{path}: could not write the model ({write_reason(exc)}); any previous file there "
+                               f"is unchanged") from None
     return Path(path)
 
 
@@ -271,11 +276,19 @@ def _check_batch(data, meta: dict) -> tuple[torch.Tensor, str]:
     return torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0)), "4 images of seeded noise"
 
 
-def check_destination(path: str | os.PathLike, fmt: str, force: bool) -> None:
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (links resolved)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def check_destination(path: str | os.PathLike, fmt: str, force: bool, source: str | os.PathLike | None = None) -> None:
     """Refuse before any work is done: an unknown format, an existing file without
-    ``force``, a directory."""
+    ``force``, a directory, a path inside the bundle ``source`` being decoded."""
     if fmt not in FORMATS:
         raise PlainExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if source is not None and Path(source).is_dir() and inside(path, source):
+        raise PlainExportError(f"{path} is inside the bundle {source} being decoded; write the model elsewhere")
     p = Path(path)
     if p.is_dir():
         raise PlainExportError(f"{p} is a directory; --out names the file to write")
@@ -341,7 +354,7 @@ def is_exported(path: str | os.PathLike) -> bool:
         return False
 
 
-def evaluate_exported(path: str | os.PathLike, data, *, limit=None, device="auto", batch_size=256, workers=2) -> dict:
+def evaluate_exported(path: str | os.PathLike, data, *, limit=None, device="auto", batch_size=None, workers=2) -> dict:
     """Top-1/top-5 of an exported file the way a user runs it: a safetensors file in
     ``torchvision.models.get_model(arch)`` (no CTNet layer anywhere), an ``.onnx`` file in
     onnxruntime's CPU provider; the images read exactly as ``ctnet eval`` reads them."""

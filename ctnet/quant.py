@@ -16,6 +16,7 @@ never exceeds half a step.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import warnings
@@ -256,6 +257,11 @@ def _decode(tiles, scale, zero, top: float):
     float32 operations, operand by operand, as quantize_image → dequantize_image."""
     return ((torch.round(tiles / scale) + zero).clamp(0, top) - zero) * scale
 
+
+# torch.compile's C++ build (here and in ctnet.rate, which imports this module) looks for CUDA and
+# logs "No CUDA runtime is found" on a CPU-only machine with a CUDA toolkit: noise before ctnet's
+# own output and its one-line errors, so that logger only reports errors
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 # torch.compile(_decode) on the CPU; False once it failed or is off
 _DECODE_COMPILED: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor] | Literal[False] | None = None

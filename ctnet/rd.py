@@ -574,7 +574,7 @@ class Sweep:
 
 
 def sweep(source: str | os.PathLike, data: str | os.PathLike, jobs: list[Job], *, limit: int | None = None,
-          cache: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 256, workers: int = 0,
+          cache: str | os.PathLike | None = None, device: str = "auto", batch_size: int | None = None, workers: int = 0,
           loaded: LoadedModel | None = None, recompute: bool = False,
           progress: Callable[[int, int, Job, dict | None], None] | None = None, split=None) -> Sweep:
     """Measure ``jobs`` on ``source`` (a checkpoint file or bundle directory), evaluating

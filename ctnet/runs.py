@@ -19,10 +19,12 @@ from .errors import RunError
 import hashlib
 import io
 import json
-import re
 import os
+import re
+import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
@@ -105,6 +107,8 @@ def read_log(path: str | os.PathLike) -> list[dict]:
             continue
         try:
             row = json.loads(line)
+        except RecursionError:
+            raise RunError(f"{path}: line {i} is nested too deeply to be an epoch record") from None
         except json.JSONDecodeError as exc:
             if i == len(lines):  # no newline after it: still being written
                 break
@@ -129,7 +133,7 @@ def _checkpoint_meta(path: Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         return json.loads(header["ctnet"]) if "ctnet" in header else {}
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RecursionError) as exc:
         raise RunError(f"{path.name}: unreadable checkpoint header ({exc})") from exc
 
 
@@ -184,7 +188,7 @@ def _results(run_dir: Path, run: Run) -> dict:
         data = json.loads(p.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:
         run.problems.append(f"{RESULTS_NAME}: ignored ({exc})")
         return {}
     # keyed by the bundle folder each result describes
@@ -201,6 +205,7 @@ def _bundle_entries(run: Run, folder: Path, results: dict) -> list[Entry]:
         try:
             raw = (d / MANIFEST).read_bytes()
             manifest = read_manifest(raw)
+            size = directory_bytes(d)
         except FileNotFoundError:
             run.problems.append(f"{BUNDLE_DIR}/{d.name}: no {MANIFEST}")
             continue
@@ -209,7 +214,8 @@ def _bundle_entries(run: Run, folder: Path, results: dict) -> list[Entry]:
             continue
         # the manifest holds every stream's SHA-256: equal manifests are equal bundles
         digest = hashlib.sha256(raw).hexdigest()
-        group = groups.setdefault(digest, {"roles": [], "dirs": [], "manifest": manifest})
+        group = groups.setdefault(digest, {"roles": [], "dirs": [], "manifest": manifest, "bytes": {}})
+        group["bytes"][d.name] = size
         group["roles"].append(d.name)
         group["dirs"].append(d)
     entries = []
@@ -224,7 +230,7 @@ def _bundle_entries(run: Run, folder: Path, results: dict) -> list[Entry]:
         entries.append(Entry(run=run.name, roles=tuple(roles), path=str(d), kind="bundle",
                              epoch=source.get("epoch"), arch=(manifest.get("model") or {}).get("arch"),
                              acc1=m.get("acc1"), acc5=m.get("acc5"), est_bytes=m.get("est_bytes_export"),
-                             real_bytes=directory_bytes(d), fp32_bytes=manifest.get("fp32_bytes"),
+                             real_bytes=group["bytes"][roles[0]], fp32_bytes=manifest.get("fp32_bytes"),
                              nonzero=m.get("nonzero"), decoded=(res or {}).get("decoded")))
     return entries
 
@@ -240,7 +246,7 @@ def read_run(path: str | os.PathLike, name: str | None = None) -> Run:
     if (path / CONFIG_NAME).is_file():
         try:
             run.config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError) as exc:
             run.problems.append(f"{CONFIG_NAME}: ignored ({exc})")
     if (path / CHECKPOINT_DIR).is_dir():
         run.entries += _checkpoint_entries(run, path / CHECKPOINT_DIR)
@@ -360,6 +366,13 @@ def _bundle_prefix(zf: zipfile.ZipFile) -> PurePosixPath | None:
 
 
 def _extract_bundle(data: bytes, dest: Path) -> Path:
+    """Unpack a zipped bundle into ``dest``: its manifest first (at most a MiB inflated), checked
+    against the model it describes (``ctnet.codec.bundle.reader``), then exactly the members
+    it names, each declared at the size the manifest states and inflated a MiB at a time into
+    a temporary folder while it is hashed — never more bytes than the manifest allows — and
+    the folder renamed into place only when every member matched."""
+    from .codec.bundle import reader
+    from .codec.manifest import MAX_MANIFEST_BYTES, check_name
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
@@ -371,35 +384,87 @@ def _extract_bundle(data: bytes, dest: Path) -> Path:
         prefix = _bundle_prefix(zf)
         if prefix is None:
             raise RunError(f"zip archive holds no {MANIFEST}: not a CTNet bundle")
-        total = 0
-        members = []
+        members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             path = _safe_member(info.filename)
             if info.is_dir():
                 continue
             kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver recorded no type
             if kind and kind != stat.S_IFREG:
-                raise RunError(f"archive member {info.filename!r} is not a regular file (links are refused)")
+                raise RunError(f"archive member {info.filename[:80]!r} is not a regular file (links are refused)")
             if path.parent != prefix:
-                raise RunError(f"archive member {info.filename!r} is outside the bundle folder")
-            total += info.file_size
-            members.append((info, path.name))
-        if total > MAX_UPLOAD_BYTES or total > MAX_ZIP_RATIO * max(len(data), 1):
-            raise RunError(f"archive expands to {total} bytes: too large for a bundle")
-        dest.mkdir(parents=True, exist_ok=True)
-        for info, name in members:
+                raise RunError(f"archive member {info.filename[:80]!r} is outside the bundle folder")
             try:
-                content = zf.read(info)  # checks the CRC: a damaged member raises
-            except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
-                raise RunError(f"archive member {info.filename!r} is damaged or truncated ({exc})") from exc
-            (dest / name).write_bytes(content)
+                members[check_name(path.name)] = info
+            except ValueError as exc:
+                raise RunError(f"archive member {info.filename[:80]!r}: {exc}") from None
+        declared = sum(i.file_size for i in members.values())
+        if declared > MAX_UPLOAD_BYTES or declared > MAX_ZIP_RATIO * max(len(data), 1):
+            raise RunError(f"archive expands to {declared} bytes: too large for a bundle")
+        manifest = _inflate(zf, members[MANIFEST], MAX_MANIFEST_BYTES)
+        try:
+            expected = reader(manifest).members
+        except ValueError as exc:
+            raise RunError(f"{MANIFEST}: {exc}") from None
+        unlisted = sorted(set(members) - set(expected) - {MANIFEST})
+        missing = sorted(set(expected) - set(members))
+        if unlisted or missing:
+            raise RunError(f"archive member {(unlisted or missing)[0]!r} is "
+                           + ("not part of the bundle its manifest describes" if unlisted else "missing"))
+        for name, (size, _) in expected.items():
+            if members[name].file_size != size:
+                raise RunError(f"archive member {name!r} declares {members[name].file_size} bytes, the manifest "
+                               f"says {size}")
+        tmp = dest.parent / f".{dest.name}.~{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+            (tmp / MANIFEST).write_bytes(manifest)
+            for name, (size, digest) in expected.items():
+                h = hashlib.sha256()
+                with open(tmp / name, "wb") as out:
+                    for chunk in _chunks(zf, members[name], size):
+                        h.update(chunk)
+                        out.write(chunk)
+                if h.hexdigest() != digest:
+                    raise RunError(f"archive member {name!r} does not match its manifest's SHA-256 (damaged)")
+            if not dest.exists():  # else another import of the same content got there first: keep that
+                os.replace(tmp, dest)
+        except OSError as exc:
+            raise RunError(f"could not store the bundle ({exc.strerror or exc})") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int):
+    """A member's bytes, inflated a MiB at a time; more than ``limit`` bytes, a damaged
+    deflate stream or a bad CRC is a RunError (nothing past the limit is ever inflated)."""
+    done = 0
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(1 << 20):
+                done += len(chunk)
+                if done > limit:
+                    raise RunError(f"archive member {info.filename[:80]!r} inflates past its {limit} bytes")
+                yield chunk
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise RunError(f"archive member {info.filename[:80]!r} is damaged or truncated ({exc})") from None
+    if done != info.file_size:
+        raise RunError(f"archive member {info.filename[:80]!r} is {done} bytes, it declares {info.file_size}")
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    if info.file_size > limit:
+        raise RunError(f"archive member {info.filename[:80]!r} declares {info.file_size} bytes; at most {limit}")
+    return b"".join(_chunks(zf, info, limit))
 
 
 def import_upload(name: str, data: bytes, folder: str | os.PathLike) -> Path:
     """Store an uploaded checkpoint file or zipped bundle under ``folder`` (one sub-folder
     per content hash) and return what a loader should read: the file, or the bundle folder.
-    Refuses what is not plausibly either; the loader checks the rest."""
+    Refuses what is not plausibly either; the loader checks the rest. Every failure is a
+    RunError, and a failed import leaves nothing behind."""
     if not data:
         raise RunError(f"{name}: the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -412,22 +477,48 @@ def import_upload(name: str, data: bytes, folder: str | os.PathLike) -> Path:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 prefix = _bundle_prefix(zf)
-        except zipfile.BadZipFile as exc:
+        except RunError as exc:
+            raise RunError(f"{name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - zipfile raises many kinds on a malformed archive
             if name.lower().endswith(".zip"):
-                raise RunError(f"{name}: not a readable zip archive ({exc}); truncated?") from exc
-            prefix = None
+                raise RunError(f"{name}: not a readable zip archive ({type(exc).__name__}: {str(exc)[:200]}); "
+                               f"truncated?") from None
+            prefix = None  # a torch.save file the zip reader does not like: the checkpoint loader decides
         if prefix is not None or name.lower().endswith(".zip"):
             try:
+                dest.mkdir(parents=True, exist_ok=True)
                 return _extract_bundle(data, dest / "bundle")
             except RunError as exc:
                 raise RunError(f"{name}: {exc}") from None
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name) or "upload"
+            except OSError as exc:
+                raise RunError(f"{name}: could not store the upload ({exc.strerror or exc})") from None
+            except Exception as exc:  # noqa: BLE001 - zipfile raises many kinds on a malformed archive
+                raise RunError(f"{name}: a damaged zip archive ({type(exc).__name__}: {str(exc)[:200]})") from None
+            finally:
+                _remove_if_empty(dest)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[-128:] or "upload"
     if Path(safe).suffix not in CHECKPOINT_SUFFIXES:
         raise RunError(f"{name}: expected a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) or a zipped bundle (.zip)")
-    dest.mkdir(parents=True, exist_ok=True)
     target = dest / safe
-    target.write_bytes(data)
+    tmp = dest / f".{safe}.~{os.getpid()}.tmp"
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise RunError(f"{name}: could not store the upload ({exc.strerror or exc})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        _remove_if_empty(dest)
     return target
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds when nothing was stored in it
+    except OSError:
+        pass
 
 
 def zip_bundle(files: dict[str, bytes], folder: str = "bundle") -> bytes:

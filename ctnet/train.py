@@ -26,7 +26,7 @@ from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .fileio import atomic_write_text
 from .layers import configure_export_training
-from .limits import IMAGE_SIZE_RANGE, MAX_NUM_CLASSES, PIXEL_BIT_DEPTHS
+from .limits import IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
                      head, plain_model, refusal, replace_with_dct_convs)
 from .quant import shared_export_grids
@@ -37,6 +37,7 @@ LOGGED_BITS = (8, 10, 12)  # each epoch logs the size estimate at these grids (S
 OPTIMIZERS = ("adamw", "sgd")
 CHECKPOINT_DIR = "checkpoints"
 MIN_PARETO_RATIO = 5
+MAX_SEED = 1 << 32  # seeds are mixed with epoch and rank (seed · 1,000,003 + …) and must stay within torch's 64 bits
 
 
 REPLACE_COMPLETE = ".ctnet-replace-complete"  # in a --force staging folder: training finished
@@ -118,12 +119,20 @@ class TrainConfig:
         def check(ok, msg):
             if not ok:
                 raise ConfigError(msg)
+        for f in dataclasses.fields(self):  # inf/nan pass every comparison below: refused first
+            value = getattr(self, f.name)
+            if str(f.type).startswith("float"):
+                check(isinstance(value, (int, float)) and math.isfinite(value),
+                      f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         check(self.arch in ARCHITECTURES, f"--arch: {refusal(self.arch)}")
-        check(self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}")
+        check(1 <= self.epochs <= 1_000_000, f"--epochs must be in 1..1000000, got {self.epochs}")
         check(self.optimizer in OPTIMIZERS, f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         check(0 < self.lr <= 10, f"--lr must be in (0, 10], got {self.lr}")
         check(0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}")
-        check(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
+        check(1 <= self.batch_size <= MAX_BATCH_SIZE, f"--batch-size must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+        check(0 <= self.workers <= MAX_WORKERS, f"--workers must be in 0..{MAX_WORKERS}, got {self.workers}")
+        check(0 <= self.seed < MAX_SEED, f"--seed must be in 0..{MAX_SEED - 1}, got {self.seed}")
         check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.warmup_epochs >= 0, f"--warmup-epochs must be ≥ 0, got {self.warmup_epochs}")
         check(self.lambda_rate >= 0, f"--lambda-rate must be ≥ 0, got {self.lambda_rate}")
@@ -329,9 +338,21 @@ def _metrics_row(model: nn.Module, config: TrainConfig, epoch: int, acc: dict, l
 
 
 def _read_log(path: Path, up_to_epoch: int) -> list[dict]:
+    """The log rows of the epochs a resumed run keeps; a damaged line is a TrainingError naming it."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise TrainingError(f"{path}: line {i} is not a JSON record ({str(exc)[:80]}); repair or remove "
+                                f"that line to resume") from None
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int) or isinstance(row["epoch"], bool):
+            raise TrainingError(f"{path}: line {i} is not an epoch record; repair or remove that line to resume")
+        rows.append(row)
     return [r for r in rows if r["epoch"] <= up_to_epoch]
 
 
@@ -398,8 +419,10 @@ def _prepare_output(config: TrainConfig, *, is_main: bool, log) -> Path | None:
         return None
     if not config.force:
         found = " and ".join(n for n in (LOG_NAME, CHECKPOINT_DIR + "/") if (target / n.rstrip("/")).exists())
-        raise TrainingError(f"{target} already holds a run ({found}); pass --resume "
-                            f"{target / CHECKPOINT_DIR / 'last.safetensors'} to continue it, --force to replace it "
+        last = target / CHECKPOINT_DIR / "last.safetensors"
+        resume = f"pass --resume {last} to continue it, " if last.is_file() else \
+            f"it has no {CHECKPOINT_DIR}/last.safetensors to resume from; pass "
+        raise TrainingError(f"{target} already holds a run ({found}); {resume}--force to replace it "
                             f"(the old run stays until the new one is complete), or another --output-dir")
     if is_main:
         if new.exists():
@@ -469,6 +492,15 @@ class _LossDisplay:
         self.event.record()
 
 
+def _check_resume(config: TrainConfig, ckpt, target: Path) -> None:
+    """What --resume reads besides the model: the run's log and the stored random-number state."""
+    _read_log(target / LOG_NAME, ckpt.meta["resume_state"]["epoch"])
+    rng = ckpt.extra.get("torch_rng")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise TrainingError(f"{config.resume}: its stored random-number state is not a CPU generator state "
+                            f"({rng.dtype}, {list(rng.shape)}); the checkpoint is damaged")
+
+
 def fit(config: TrainConfig, *, log=print) -> dict | None:
     """Train (or, with ``evaluate_only``, evaluate) as configured. Returns the last log row
     (or the evaluation result); None where there is none (a rank other than 0, or a resumed
@@ -489,6 +521,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     if config.amp:
         check_amp(resolve_device(config.device))  # before anything is written
     target = Path(config.output_dir)
+    if resume_ckpt is not None:
+        _check_resume(config, resume_ckpt, target)  # before the model is built or any data read
     rank, world, device = _dist_setup(config.device)
     torch.manual_seed(config.seed + rank)
     is_main = rank == 0
@@ -545,7 +579,11 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
         tracker = ParetoTracker(state["pareto"])
         history = _read_log(out / LOG_NAME, state["epoch"])
         if "torch_rng" in resume_ckpt.extra:
-            torch.set_rng_state(resume_ckpt.extra["torch_rng"])
+            try:
+                torch.set_rng_state(resume_ckpt.extra["torch_rng"])
+            except (RuntimeError, TypeError) as exc:
+                raise TrainingError(f"{config.resume}: its stored random-number state is not a CPU generator state "
+                                    f"({str(exc).splitlines()[0][:120]}); the checkpoint is damaged") from None
         if is_main:
             log(f"resumed from {config.resume} at epoch {state['epoch']}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup_steps),
@@ -588,8 +626,10 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
         bar.close()
         mean_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(mean_loss):
-            raise TrainingError(f"loss became {mean_loss} in epoch {epoch}; stopped. The last good "
-                                f"checkpoint is {out / CHECKPOINT_DIR / 'last.safetensors'} (lower --lr or --lambda-rate)")
+            last = out / CHECKPOINT_DIR / "last.safetensors"
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise TrainingError(f"loss became {mean_loss} in epoch {epoch}; stopped ({kept}); lower --lr or "
+                                f"--lambda-rate")
         # bf16 like the step (2.5x faster on the CPU): it picks the Pareto checkpoints; decoded top-1 is measured in fp32
         acc = evaluate(model, val, device=device, workers=config.workers, rank=rank, world=world, amp=config.amp)
         if is_main:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..api import (AUTO_BITS, BIT_DEPTHS, BN_MODES, CODECS, DEFAULT_BUDGET, DEFAULT_IMAGES, FRAME_SIZES, ORDERS,
                    PIX_FMTS, PRESETS, BundleError, EncodeSettings, LoadedModel, auto_layer_bits, check_destination,
-                   decode, default_codec, encode, evaluate_model, load_any, read_layer_map, verify, write_decoded,
-                   write_encoded)
-from .common import _guarded, add_arch_arg, add_eval_args
+                   check_encode_destination, decode, default_codec, encode, evaluate_model, load_any, read_layer_map,
+                   verify, write_decoded, write_encoded)
+from .common import ArgumentParser, _guarded, add_arch_arg, add_eval_args
 
 DEFAULTS = EncodeSettings()  # every codec flag's default comes from here
 
@@ -129,7 +129,7 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
 # --- encode ----------------------------------------------------------------------------------
 
 def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode a checkpoint (or re-encode a bundle) as a format-v2 "
+    p = ArgumentParser(prog=prog, description="Encode a checkpoint (or re-encode a bundle) as a format-v2 "
                                                      "bundle directory (H.265 by default; --codec for the others).")
     _checkpoint_args(p)
     p.add_argument("--out", "--output-dir", dest="out", help="bundle directory to create")
@@ -158,6 +158,7 @@ def encode_main(argv: list[str] | None = None, prog: str = "ctnet encode") -> in
             raise ValueError("--out DIR is required")
         if args.auto_images < 1:
             raise ValueError(f"--auto-images must be ≥ 1, got {args.auto_images}")
+        check_encode_destination(args.out, _checkpoint_path(args))  # before encoding: refuse early
         loaded = _load(args)
         settings, chosen = _auto(args, settings, loaded)
         encoded = encode(loaded, settings)
@@ -205,7 +206,7 @@ def print_layers(layers: list[dict]) -> None:
 # --- decode ----------------------------------------------------------------------------------
 
 def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
+    p = ArgumentParser(prog=prog, description="Decode a bundle; with --data, evaluate the decoded model; "
                                                      "with --out, write it as a file.")
     p.add_argument("bundle", nargs="?", help="bundle directory")
     p.add_argument("--h265-dir", dest="bundle_flag", metavar="DIR", help="older spelling of the bundle argument")
@@ -225,7 +226,7 @@ def decode_main(argv: list[str] | None = None, prog: str = "ctnet decode") -> in
             raise ValueError("no bundle directory given (DIR or --h265-dir)")
         fmt = args.format or ("onnx" if args.out and args.out.lower().endswith(".onnx") else "safetensors")
         if args.out:
-            check_destination(args.out, fmt, args.force)  # before decoding: refuse early, write nothing
+            check_destination(args.out, fmt, args.force, source=path)  # before decoding: refuse early, write nothing
         elif args.format:
             raise ValueError("--format needs --out FILE")
         t0 = time.perf_counter()
@@ -288,7 +289,7 @@ def _profile(args, settings: EncodeSettings, presets: list[str]) -> int:
 
 
 def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Encode with each preset (of --codec, x265 by default); "
+    p = ArgumentParser(prog=prog, description="Encode with each preset (of --codec, x265 by default); "
                                                      "print bytes and seconds.")
     _checkpoint_args(p)
     p.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="PRESET",
@@ -309,9 +310,11 @@ def profile_main(argv: list[str] | None = None, prog: str = "ctnet profile") -> 
 # --- verify ----------------------------------------------------------------------------------
 
 def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Check a bundle without decoding it: manifest fields and "
-                                                     "digest, every member's size and SHA-256, the tables; print the "
-                                                     "digest (compare it with a published one).")
+    p = ArgumentParser(prog=prog, description="Check a bundle as decoding does, short of decoding its frames: "
+                                              "manifest fields and digest, the manifest against the model it "
+                                              "describes, every member's size and SHA-256, the tables, the weight "
+                                              "stream's header; print the digest (compare it with a published one). "
+                                              "A format-v1 bundle has no digest and cannot be verified (exit 2).")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -326,11 +329,8 @@ def verify_main(argv: list[str] | None = None, prog: str = "ctnet verify") -> in
         if args.json:
             print(json.dumps(r))
         else:
-            if r["digest"]:
-                print(f"{r['bundle']}: ok, format v{r['version']}, {r['total_bytes']:,} bytes")
-                print(f"digest {r['digest']}")
-            else:
-                print(f"{r['bundle']}: ok, format v1 ({r['note']})")
+            print(f"{r['bundle']}: ok, format v{r['version']}, {r['total_bytes']:,} bytes")
+            print(f"digest {r['digest']}")
             for name in r.get("unlisted", []):
                 print(f"note: {name} is not part of the bundle (counted in its size, never read)")
         return 0

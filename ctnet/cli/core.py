@@ -5,13 +5,13 @@ import argparse
 import json
 
 from .. import api
-from .common import _guarded, add_arch_arg, add_eval_args
+from .common import ArgumentParser, _guarded, add_arch_arg, add_eval_args, int_in
 
 
 # --- summary -------------------------------------------------------------------------------
 
 def summary_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture: the "
+    p = ArgumentParser(prog="ctnet summary", description="Parameter breakdown of a CTNet architecture: the "
                                 "share of its parameters in spatial DCT convs, channel-DCT 1×1, plain and other layers.")
     add_arch_arg(p, default="resnet18", help="the torchvision CNN")
     p.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10: ImageNette)")
@@ -38,7 +38,7 @@ def summary_main(argv: list[str] | None = None) -> int:
 
 def train_parser() -> argparse.ArgumentParser:
     d = api.TrainConfig(data="")
-    p = argparse.ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on an image "
+    p = ArgumentParser(prog="ctnet train", description="Train a CTNet (or a plain baseline) on an image "
                                 "folder (ImageNette or your own).")
     p.add_argument("data", help="dataset root holding train/<class>/ and val/<class>/ image folders (ImageNette's "
                    "WordNet IDs or any class names)")
@@ -57,7 +57,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int_in(1, api.MAX_BATCH_SIZE), default=d.batch_size)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear LR warm-up, then cosine decay")
     p.add_argument("--lambda-rate", type=float, default=d.lambda_rate, help="weight λ of the rate proxy")
@@ -93,7 +93,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, default=None, help="use N training images (class-balanced)")
     p.add_argument("--limit-val", type=int, default=None, help="use N validation images (class-balanced)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="data loader workers without --cache-dataset")
+    p.add_argument("--workers", type=int_in(0, api.MAX_WORKERS), default=d.workers,
+                   help=f"data loader workers without --cache-dataset (0..{api.MAX_WORKERS})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write 'last' every N epochs")
     return p
 
@@ -113,7 +114,7 @@ def train_main(argv: list[str] | None = None) -> int:
 # --- eval ------------------------------------------------------------------------------------
 
 def eval_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on a val split of a checkpoint, a bundle, "
+    p = ArgumentParser(prog="ctnet eval", description="Top-1/top-5 on a val split of a checkpoint, a bundle, "
                                 "or a file written by `ctnet decode --out` (plain safetensors in torchvision, "
                                 ".onnx in onnxruntime).")
     p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
@@ -139,7 +140,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 # --- download --------------------------------------------------------------------------------
 
 def download_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
+    p = ArgumentParser(prog="ctnet download", description="Fetch and unpack the official ImageNette archive.")
     p.add_argument("dataset", choices=["imagenette"])
     p.add_argument("dest")
     p.add_argument("--variant", default="160", choices=list(api.IMAGENETTE_URLS))
@@ -148,16 +149,20 @@ def download_main(argv: list[str] | None = None) -> int:
 
     def run():
         from tqdm import tqdm
-        bar = tqdm(unit="B", unit_scale=True, desc="download")
+        bars = []  # made at the first byte (a bad URL fails before any bar), on a terminal only; erased on close
 
         def progress(done, total):
+            if not bars:
+                bars.append(tqdm(unit="B", unit_scale=True, desc="download", disable=None, leave=False))
+            bar = bars[0]
             bar.total = total if total > 0 else None
             bar.n = done
             bar.refresh()
         try:
             path = api.download_imagenette(args.variant, args.dest, url=args.url, progress=progress)
         finally:
-            bar.close()
+            for bar in bars:
+                bar.close()
         print(path)
         return 0
     return _guarded("ctnet download", run)

@@ -8,11 +8,11 @@ import sys
 
 from ..api import (DEFAULT_BITS, INT_BITS, LOSSY_CRFS, NNCODEC_QPS, TOLERANCE, RDJob, Sweep, baseline_jobs, bundle_jobs,
                    codec_names, sweep)
-from .common import _guarded, add_eval_args
+from .common import ArgumentParser, _guarded, add_eval_args
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ctnet rd", description="Rate–distortion curves: bytes against decoded top-1 "
+    p = ArgumentParser(prog="ctnet rd", description="Rate–distortion curves: bytes against decoded top-1 "
                                 "for every codec, NNCodec and INT8/INT4 + zstd, on the same weights.")
     p.add_argument("source", help="checkpoint file or bundle directory")
     p.add_argument("--data", required=True, help="dataset root (its val/ is used: ImageNette or your own)")

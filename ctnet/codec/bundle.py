@@ -15,20 +15,29 @@ Format v2 (what ``ctnet encode`` writes):
     (frequency planes, rows/columns by non-zero class, frames wholly at level 0 left out),
     one stream.
 
-Version-1 bundles (one stream per tile size of the tensor images, grid in the JSON) still
-decode bit-exactly through :mod:`ctnet.codec.v1`.
+Version-1 bundles (one stream per tile size of the tensor images, grid in the JSON, no digest)
+still decode bit-exactly through :mod:`ctnet.codec.v1`, with a warning that they cannot be verified.
 
 Everything is built in memory (:func:`encode_model` → :class:`EncodeResult`), so the app can look
-at a bundle without files; :func:`write_bundle` puts it on disk atomically and
-:func:`read_bundle` validates and decodes a directory.
+at a bundle without files; :func:`write_bundle` puts it on disk atomically. Reading has one path
+for every use: :func:`reader` checks a manifest against the model it describes before any member
+is read (a :class:`Reader`, or ``v1.Reader``), bounding every member by that model; its
+``check`` is what :func:`verify` does (all but the frames), its ``decode`` what
+:func:`read_bundle` and :func:`decode_files` do.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
+import glob
+import hashlib
 import json
 import math
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, fields, replace
@@ -41,11 +50,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import export, quant
-from ..layers import configure_export_training
+from .. import fileio
 from ..models import ModelSpec, build_model, fp32_bytes
 from . import frames as F
 from . import plan as PL
 from . import tables as T
+from .decoded import check_members, load_decoded, model_check, stream_limit
 from .manifest import (BN_MODES, FORMAT, MANIFEST, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, TABLES, VERSION,
                        BundleError, EncodeSettings, Manifest, check_layer_bits, check_name, digest_of, sha256)
 from .registry import CODECS, VideoError
@@ -247,8 +257,10 @@ class EncodeResult:
         m = Manifest.from_json(files[MANIFEST])
         if m.digest != report["manifest"].get("digest"):
             raise BundleError("an encode report whose files are another bundle than its manifest")
-        _check_members(m, files)
-        model = _load_decoded(build_model(m.model), {k: torch.from_numpy(v) for k, v in report["model_state"].items()})
+        r = Reader(m)
+        check_members(r.members, files)
+        model = load_decoded(r.model, {k: torch.from_numpy(v) for k, v in report["model_state"].items()},
+                             m.model_check)
         return cls(**{k: report[k] for k in names}, model=model)
 
 
@@ -390,14 +402,20 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
         "tables": {"file": TABLES, "raw_bytes": len(raw_tables), "compression": "LZMA2 raw, preset 9e, lc3 lp0 pb0"},
         "members": members,
     }
+    # rebuild from what a decoder sees (the decoded frames and the packed tables), then record
+    # what the described block size makes of the decoded weights (ctnet.codec.decoded)
     manifest["digest"] = digest_of(manifest)
-    files[MANIFEST] = (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
-
-    # rebuild from what a decoder sees: the decoded frames and the packed tables
-    checked = Manifest.from_json(files[MANIFEST])
     decoded_levels = np.zeros_like(levels)
     decoded_levels[coded_ids] = PL.from_pixels(decoded, settings.container_bits)
-    decoded_model = _rebuild(checked, _unpack_tables(checked, raw_tables), decoded_levels)
+    rebuilt = Reader(Manifest.from_obj(manifest))
+    rebuilt.unpack(raw_tables)
+    decoded_model = rebuilt.rebuild(decoded_levels)
+    check = model_check(decoded_model)
+    if check is not None:
+        manifest["model_check"] = check
+    manifest["digest"] = digest_of(manifest)
+    files[MANIFEST] = (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
+    Manifest.from_json(files[MANIFEST])  # what the decoder will read
 
     layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, settings)
     bn_packed = bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)  # bytes in the raw tables
@@ -483,148 +501,207 @@ def _bn_report(bns: Mapping[str, _BatchNorm], decoded_model: nn.Module, table_by
     return out
 
 
-# --- decoding ---------------------------------------------------------------------------------
+# --- reading: one versioned reader for decode, load and verify -----------------------------------
 
-def _model_layout(m: Manifest) -> tuple[nn.Module, PL.FramePlan, list[list], dict]:
-    model = build_model(m.model)
-    video = export.video_tensors(model)
-    plan = PL.make_plan([(n, tuple(t.shape)) for n, t in video.items()], m.settings.frame)
-    check_layer_bits(m.settings, list(video))
-    if plan.total_frames != m.frames:
-        raise BundleError(f"manifest says {m.frames} frames, the model's layout has {plan.total_frames}")
-    boxes = [quant.tile_boxes(*quant.image_shape(tuple(t.shape)), m.settings.tile) for t in video.values()]
-    return model, plan, boxes, export.bn_layers(model)
+READ_CHUNK = 1 << 20
+MAX_BUNDLE_ENTRIES = 10_000  # files and folders a bundle directory may hold (it holds three)
+MAX_ESCAPE_BYTES = 8  # two varints: a position delta < 2^42 (6 bytes) and a zig-zagged level < 2^14 (2)
 
 
-def _unpack_tables(m: Manifest, raw: bytes) -> tuple:
-    model, plan, boxes, bns = _model_layout(m)
-    ordered = [m.settings.order == "count" and lp.ordered for lp in plan.layers]
-    tables = T.unpack(raw, plan=plan, tiles=[len(b) for b in boxes], ordered=ordered, bits=m.settings.bit_depth,
-                      escapes=m.escapes, bn_channels=sum(x.num_features for x in bns.values()),
-                      bn_mode=m.settings.bn_mode,
-                      layer_bits=[m.settings.bits_of(lp.name) for lp in plan.layers] if m.settings.layer_bits else None)
-    if int(tables.coded.sum()) != m.coded_frames:
-        raise BundleError(f"tables mark {int(tables.coded.sum())} frames as coded, the manifest says {m.coded_frames}")
-    if not np.isfinite(tables.bn).all():
-        raise BundleError("tables hold BatchNorm values that are not finite")
-    for f, _, level in tables.escapes:
-        if not tables.coded[f] or abs(level) > 2**m.settings.bit_depth - 1:
-            raise BundleError("tables: an escape in a frame that is not coded, or a level off the grid")
-    return model, plan, boxes, bns, tables
+class Reader:
+    """A format-v2 manifest checked against the model it describes before any member is read:
+    ``members`` says what each member must be (name → (bytes, SHA-256)), each bounded by what
+    that model can need. :meth:`check` checks the members short of decoding frames (what
+    ``ctnet verify`` does), :meth:`decode` decodes them. :func:`reader` picks the reader of a
+    manifest's version; :class:`ctnet.codec.v1.Reader` reads format v1 the same way."""
 
+    version = VERSION
 
-def _rebuild(m: Manifest, unpacked: tuple, levels: np.ndarray) -> nn.Module:
-    """Model from a checked manifest, its unpacked tables and all plan frames' levels."""
-    model, plan, boxes, bns, tables = unpacked
-    s = m.settings
-    for f, pos, level in tables.escapes:
-        levels[f].reshape(-1)[pos] = level
-    state: dict[str, torch.Tensor] = {}
-    lossless = s.crf == 0
-    grid_out = {}
-    first_tile = 0
-    for lp, bx, scale, zp, rc, cc in zip(plan.layers, boxes, tables.scales, tables.zero_points, tables.row_classes,
-                                         tables.col_classes):
-        planes = PL.layer_planes(levels[lp.first_frame:lp.first_frame + lp.frames], lp, rc, cc)
-        lev = PL.from_planes(planes, lp.shape)
-        img = quant.tensor_to_image(torch.from_numpy(np.ascontiguousarray(lev))).numpy()
-        bits = s.bits_of(lp.name)
-        peak = 2**bits - 1
-        tiles = []
-        for (r0, c0, h, w), z in zip(bx, zp):
-            p = img[r0:r0 + h, c0:c0 + w].astype(np.int64) + int(z)
-            if p.min() < 0 or p.max() > peak:
-                if lossless:
-                    raise BundleError(f"layer {lp.name}: decoded levels fall off the {bits}-bit grid (damaged)")
-                p = np.clip(p, 0, peak)  # a lossy stream may overshoot
-            tiles.append(p.astype(np.uint16))
-        state[lp.name] = F.dequantize_tensor(tiles, scale, zp, lp.shape, tile=s.tile, first_frame=first_tile,
-                                             dither=s.dither, seed=s.seed)
-        grid_out[lp.name] = (scale, zp)
-        first_tile += len(bx)
-    _load_bn(bns, tables.bn, s.bn_mode, state)
-    model = _load_decoded(model, state)
-    model.__dict__["_ctnet_grid"] = grid_out
-    return model
+    def __init__(self, m: Manifest, where: str = ""):
+        self.m, self.where, self.digest = m, where, m.digest
+        s = m.settings
+        self.model = build_model(m.model)
+        video = export.video_tensors(self.model)
+        self.plan = PL.make_plan([(n, tuple(t.shape)) for n, t in video.items()], s.frame)
+        check_layer_bits(s, list(video))
+        if self.plan.total_frames != m.frames:
+            raise BundleError(f"manifest says {m.frames} frames, the model's layout has {self.plan.total_frames}")
+        self.boxes = [quant.tile_boxes(*quant.image_shape(tuple(t.shape)), s.tile) for t in video.values()]
+        self.bns = export.bn_layers(self.model)
+        self.ordered = [s.order == "count" and lp.ordered for lp in self.plan.layers]
+        area = s.frame * s.frame
+        if m.escapes > m.coded_frames * area:
+            raise BundleError(f"manifest lists {m.escapes} escapes for {m.coded_frames} coded frames of {area} levels")
+        fixed = self._tables_fixed_bytes()
+        if not fixed + 2 * m.escapes <= m.tables_raw_bytes <= fixed + MAX_ESCAPE_BYTES * m.escapes:
+            raise BundleError(f"manifest says the tables hold {m.tables_raw_bytes} bytes; this model's hold {fixed} "
+                              f"and 2..{MAX_ESCAPE_BYTES} bytes per escape ({m.escapes})")
+        limits = {"tables": m.tables_raw_bytes + m.tables_raw_bytes // 64 + 1024,  # LZMA2 of incompressible data
+                  "weights": stream_limit(m.coded_frames * area, s.container_bits)}
+        for e in m.members:
+            if e.role == "weights" and e.file != weights_file(s.codec):
+                raise BundleError(f"a {s.codec} bundle keeps its levels in {weights_file(s.codec)}, not {e.file}")
+            if e.bytes > limits[e.role]:
+                raise BundleError(f"{e.file}: the manifest says {e.bytes} bytes; this model's {e.role} need at "
+                                  f"most {limits[e.role]}")
+        self.members = {e.file: (e.bytes, e.sha256) for e in m.members}
+        self.tables: T.Tables | None = None
 
+    def _tables_fixed_bytes(self) -> int:
+        """Bytes of everything in the raw tables but the escapes (ctnet.codec.tables' layout)."""
+        s = self.m.settings
+        tiles = sum(len(b) for b in self.boxes)
+        classes = sum(lp.plane_h + lp.plane_w for lp, o in zip(self.plan.layers, self.ordered) if o)
+        channels = sum(b.num_features for b in self.bns.values())
+        bn = channels * (2 * 3 if s.bn_mode == "affine" else 4 * 4)
+        layer_bits = len(self.plan.layers) if s.layer_bits else 0
+        return (6 + layer_bits + tiles * (4 + (1 if s.bit_depth <= 8 else 2)) + classes
+                + -(-self.plan.total_frames // 8) + bn)
 
-def _load_decoded(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """``model`` holding decoded tensors, in eval mode, computing with them as stored."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(f"decoded tensors do not fit the model: {str(exc).splitlines()[0]}") from exc
-    configure_export_training(model, pixel_bit_depth=0)  # the values are already on the grid
-    return model.eval()
+    def check(self, files: Mapping[str, bytes]) -> None:
+        """Every member as the manifest states it, the tables against the model and the
+        weight stream's header against the settings and the plan — all but the frames."""
+        check_members(self.members, files)
+        self.unpack(T.decompress(files[self.m.member("tables").file], self.m.tables_raw_bytes))
+        if self.m.coded_frames:
+            data, s = files[self.m.member("weights").file], self.m.settings
+            if s.family == "planes":
+                from . import planes as P
+                try:
+                    P.check_header(s.codec, data, P.level_size((self.m.coded_frames, s.frame, s.frame),
+                                                               s.container_bits))
+                except P.PlaneError as exc:
+                    raise BundleError(f"{self.m.member('weights').file}: {exc}") from exc
+            else:
+                from . import video as V
+                try:
+                    V.check_header(data, self._video(), height=s.frame, width=s.frame, count=self.m.coded_frames)
+                except VideoError as exc:
+                    raise BundleError(f"{self.m.member('weights').file}: {exc}") from exc
 
-
-def _decode_weights(m: Manifest, files: dict[str, bytes], plan: PL.FramePlan, coded: np.ndarray) -> tuple:
-    """All plan frames' levels (uncoded frames at 0) and the coded frames' bytes."""
-    s = m.settings
-    levels = np.zeros((plan.total_frames, s.frame, s.frame), np.int32)
-    if not m.coded_frames:
-        return levels, []
-    member = m.member("weights")
-    if member.file != weights_file(s.codec):
-        raise BundleError(f"a {s.codec} bundle keeps its levels in {weights_file(s.codec)}, not {member.file}")
-    data = files[member.file]
-    shape = (m.coded_frames, s.frame, s.frame)
-    sizes: list[int] = []
-    if s.family == "planes":
-        from . import planes as P
+    def _video(self):
+        vs = self.m.settings.video()
+        if self.m.workaround:
+            vs = replace(vs, workaround=self.m.workaround)
         try:
-            pixels = P.from_level_bytes(P.decompress(s.codec, data, P.level_size(shape, s.container_bits)), shape,
-                                        s.container_bits)
-        except P.PlaneError as exc:
-            raise BundleError(f"{member.file}: {exc}") from exc
-        sizes = P.apportion(len(data), list(pixels))
-    else:
-        from . import video as V
-        vs = s.video()
-        if m.workaround:
-            vs = replace(vs, workaround=m.workaround)
-        try:
-            vs.validate()
-            pixels = V.decode_frames(data, vs, height=s.frame, width=s.frame, count=m.coded_frames, packet_sizes=sizes)
+            return vs.validate()
         except VideoError as exc:
-            raise BundleError(f"{member.file}: {exc}") from exc
-    levels[np.nonzero(coded)[0]] = PL.from_pixels(pixels, s.container_bits)
-    return levels, sizes
+            raise BundleError(f"manifest field 'coding.workaround': {exc}") from exc
+
+    def unpack(self, raw: bytes) -> T.Tables:
+        m = self.m
+        tables = T.unpack(raw, plan=self.plan, tiles=[len(b) for b in self.boxes], ordered=self.ordered,
+                          bits=m.settings.bit_depth, escapes=m.escapes,
+                          bn_channels=sum(x.num_features for x in self.bns.values()), bn_mode=m.settings.bn_mode,
+                          layer_bits=[m.settings.bits_of(lp.name) for lp in self.plan.layers]
+                          if m.settings.layer_bits else None)
+        if int(tables.coded.sum()) != m.coded_frames:
+            raise BundleError(f"tables mark {int(tables.coded.sum())} frames as coded, the manifest says {m.coded_frames}")
+        if not np.isfinite(tables.bn).all():
+            raise BundleError("tables hold BatchNorm values that are not finite")
+        for f, _, level in tables.escapes:
+            if not tables.coded[f] or abs(level) > 2**m.settings.bit_depth - 1:
+                raise BundleError("tables: an escape in a frame that is not coded, or a level off the grid")
+        self.tables = tables
+        return tables
+
+    def decode(self, files: Mapping[str, bytes]) -> tuple[nn.Module, dict]:
+        """(decoded model in eval mode, manifest + ``bundle`` totals); :meth:`check` first."""
+        self.check(files)
+        assert self.tables is not None  # check() unpacked them
+        levels, sizes = self._levels(files)
+        model = self.rebuild(levels)
+        m = self.m
+        total = sum(len(b) for b in files.values())
+        meta = dict(m.raw)
+        meta["bundle"] = {"version": VERSION, "digest": m.digest, "total_bytes": total, "fp32_bytes": m.fp32_bytes,
+                          "ratio": m.fp32_bytes / total, "files": {k: len(v) for k, v in sorted(files.items())},
+                          "grid": model.__dict__.pop("_ctnet_grid"), "grid_bits": m.settings.bit_depth,
+                          "grid_layer_bits": dict(m.settings.layer_bits), "grid_tile": m.settings.tile,
+                          "dithered": m.settings.dither > 0,
+                          "frame_bytes": _frame_bytes(self.tables.coded, sizes)}
+        return model, meta
+
+    def _levels(self, files: Mapping[str, bytes]) -> tuple[np.ndarray, list[int]]:
+        """All plan frames' levels (uncoded frames at 0) and the coded frames' bytes."""
+        m, s = self.m, self.m.settings
+        assert self.tables is not None
+        levels = np.zeros((self.plan.total_frames, s.frame, s.frame), np.int32)
+        if not m.coded_frames:
+            return levels, []
+        name = m.member("weights").file
+        data = files[name]
+        shape = (m.coded_frames, s.frame, s.frame)
+        sizes: list[int] = []
+        if s.family == "planes":
+            from . import planes as P
+            try:
+                pixels = P.from_level_bytes(P.decompress(s.codec, data, P.level_size(shape, s.container_bits)), shape,
+                                            s.container_bits)
+            except P.PlaneError as exc:
+                raise BundleError(f"{name}: {exc}") from exc
+            sizes = P.apportion(len(data), list(pixels))
+        else:
+            from . import video as V
+            try:
+                pixels = V.decode_frames(data, self._video(), height=s.frame, width=s.frame, count=m.coded_frames,
+                                         packet_sizes=sizes)
+            except VideoError as exc:
+                raise BundleError(f"{name}: {exc}") from exc
+        levels[np.nonzero(self.tables.coded)[0]] = PL.from_pixels(pixels, s.container_bits)
+        return levels, sizes
+
+    def rebuild(self, levels: np.ndarray) -> nn.Module:
+        """The model from the unpacked tables and all plan frames' levels, checked against
+        its description (``ctnet.codec.decoded``)."""
+        tables, s = self.tables, self.m.settings
+        assert tables is not None
+        for f, pos, level in tables.escapes:
+            levels[f].reshape(-1)[pos] = level
+        state: dict[str, torch.Tensor] = {}
+        grid_out = {}
+        first_tile = 0
+        for lp, bx, scale, zp, rc, cc in zip(self.plan.layers, self.boxes, tables.scales, tables.zero_points,
+                                             tables.row_classes, tables.col_classes):
+            planes = PL.layer_planes(levels[lp.first_frame:lp.first_frame + lp.frames], lp, rc, cc)
+            lev = PL.from_planes(planes, lp.shape)
+            img = quant.tensor_to_image(torch.from_numpy(np.ascontiguousarray(lev))).numpy()
+            bits = s.bits_of(lp.name)
+            peak = 2**bits - 1
+            tiles = []
+            for (r0, c0, h, w), z in zip(bx, zp):
+                p = img[r0:r0 + h, c0:c0 + w].astype(np.int64) + int(z)
+                if p.min() < 0 or p.max() > peak:
+                    if s.crf == 0:
+                        raise BundleError(f"layer {lp.name}: decoded levels fall off the {bits}-bit grid (damaged)")
+                    p = np.clip(p, 0, peak)  # a lossy stream may overshoot
+                tiles.append(p.astype(np.uint16))
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge scale overflows: refused by load_decoded
+                state[lp.name] = F.dequantize_tensor(tiles, scale, zp, lp.shape, tile=s.tile, first_frame=first_tile,
+                                                     dither=s.dither, seed=s.seed)
+            grid_out[lp.name] = (scale, zp)
+            first_tile += len(bx)
+        _load_bn(self.bns, tables.bn, s.bn_mode, state)
+        model = load_decoded(self.model, state, self.m.model_check)
+        model.__dict__["_ctnet_grid"] = grid_out
+        return model
 
 
-def _check_members(m: Manifest, files: dict[str, bytes]) -> None:
-    for e in m.members:
-        if e.file not in files:
-            raise BundleError(f"{e.file}: missing from the bundle")
-        if len(files[e.file]) != e.bytes:
-            raise BundleError(f"{e.file}: {len(files[e.file])} bytes, the manifest says {e.bytes} (truncated or replaced)")
-        if sha256(files[e.file]) != e.sha256:
-            raise BundleError(f"{e.file}: contents do not match the manifest's SHA-256 (damaged file)")
+def reader(manifest: bytes, where: str = ""):
+    """The reader of a manifest's format version (v2: :class:`Reader`, v1:
+    :class:`ctnet.codec.v1.Reader`): the manifest checked against its model, members bounded."""
+    obj = Manifest.parse(manifest)
+    if obj["version"] == 1:
+        from . import v1
+        return v1.Reader(obj, where)
+    return Reader(Manifest.from_obj(obj), where)
 
 
-def decode_files(files: dict[str, bytes]) -> tuple[nn.Module, dict]:
+def decode_files(files: Mapping[str, bytes]) -> tuple[nn.Module, dict]:
     """Validate and decode a bundle held in memory (file name → bytes): v2, or v1."""
     if MANIFEST not in files:
         raise BundleError(f"{MANIFEST} missing from the bundle")
-    obj = Manifest.parse(files[MANIFEST])
-    if obj["version"] == 1:
-        from . import v1
-        return v1.decode_files(obj, files)
-    m = Manifest.from_obj(obj)
-    _check_members(m, files)
-    unpacked = _unpack_tables(m, T.decompress(files[m.member("tables").file], m.tables_raw_bytes))
-    _, plan, boxes, _, tables = unpacked
-    levels, sizes = _decode_weights(m, files, plan, tables.coded)
-    model = _rebuild(m, unpacked, levels)
-    total = sum(len(b) for b in files.values())
-    meta = dict(m.raw)
-    meta["bundle"] = {"version": VERSION, "digest": m.digest, "total_bytes": total, "fp32_bytes": m.fp32_bytes,
-                      "ratio": m.fp32_bytes / total, "files": {k: len(v) for k, v in sorted(files.items())},
-                      "grid": model.__dict__.pop("_ctnet_grid"), "grid_bits": m.settings.bit_depth,
-                      "grid_layer_bits": dict(m.settings.layer_bits),
-                      "grid_tile": m.settings.tile, "dithered": m.settings.dither > 0,
-                      "frame_bytes": _frame_bytes(tables.coded, sizes)}
-    return model, meta
+    return reader(files[MANIFEST]).decode(files)
 
 
 def _frame_bytes(coded: np.ndarray, sizes) -> list[int]:
@@ -645,10 +722,11 @@ def read_manifest(data: bytes) -> dict:
 # --- files ------------------------------------------------------------------------------------
 
 def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a bundle's files into a temporary directory beside ``dest`` and rename it into
+    """Write a bundle's files into a temporary directory beside ``dest`` and move it into
     place, so an interrupted write leaves no half-written bundle. An existing ``dest`` is
-    replaced only with ``overwrite`` and only if it is a bundle (or empty); it stays readable
-    at its path until the new one is complete."""
+    replaced only with ``overwrite`` and only if it is a bundle (or empty); the two are
+    exchanged in one step (``renameat2(RENAME_EXCHANGE)`` on Linux), so ``dest`` always holds
+    a complete bundle — the old one until the new one is."""
     if isinstance(files, EncodeResult):
         files = files.files
     dest = Path(dest)
@@ -661,7 +739,7 @@ def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike
         if not dest.is_dir() or dest.is_symlink() or (any(dest.iterdir()) and not (dest / MANIFEST).is_file()):
             raise BundleError(f"{dest} exists and is not a bundle directory; refusing to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.~{fileio._HOST}~{os.getpid()}~", suffix=".tmp", dir=dest.parent))
     old = dest.parent / f".{dest.name}.old"
     try:
         for name, data in sorted(files.items()):
@@ -669,14 +747,16 @@ def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        from ..fileio import umask as read_umask
-        umask = read_umask()
+        umask = fileio.umask()
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
         for name in files:
             os.chmod(tmp / name, 0o666 & ~umask)
         if dest.exists():
-            os.rename(dest, old)  # from here until the next rename, _recover() puts it back
-        os.rename(tmp, dest)
+            if not _exchange(tmp, dest):  # tmp now holds the old bundle (removed below)
+                os.rename(dest, old)  # no atomic exchange here: until the next rename, _recover() puts it back
+                os.rename(tmp, dest)
+        else:
+            os.rename(tmp, dest)
     except BaseException:
         if old.exists() and not dest.exists():
             os.rename(old, dest)
@@ -687,9 +767,37 @@ def write_bundle(files: dict[str, bytes] | EncodeResult, dest: str | os.PathLike
     return dest
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system cannot."""
+    libc = _libc()
+    if libc is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, f"cannot swap {b} with its replacement: {os.strerror(err)}")
+
+
+@functools.cache
+def _libc():
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        return libc
+    except (OSError, AttributeError):  # no glibc 2.28+: the two renames
+        return None
+
+
 def _recover(dest: Path) -> None:
     """Undo what an interrupted :func:`write_bundle` left: the old bundle moved aside and not
-    replaced is put back; stale temporary directories are removed."""
+    replaced is put back; temporary directories whose writer is gone (this host), or untouched
+    for ``fileio.ORPHAN_AGE_S``, are removed."""
     old = dest.parent / f".{dest.name}.old"
     if old.is_dir() and not old.is_symlink():
         if not dest.exists():
@@ -697,88 +805,121 @@ def _recover(dest: Path) -> None:
         else:
             shutil.rmtree(old, ignore_errors=True)
     if dest.parent.is_dir():
-        for p in dest.parent.glob(f".{dest.name}.*.tmp"):
-            if p.is_dir() and not p.is_symlink() and time.time() - p.stat().st_mtime > 60:
-                shutil.rmtree(p, ignore_errors=True)
+        for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+            try:
+                if not p.is_dir() or p.is_symlink():
+                    continue
+                alive = fileio._writer_alive(p.name)
+                if alive is False or (alive is None and time.time() - p.stat().st_mtime > fileio.ORPHAN_AGE_S):
+                    shutil.rmtree(p, ignore_errors=True)
+            except OSError:
+                continue
+
+
+def _load(path: str | os.PathLike):
+    """(reader, files) of a bundle directory: the manifest first, then only the members it
+    names, each a plain file of the size it states (bounded by the model it describes), read
+    and hashed in one pass."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a bundle directory")
+    manifest = _read_member(root, MANIFEST, None, None)
+    r = reader(manifest, str(root))
+    files = {MANIFEST: manifest}
+    for name, (size, digest) in r.members.items():
+        files[name] = _read_member(root, name, size, digest)
+    return r, files
 
 
 def load_files(path: str | os.PathLike) -> dict[str, bytes]:
     """The files of a bundle directory that its manifest names (plus the manifest), after
-    checking names, file types and sizes against the manifest."""
-    root = Path(path)
-    if not root.is_dir():
-        raise BundleError(f"{root}: not a bundle directory")
-    files = {MANIFEST: _read_plain(root, MANIFEST, None)}
-    obj = Manifest.parse(files[MANIFEST])
-    if obj["version"] == 1:
-        from . import v1
-        refs = v1.referenced_files(obj)
-    else:
-        refs = {e.file: (e.bytes, e.sha256) for e in Manifest.from_obj(obj).members}
-    for name, (size, _) in refs.items():
-        files[name] = _read_plain(root, name, size)
-    return files
+    checking names, file types, sizes and SHA-256 against the manifest."""
+    return _load(path)[1]
 
 
-def _read_plain(root: Path, name: str, size: int | None) -> bytes:
+def _read_member(root: Path, name: str, size: int | None, digest: str | None) -> bytes:
     p = root / check_name(name)
+    limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_FILE_BYTES
     try:
-        st = os.lstat(p)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise BundleError(f"{name}: missing from the bundle") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{name}: not a regular file (links are not followed)")
-    limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_FILE_BYTES
-    if st.st_size > limit:
-        raise BundleError(f"{name}: {st.st_size} bytes is more than a bundle file may hold")
-    if size is not None and st.st_size != size:
-        raise BundleError(f"{name}: {st.st_size} bytes on disk, the manifest says {size} (truncated or replaced)")
-    with open(p, "rb") as f:
-        return f.read()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleError(f"{name}: not a regular file (links are not followed)") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):  # checked on the open file: a FIFO is never read
+            raise BundleError(f"{name}: not a regular file (links are not followed)")
+        if st.st_size > limit:
+            raise BundleError(f"{name}: {st.st_size} bytes is more than a bundle file may hold")
+        if size is not None and st.st_size != size:
+            raise BundleError(f"{name}: {st.st_size} bytes on disk, the manifest says {size} (truncated or replaced)")
+        h = hashlib.sha256()
+        buf = bytearray()
+        want = st.st_size if size is None else size
+        while chunk := f.read(min(READ_CHUNK, want + 1 - len(buf))):
+            h.update(chunk)
+            buf += chunk
+            if len(buf) > want:
+                raise BundleError(f"{name}: grew while it was read (being written?)")
+    if len(buf) != want:
+        raise BundleError(f"{name}: {len(buf)} bytes read, the manifest says {want} (truncated or being written)")
+    if digest is not None and h.hexdigest() != digest:
+        raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
+    return bytes(buf)
 
 
 def directory_bytes(path: str | os.PathLike) -> int:
-    """Every byte of every file under a bundle directory (SPEC §4's size accounting)."""
-    total = 0
-    for dirpath, _, names in os.walk(os.fspath(path)):
-        for n in names:
-            st = os.lstat(os.path.join(dirpath, n))
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
+    """Every byte of every file under a bundle directory (SPEC §4's size accounting); walked
+    without recursion, links not followed, at most :data:`MAX_BUNDLE_ENTRIES` entries."""
+    total, seen, stack = 0, 0, [os.fspath(path)]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for e in entries:
+                seen += 1
+                if seen > MAX_BUNDLE_ENTRIES:
+                    raise BundleError(f"{path} holds more than {MAX_BUNDLE_ENTRIES} files and folders; a bundle holds "
+                                      f"three")
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_size
     return total
 
 
 def read_bundle(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """(decoded model in eval mode, manifest + ``bundle`` totals) of a bundle directory. The
     size counts every file in the directory, whether the manifest names it or not."""
-    model, meta = decode_files(load_files(path))
+    r, files = _load(path)
+    model, meta = r.decode(files)
     total = directory_bytes(path)
     meta["bundle"].update(path=str(path), total_bytes=total, ratio=meta["fp32_bytes"] / total)
     return model, meta
 
 
 def verify(path: str | os.PathLike) -> dict:
-    """Check a bundle directory without decoding its frames: manifest fields and digest,
-    every member's size and SHA-256, the tables against the model. Returns the digest and
-    what was checked; raises BundleError naming the first problem."""
-    files = load_files(path)
-    obj = Manifest.parse(files[MANIFEST])
-    if obj["version"] == 1:
-        from . import v1
-        for name, (size, digest) in v1.referenced_files(obj).items():
-            if sha256(files[name]) != digest:
-                raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
-        return {"bundle": str(path), "version": 1, "digest": None, "total_bytes": directory_bytes(path),
-                "members": {k: len(v) for k, v in files.items()},
-                "note": "version 1: members' SHA-256 checked; the manifest itself carries no digest"}
-    m = Manifest.from_obj(obj)
-    _check_members(m, files)
-    _unpack_tables(m, T.decompress(files[m.member("tables").file], m.tables_raw_bytes))
+    """Check a bundle directory as decoding does, short of decoding its frames: manifest
+    fields and digest, the manifest against the model it describes, every member's size and
+    SHA-256, the tables, the weight stream's header. Returns the digest and what was checked;
+    raises BundleError naming the first problem — and for a format-v1 bundle, whose manifest
+    carries no digest, an error saying that it cannot be verified."""
+    r, files = _load(path)
+    r.check(files)
+    total = directory_bytes(path)
+    if r.version == 1:
+        raise BundleError(f"{path}: a format-v1 bundle cannot be verified: its members match their SHA-256 and "
+                          f"every field is in range, but its manifest carries no digest, so an edit to it (a scale, "
+                          f"the dither, the image size) would go unnoticed; `ctnet encode {path} --out NEW` migrates "
+                          f"it to format v2, which has one")
     extra = sorted(set(os.listdir(path)) - set(files))
-    return {"bundle": str(path), "version": VERSION, "digest": m.digest, "total_bytes": directory_bytes(path),
+    return {"bundle": str(path), "version": VERSION, "digest": r.digest, "total_bytes": total,
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST",
-           "TABLES", "VERSION", "bn_table", "decode_files", "directory_bytes", "encode_model", "known_grid", "load_files",
-           "read_bundle", "read_manifest", "verify", "weights_file", "write_bundle"]
+           "Reader", "TABLES", "VERSION", "bn_table", "check_members", "decode_files", "directory_bytes", "encode_model",
+           "known_grid", "load_files", "read_bundle", "read_manifest", "reader", "stream_limit", "verify",
+           "weights_file", "write_bundle"]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..data import label_map_problem
 from ..errors import BundleError
-from ..limits import BIT_DEPTHS, MAX_DITHER, MAX_INT
+from ..limits import BIT_DEPTHS, IMAGE_SIZE_RANGE, MAX_DITHER, MAX_INT
 from ..models import ModelSpec
 from ..strict import JSONInvalid, parse_json
 from . import plan as PL
@@ -36,8 +36,10 @@ MANIFEST = "manifest.json"
 TABLES = "tables.bin"
 MAX_MANIFEST_BYTES = 32 << 20  # a few kB, plus the label map: up to 100,000 class names
 MAX_FILE_BYTES = 4 << 30
+MAX_DEPTH = 16  # a manifest nests 4 levels deep
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_CHECK = re.compile(r"^[0-9a-f]{16}$")
 BN_MODES = ("affine", "raw")
 MAX_TILE = 1024
 MAX_LAYERS = 4096  # stored tensors a per-layer bit-depth map may name
@@ -315,6 +317,7 @@ class Manifest:
     members: tuple[Member, ...]
     digest: str
     raw: dict
+    model_check: dict | None = None  # ctnet.codec.decoded.model_check of the decoded model (absent before it existed)
 
     def member(self, role: str) -> Member:
         return next(m for m in self.members if m.role == role)
@@ -327,9 +330,12 @@ class Manifest:
         try:
             obj = parse_json(data, constants=False)
         except JSONInvalid as exc:
+            if exc.reason == "nested":  # too deep for the parser: deeper than any manifest, too
+                raise BundleError(f"{MANIFEST} is nested deeper than {MAX_DEPTH} levels; no manifest is") from None
             raise BundleError(f"{MANIFEST} is not valid JSON ({exc.detail})") from None
         if not isinstance(obj, dict):
             raise BundleError(f"{MANIFEST} is not a JSON object")
+        _check_depth(obj)
         if obj.get("format") != FORMAT:
             raise BundleError(f"{MANIFEST}: format is {str(obj.get('format'))[:40]!r}, not {FORMAT!r}")
         version = get_int(obj, "version", "", -MAX_INT, MAX_INT)
@@ -397,9 +403,29 @@ class Manifest:
         want_roles = sorted(["tables"] + (["weights"] if coded else []))
         if roles != want_roles:
             raise BundleError(f"manifest lists members {roles}, a bundle with {coded} coded frames needs {want_roles}")
-        return cls(spec, labels, get_int(m, "image_size", "", 16, 4096), get_int(m, "pixel_bit_depth", "", 0, max(BIT_DEPTHS)),
+        check = None
+        if "model_check" in m:
+            found = get_obj(m, "model_check", "")
+            if set(found) != {"channel_dct"}:
+                raise BundleError("manifest field 'model_check' must hold 'channel_dct' only")
+            check = {"channel_dct": get_str(found, "channel_dct", "model_check.", pattern=_CHECK)}
+        return cls(spec, labels, get_int(m, "image_size", "", *IMAGE_SIZE_RANGE),
+                   get_int(m, "pixel_bit_depth", "", 0, max(BIT_DEPTHS)),
                    source, get_int(m, "fp32_bytes", "", 1, 1 << 40), settings, frames, coded, escapes, raw_bytes,
-                   dict(options), workaround, tuple(members), digest, m)
+                   dict(options), workaround, tuple(members), digest, m, check)
+
+
+def _check_depth(obj) -> None:
+    """Refuse JSON nested deeper than any manifest is (canonicalising it would recurse)."""
+    stack = [(obj, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BundleError(f"{MANIFEST} is nested deeper than {MAX_DEPTH} levels; no manifest is")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
 
 
 __all__ = ["BN_MODES", "BundleError", "EncodeSettings", "FORMAT", "MANIFEST", "Manifest", "Member", "TABLES",

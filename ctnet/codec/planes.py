@@ -101,6 +101,27 @@ def compress(codec: str, data: bytes, kind: str) -> bytes:
     raise PlaneError(f"unknown plane codec {codec!r}")
 
 
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def check_header(codec: str, data: bytes, size: int) -> None:
+    """What a plane file's header says, checked without decompressing it (``ctnet verify``):
+    the coder's magic bytes and, for zstd, the content size it declares."""
+    if codec == "xz":
+        if not data.startswith(XZ_MAGIC):
+            raise PlaneError("not an xz stream (no xz header)")
+    elif codec == "zstd":
+        import zstandard
+        try:
+            declared = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise PlaneError(f"not a zstd frame ({exc})") from exc
+        if declared != size:
+            raise PlaneError(f"zstd frame declares {declared} bytes, {size} expected")
+    else:
+        raise PlaneError(f"unknown plane codec {codec!r}")
+
+
 def decompress(codec: str, data: bytes, size: int) -> bytes:
     """Exactly ``size`` bytes, or an error (never more memory than that)."""
     if codec == "xz":
@@ -226,6 +247,6 @@ def apportion(total: int, frames: Sequence[np.ndarray]) -> list[int]:
     return [int(x) for x in share]
 
 
-__all__ = ["KINDS", "ORDER", "PlaneError", "XZ_FILTERS", "ZSTD_LEVEL", "apportion", "compress", "decode", "decompress",
-           "describe", "encode", "from_level_bytes", "kind_of", "level_bytes", "level_size", "options", "pack",
+__all__ = ["KINDS", "ORDER", "PlaneError", "XZ_FILTERS", "ZSTD_LEVEL", "apportion", "check_header", "compress", "decode",
+           "decompress", "describe", "encode", "from_level_bytes", "kind_of", "level_bytes", "level_size", "options", "pack",
            "packed_size", "unpack"]

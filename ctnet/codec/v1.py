@@ -10,6 +10,7 @@ BatchNorm is raw float32 (``bn.safetensors``) or its own stream. Plane-codec v1 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,12 +20,14 @@ from safetensors.torch import load as st_load
 from torch import nn
 
 from .. import export, quant
-from ..layers import configure_export_training
+from ..errors import UnverifiedWarning
+from ..limits import IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
 from ..models import ModelSpec, build_model
 from . import frames as F
 from . import planes as P
 from . import video as V
-from .manifest import MANIFEST, MAX_FILE_BYTES, BundleError, sha256
+from .decoded import check_members, load_decoded, stream_limit
+from .manifest import MANIFEST, BundleError
 from .manifest import check_name as _check_name
 
 VERSION = 1
@@ -81,7 +84,6 @@ class EncodeSettings:  # the v1 settings, as v1 manifests record them
     @property
     def family(self) -> str:
         return V.CODECS[self.codec].family if self.codec in V.CODECS else ""
-
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -163,8 +165,6 @@ def _settings_from(manifest: dict) -> EncodeSettings:
     return settings.validate()
 
 
-
-
 def referenced_files(manifest: dict) -> dict[str, tuple[int, str]]:
     """name → (bytes, sha256) of every file the manifest needs, names checked."""
     out = {}
@@ -179,12 +179,6 @@ def referenced_files(manifest: dict) -> dict[str, tuple[int, str]]:
     if MANIFEST in out or len(out) != len(streams) + (bn.get("mode") == "raw"):
         raise BundleError("manifest names the same file twice")
     return out
-
-
-
-
-
-
 
 
 def _layer_plan(manifest: dict, model: nn.Module, settings: EncodeSettings) -> list[dict]:
@@ -223,7 +217,8 @@ def _layer_plan(manifest: dict, model: nn.Module, settings: EncodeSettings) -> l
         scale = _need(layer, "scale", list, where)
         if len(scale) != len(boxes) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale):
             raise BundleError(f"layer {name}: needs {len(boxes)} numeric scales")
-        scale = np.asarray(scale, np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused next
+            scale = np.asarray(scale, np.float64).astype(np.float32)
         if not (np.isfinite(scale).all() and (scale > 0).all()):
             raise BundleError(f"layer {name}: scales must be finite and positive")
         bits = settings.bit_depth if kind == "weight" else settings.bn_bit_depth
@@ -253,22 +248,24 @@ def _checked(manifest: dict) -> tuple[EncodeSettings, nn.Module, list[dict]]:
     return settings, model, _layer_plan(manifest, model, settings)
 
 
-def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None, checked=None) -> nn.Module:
-    """Model from a checked manifest, decoded frames (global id → padded frame) and raw BN."""
-    settings, model, plan = checked or _checked(manifest)
+def _rebuild(settings: EncodeSettings, model: nn.Module, plan: list[dict], bn_mode: str,
+             frames: dict[int, np.ndarray], bn_raw: dict | None) -> nn.Module:
+    """Model from a checked manifest's plan, decoded frames (global id → padded frame) and
+    raw BN, checked against its description (``ctnet.codec.decoded``)."""
     state: dict[str, torch.Tensor] = {}
     bn_images = {}
     for p in plan:
         pixels = [frames[p["first_frame"] + k][:b[2], :b[3]] for k, b in enumerate(p["boxes"])]
         dither = settings.dither if p["kind"] == "weight" else 0.0
-        t = F.dequantize_tensor(pixels, p["scale"], p["zero_point"], p["shape"], tile=settings.tile,
-                                first_frame=p["first_frame"], dither=dither, seed=settings.seed)
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge scale overflows: refused by load_decoded
+            t = F.dequantize_tensor(pixels, p["scale"], p["zero_point"], p["shape"], tile=settings.tile,
+                                    first_frame=p["first_frame"], dither=dither, seed=settings.seed)
         if p["kind"] == "weight":
             state[p["name"]] = t
         else:
             bn_images[p["name"]] = t
-    if manifest["bn"]["mode"] == "raw":
-        assert bn_raw is not None  # decode_files reads it whenever the mode is raw
+    if bn_mode == "raw":
+        assert bn_raw is not None  # Reader.check reads it whenever the mode is raw
         bn_images = bn_raw
     for name, m in export.bn_layers(model).items():
         img = bn_images.get(name)
@@ -276,7 +273,7 @@ def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None,
             raise BundleError(f"BatchNorm {name}: stored tensor missing or not float32 [4, {m.num_features}]")
         if not torch.isfinite(img).all():
             raise BundleError(f"BatchNorm {name}: stored values are not finite (damaged)")
-        if manifest["bn"]["mode"] == "raw" and (img[3] < 0).any():
+        if bn_mode == "raw" and (img[3] < 0).any():
             raise BundleError(f"BatchNorm {name}: negative running variance (damaged)")
         prefix = f"{name}." if name else ""
         state[prefix + "weight"], state[prefix + "bias"] = img[0].clone(), img[1].clone()
@@ -286,22 +283,17 @@ def _rebuild(manifest: dict, frames: dict[int, np.ndarray], bn_raw: dict | None,
             state[prefix + "num_batches_tracked"] = torch.zeros((), dtype=torch.long)
     if bn_raw is not None and set(bn_raw) != set(export.bn_layers(model)):
         raise BundleError(f"{BN_FILE} holds tensors other than the model's BatchNorm layers")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(f"decoded tensors do not fit the model: {str(exc).splitlines()[0]}") from exc
-    configure_export_training(model, pixel_bit_depth=0)  # the values are already on the grid
-    return model.eval()
+    return load_decoded(model, state)
 
 
-def _decode_video(manifest: dict, files: dict[str, bytes], settings: EncodeSettings, plan: list[dict]):
-    """Global frame number → decoded (padded) frame, from a bundle's video streams."""
+def _video_streams(manifest: dict, settings: EncodeSettings, plan: list[dict]) -> list[dict]:
+    """The manifest's streams checked against the plan: per stream its file, settings, frame
+    size and which global frames it holds, in coded order."""
     need: dict[tuple[str, tuple[int, int]], list[int]] = {}  # which frames each stream must hold
     for p in plan:
         for k, b in enumerate(p["boxes"]):
             need.setdefault((p["kind"], coded_frame_size(settings, b[2], b[3])), []).append(p["first_frame"] + k)
-    frames: dict[int, np.ndarray] = {}
-    seen = set()
+    out, seen = [], set()
     for i, s in enumerate(manifest["streams"]):
         where = f"streams[{i}]."
         kind = _need(s, "kind", str, where)
@@ -320,27 +312,23 @@ def _decode_video(manifest: dict, files: dict[str, bytes], settings: EncodeSetti
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in order) or sorted(order) != ids:
             raise BundleError(f"{s['file']}: frame order is not a permutation of the stream's frames")
         vs = settings.video() if kind == "weight" else settings.bn_video()
-        try:
-            decoded = V.decode_frames(files[s["file"]], vs, height=h, width=w, count=n)
-        except V.VideoError as exc:
-            raise BundleError(f"{s['file']}: {exc}") from exc
-        for j, fid in enumerate(order):
-            frames[fid] = decoded[j]
+        out.append({"file": s["file"], "video": vs, "height": h, "width": w, "order": order,
+                    "limit": stream_limit(n * h * w, vs.bit_depth)})
     if seen != set(need):
         missing = sorted(set(need) - seen)
         raise BundleError(f"bundle has no stream for {missing[0][0]} frames of {missing[0][1][0]}x{missing[0][1][1]}")
-    return frames
+    return out
 
 
-def _decode_planes(manifest: dict, files: dict[str, bytes], settings: EncodeSettings, plan: list[dict]):
-    """Global frame number → decoded frame, from a bundle's plane files (one per kind)."""
+def _plane_streams(manifest: dict, settings: EncodeSettings, plan: list[dict]) -> list[dict]:
+    """The manifest's plane files (one per kind) checked against the plan."""
     kinds = [k for k in ("weight", "bn") if any(p["kind"] == k for p in plan)]
     streams = manifest["streams"]
     listed = [_need(s, "kind", str, f"streams[{i}].") for i, s in enumerate(streams)]
     if listed != kinds:
         raise BundleError(f"a {settings.codec} bundle needs one file per kind ({', '.join(kinds)}), "
                           f"the manifest lists {listed}")
-    frames: dict[int, np.ndarray] = {}
+    out = []
     for i, (s, kind) in enumerate(zip(streams, kinds)):
         members = [p for p in plan if p["kind"] == kind]
         ids = [p["first_frame"] + k for p in members for k in range(len(p["boxes"]))]
@@ -349,27 +337,18 @@ def _decode_planes(manifest: dict, files: dict[str, bytes], settings: EncodeSett
         if _need(s, "order", list, f"streams[{i}].") != ids:
             raise BundleError(f"{s['file']}: a {settings.codec} file holds its frames in model order")
         vs = settings.video() if kind == "weight" else settings.bn_video()
-        try:
-            tiles = P.decode(settings.codec, files[s["file"]],
-                             [(p["shape"], p["boxes"], p["zero_point"]) for p in members], vs.bit_depth)
-        except P.PlaneError as exc:
-            raise BundleError(f"{s['file']}: {exc}") from exc
-        for fid, pix in zip(ids, (t for layer in tiles for t in layer)):
-            frames[fid] = pix
-    return frames
+        layers = [(p["shape"], p["boxes"], p["zero_point"]) for p in members]
+        raw = P.packed_size(layers, vs.bit_depth)
+        out.append({"file": s["file"], "ids": ids, "layers": layers, "bits": vs.bit_depth, "raw": raw,
+                    "limit": raw + raw // 64 + (1 << 20)})
+    return out
 
 
-def _read_raw_bn(bn: dict, files: dict[str, bytes], settings: EncodeSettings) -> dict:
+def _read_raw_bn(bn: dict, data: bytes, settings: EncodeSettings) -> dict:
     name = bn["file"]
-    if name != _bn_file(settings.codec):
-        raise BundleError(f"a {settings.codec} bundle keeps raw BatchNorm in {_bn_file(settings.codec)}, not {name}")
-    data = files[name]
     if settings.family == "planes":
-        raw = _need(bn, "raw_bytes", int, "bn.")
-        if not 0 < raw <= MAX_FILE_BYTES:
-            raise BundleError(f"manifest field 'bn.raw_bytes' is implausible ({raw})")
         try:
-            data = P.decompress(settings.codec, data, raw)
+            data = P.decompress(settings.codec, data, bn["raw_bytes"])
         except P.PlaneError as exc:
             raise BundleError(f"{name}: {exc}") from exc
     try:
@@ -378,39 +357,111 @@ def _read_raw_bn(bn: dict, files: dict[str, bytes], settings: EncodeSettings) ->
         raise BundleError(f"{name}: not a readable safetensors file ({exc})") from exc
 
 
-def decode_files(manifest: dict, files: dict[str, bytes]) -> tuple[nn.Module, dict]:
-    """Validate and decode a v1 bundle: its parsed manifest and its files (name → bytes)."""
-    for key, kind in (("model", dict), ("layers", list), ("streams", list), ("bn", dict), ("settings", dict),
-                      ("fp32_bytes", int), ("image_size", int), ("pixel_bit_depth", int)):
-        _need(manifest, key, kind, "")
-    if "label_map" not in manifest:
-        raise BundleError("manifest is missing field 'label_map'")
-    refs = referenced_files(manifest)
-    for name, (size, digest) in refs.items():
-        if name not in files:
-            raise BundleError(f"{name}: missing from the bundle")
-        if len(files[name]) != size:
-            raise BundleError(f"{name}: {len(files[name])} bytes, the manifest says {size} (truncated or replaced)")
-        if sha256(files[name]) != digest:
-            raise BundleError(f"{name}: contents do not match the manifest's SHA-256 (damaged file)")
-    checked = _checked(manifest)
-    settings, _, plan = checked
-    if settings.family == "planes":
-        frames = _decode_planes(manifest, files, settings, plan)
-    else:
-        frames = _decode_video(manifest, files, settings, plan)
-    bn_raw = None
-    if manifest["bn"]["mode"] == "raw":
-        bn_raw = _read_raw_bn(manifest["bn"], files, settings)
-    model = _rebuild(manifest, frames, bn_raw, checked)
-    total = sum(len(b) for b in files.values())
-    meta = dict(manifest)
-    meta["bundle"] = {"version": VERSION, "digest": None, "total_bytes": total, "fp32_bytes": manifest["fp32_bytes"],
-                      "ratio": manifest["fp32_bytes"] / total, "files": {k: len(v) for k, v in sorted(files.items())},
-                      # the grid the weights were decoded from: a v2 encode of this model reuses it exactly
-                      "grid": {p["name"]: (p["scale"], p["zero_point"]) for p in plan if p["kind"] == "weight"},
-                      "grid_bits": settings.bit_depth, "grid_tile": settings.tile, "dithered": settings.dither > 0}
-    return model, meta
+class Reader:
+    """A format-v1 manifest checked against the model it describes, the same way as
+    :class:`ctnet.codec.bundle.Reader` reads v2: ``members`` (name → (bytes, SHA-256), each
+    bounded by that model), :meth:`check` (short of decoding frames), :meth:`decode`. Every
+    field is range-checked and the decoded weights must be finite, but a v1 manifest carries
+    no digest: an edited scale, dither or image size cannot be detected, so :meth:`decode`
+    says so as an :class:`ctnet.errors.UnverifiedWarning` and ``ctnet verify`` refuses it."""
+
+    version = VERSION
+    digest = None
+
+    def __init__(self, manifest: dict, where: str = ""):
+        for key, kind in (("model", dict), ("layers", list), ("streams", list), ("bn", dict), ("settings", dict),
+                          ("fp32_bytes", int), ("image_size", int), ("pixel_bit_depth", int)):
+            _need(manifest, key, kind, "")
+        if "label_map" not in manifest:
+            raise BundleError("manifest is missing field 'label_map'")
+        lo, hi = IMAGE_SIZE_RANGE
+        if not lo <= manifest["image_size"] <= hi:
+            raise BundleError(f"manifest field 'image_size' is {manifest['image_size']}, outside {lo}..{hi}")
+        if manifest["pixel_bit_depth"] not in PIXEL_BIT_DEPTHS:
+            raise BundleError(f"manifest field 'pixel_bit_depth' is {manifest['pixel_bit_depth']}, not one of "
+                              f"{PIXEL_BIT_DEPTHS}")
+        if not 1 <= manifest["fp32_bytes"] <= 1 << 40:
+            raise BundleError("manifest field 'fp32_bytes' is out of range")
+        self.manifest, self.where = manifest, where
+        self.settings, self.model, self.plan = _checked(manifest)
+        labels = manifest["label_map"]
+        n = int(manifest["model"]["num_classes"])
+        if labels is not None and not (isinstance(labels, dict) and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n for v in labels.values())):
+            raise BundleError(f"manifest field 'label_map' must map names to class indices below {n}")
+        refs = referenced_files(manifest)
+        bn = manifest["bn"]
+        self.bn_mode = bn["mode"]
+        if self.settings.family == "planes":
+            self.streams = _plane_streams(manifest, self.settings, self.plan)
+        else:
+            self.streams = _video_streams(manifest, self.settings, self.plan)
+        limits = {s["file"]: s["limit"] for s in self.streams}
+        if self.bn_mode == "raw":
+            if bn["file"] != _bn_file(self.settings.codec):
+                raise BundleError(f"a {self.settings.codec} bundle keeps raw BatchNorm in "
+                                  f"{_bn_file(self.settings.codec)}, not {bn['file']}")
+            channels = sum(m.num_features for m in export.bn_layers(self.model).values())
+            raw_limit = 16 * channels + (64 << 10)  # four float32 vectors and a safetensors header
+            if self.settings.family == "planes":
+                raw = _need(bn, "raw_bytes", int, "bn.")
+                if not 0 < raw <= raw_limit:
+                    raise BundleError(f"manifest field 'bn.raw_bytes' is implausible ({raw})")
+            limits[bn["file"]] = raw_limit + raw_limit // 64 + 1024
+        for name, (size, _) in refs.items():
+            if not 0 <= size <= limits[name]:
+                raise BundleError(f"{name}: the manifest says {size} bytes; this model needs at most {limits[name]}")
+        self.members = refs
+        self.bn_raw: dict | None = None
+
+    def check(self, files) -> None:
+        """Every member as the manifest states it, each stream's header against the settings
+        and the plan, raw BatchNorm readable — all but the frames."""
+        check_members(self.members, files)
+        for s in self.streams:
+            try:
+                if self.settings.family == "planes":
+                    P.check_header(self.settings.codec, files[s["file"]], s["raw"])
+                else:
+                    V.check_header(files[s["file"]], s["video"], height=s["height"], width=s["width"],
+                                   count=len(s["order"]))
+            except (V.VideoError, P.PlaneError) as exc:
+                raise BundleError(f"{s['file']}: {exc}") from exc
+        if self.bn_mode == "raw":
+            bn = self.manifest["bn"]
+            self.bn_raw = _read_raw_bn(bn, files[bn["file"]], self.settings)
+
+    def decode(self, files) -> tuple[nn.Module, dict]:
+        self.check(files)
+        where = self.where or "this bundle"
+        warnings.warn(UnverifiedWarning(
+            f"{where} is a format-v1 bundle: its manifest carries no digest, so an edit to it (a scale, the dither, "
+            f"the image size) cannot be detected and would decode to another model; `ctnet encode {self.where or 'DIR'}"
+            f" --out NEW` migrates it to format v2, which has one"), stacklevel=2)
+        frames: dict[int, np.ndarray] = {}
+        for s in self.streams:
+            try:
+                if self.settings.family == "planes":
+                    tiles = P.decode(self.settings.codec, files[s["file"]], s["layers"], s["bits"])
+                    frames.update(zip(s["ids"], (t for layer in tiles for t in layer)))
+                else:
+                    decoded = V.decode_frames(files[s["file"]], s["video"], height=s["height"], width=s["width"],
+                                              count=len(s["order"]))
+                    frames.update(zip(s["order"], decoded))
+            except (V.VideoError, P.PlaneError) as exc:
+                raise BundleError(f"{s['file']}: {exc}") from exc
+        model = _rebuild(self.settings, self.model, self.plan, self.bn_mode, frames, self.bn_raw)
+        manifest = self.manifest
+        total = sum(len(b) for b in files.values())
+        meta = dict(manifest)
+        meta["bundle"] = {"version": VERSION, "digest": None, "total_bytes": total,
+                          "fp32_bytes": manifest["fp32_bytes"], "ratio": manifest["fp32_bytes"] / total,
+                          "files": {k: len(v) for k, v in sorted(files.items())},
+                          # the grid the weights were decoded from: a v2 encode of this model reuses it exactly
+                          "grid": {p["name"]: (p["scale"], p["zero_point"]) for p in self.plan if p["kind"] == "weight"},
+                          "grid_bits": self.settings.bit_depth, "grid_tile": self.settings.tile,
+                          "dithered": self.settings.dither > 0}
+        return model, meta
 
 
-__all__ = ["BN_FILE", "VERSION", "decode_files", "referenced_files"]
+__all__ = ["BN_FILE", "Reader", "VERSION", "referenced_files"]

@@ -221,11 +221,10 @@ def _bitstream_name(cc) -> str:
         return {"libdav1d": "av1"}.get(cc.name, cc.name) if isinstance(getattr(cc, "name", None), str) else "?"
 
 
-def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int,
-                  packet_sizes: list | None = None) -> np.ndarray:
-    """Decode a stream made by :func:`encode_frames` → (count, height, width) uint16 luma in
-    display (input) order. Anything that disagrees with the expected codec, size, pixel
-    format or frame count is an error, checked before and while decoding."""
+def check_header(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int) -> set[str]:
+    """What the stream's container says (codec, frame size, frame count, pixel format),
+    checked against what ``settings`` and the plan expect, without decoding a frame (``ctnet
+    verify``; :func:`decode_frames` starts with it). → the pixel formats its frames may decode to."""
     settings.validate()
     codec = settings.spec
     if codec.family != "video":
@@ -243,6 +242,17 @@ def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: i
     if codec.name == "h264" and settings.pix_fmt == "gray":
         # FFmpeg's H.264 decoder returns 4:0:0 as 4:2:0 with neutral chroma; the luma is the data
         expected_fmts |= {"yuvj420p", "yuv420p"} if settings.bit_depth == 8 else {"yuv420p10le"}
+    if info["pix_fmt"] and info["pix_fmt"] not in expected_fmts:
+        raise VideoError(f"stream is {info['pix_fmt']}, expected {settings.av_pix_fmt}")
+    return expected_fmts
+
+
+def decode_frames(data: bytes, settings: VideoSettings, *, height: int, width: int, count: int,
+                  packet_sizes: list | None = None) -> np.ndarray:
+    """Decode a stream made by :func:`encode_frames` → (count, height, width) uint16 luma in
+    display (input) order. Anything that disagrees with the expected codec, size, pixel
+    format or frame count is an error, checked before and while decoding."""
+    expected_fmts = check_header(data, settings, height=height, width=width, count=count)
     out = np.empty((count, height, width), np.uint16)
     n = 0
     try:
@@ -284,7 +294,7 @@ def _frames(container, stream, packet_sizes: list | None):
 __all__ = ["CODECS", "Codec", "EncodedStream", "INTRA", "PIX_FMTS",
            "PLANE_CODECS", "PRESETS", "VIDEO_BIT_DEPTHS",
            "VideoError", "VideoSettings", "WORKAROUNDS", "check_geometry", "default_codec",
-           "decode_frames", "encode_frames", "geometry_workaround", "probe"]
+           "check_header", "decode_frames", "encode_frames", "geometry_workaround", "probe"]
 
 
 # --- preview for browsers (the app's Frames page) ------------------------------------------------
