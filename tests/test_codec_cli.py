@@ -47,7 +47,7 @@ def test_encode_json_report(encoded, ckpt, capsys):
     names = [layer["name"] for layer in report["layers"]]
     assert "conv1.weight_dct" in names and "fc.weight" in names and "bn1" in names
     for layer in report["layers"]:
-        assert set(layer) == {"name", "kind", "bytes", "frames", "coded_frames", "nonzero", "bits_per_nonzero",
+        assert set(layer) == {"name", "kind", "bits", "bytes", "frames", "coded_frames", "nonzero", "bits_per_nonzero",
                               "entropy_bits_per_nonzero", "max_abs_error"}
     for name in report["files"]:  # deterministic: byte-identical to the first run
         assert (out / name).read_bytes() == (out2 / name).read_bytes()
@@ -102,8 +102,8 @@ def test_user_errors_are_one_line_and_exit_2(encoded, ckpt, tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
     assert cli.main(["encode", str(ckpt), "--out", str(tmp_path / "z"), "--dither", "99"]) == 2
     assert "dither amplitude" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["encode", str(ckpt), "--out", str(tmp_path / "w"), "--bit-depth", "9"])
+    assert cli.main(["encode", str(ckpt), "--out", str(tmp_path / "w"), "--bit-depth", "13"]) == 2
+    assert "--bit-depth must be 4..12" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("x", "y", "z", "w"))
 
 

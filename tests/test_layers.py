@@ -81,7 +81,7 @@ def test_noise_and_dropout_only_in_training():
 
 def test_configure_rejects_out_of_range():
     with pytest.raises(ValueError):
-        configure_export_training(nn.Sequential(), pixel_bit_depth=9)
+        configure_export_training(nn.Sequential(), pixel_bit_depth=13)
     with pytest.raises(ValueError):
         configure_export_training(nn.Sequential(), dct_dropout=1.0)
 

@@ -39,8 +39,8 @@ def test_summary_cli(capsys):
     rows = {r["group"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["spatial DCT"]["layers"] == 17 and rows["channel-DCT 1x1"]["layers"] == 3
     assert rows["plain"]["layers"] == 1 and rows["other"]["layers"] == 20  # the head; BN
-    assert rows["total"]["parameters"] == 11_699_112
-    assert rows["spatial DCT"]["share"] == pytest.approx(10_994_880 / 11_699_112)
+    assert rows["total"]["parameters"] == 11_191_242  # the default is ImageNette's 10-class head
+    assert rows["spatial DCT"]["share"] == pytest.approx(10_994_880 / 11_191_242)
     assert main(["summary", "--arch", "resnet50", "--num-classes", "10"]) == 0
     assert "spatial DCT" in capsys.readouterr().out
 

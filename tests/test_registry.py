@@ -116,7 +116,7 @@ def test_architecture_end_to_end(arch, tmp_path):
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_summary_gives_every_architecture_s_parameter_shares(arch, capsys):
-    assert main(["summary", "--arch", arch, "--json"]) == 0
+    assert main(["summary", "--arch", arch, "--num-classes", "1000", "--json"]) == 0
     rows = {r["group"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) - {"total"} <= set(SUMMARY_GROUPS) and "spatial DCT" in rows
     assert abs(sum(r["share"] for g, r in rows.items() if g != "total") - 1) < 1e-9

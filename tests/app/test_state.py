@@ -103,7 +103,7 @@ def test_progress_text():
 # --- the form --------------------------------------------------------------------------------------
 
 def test_every_setting_has_a_widget_with_the_dataclass_default():
-    names = [f.name for f in fields(EncodeSettings)]
+    names = [f.name for f in fields(EncodeSettings) if f.name != "layer_bits"]  # per-layer grids: a map, not a widget
     assert forms.FIELDS == tuple(names)
     d = forms.defaults()
     assert d == EncodeSettings()
@@ -111,7 +111,8 @@ def test_every_setting_has_a_widget_with_the_dataclass_default():
         assert n in forms.LABELS
         opts = forms.choices(n, d)
         assert opts is None or getattr(d, n) in opts
-    assert set(forms.widget_values(d)) == {forms.key(n) for n in names} | {forms.LOSSLESS}
+    assert set(forms.widget_values(d)) == {forms.key(n) for n in names} | {forms.LOSSLESS, forms.LAYER_GRID}
+    assert forms.widget_values(d)[forms.LAYER_GRID] == forms.UNIFORM
 
 
 def test_settings_round_trip_through_the_url():

@@ -131,7 +131,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
         while not job.cancel_event.wait(0.05):
             pass
         raise Cancelled("cancelled")
-    quick = encodes._submit_encode(path, preview, "preview")  # queued first, as start_encode does
+    quick = encodes._submit_encode(path, loaded, preview, "preview")  # queued first, as start_encode does
     exact = background.runner().submit(encodes.encode_key(path, settings), "encode", "held exact encode", held)
     try:
         deadline = time.monotonic() + 240
