@@ -7,6 +7,7 @@ no request leaves localhost. Screenshots go to test-artifacts/browser/ (and, wit
 CTNET_SCREENSHOTS=docs, to docs/screenshots/ for the README)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -134,7 +135,7 @@ def test_every_page_in_chromium(server):
     assert not outside, f"requests left localhost: {outside[:5]}"
 
 
-HEADLINE = "runs/ctnet18-export-lam5e-7/bundles/best"  # the README's headline point
+HEADLINE = json.loads((REPO / "assets/demo/demo.json").read_text())["default"]  # what the app opens on
 # where Plotly draws the Pareto marker of the checkpoint whose path ends in `path` (page pixels)
 POINT_JS = """(path) => {
   const gd = document.querySelector('.js-plotly-plot');
