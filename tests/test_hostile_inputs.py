@@ -136,6 +136,7 @@ def test_01_a_v1_bundle_says_it_cannot_be_verified_and_migrates_to_v2(tmp_path, 
 @pytest.mark.parametrize("edit, pattern", [
     (lambda m: m.update(image_size=4096), "image_size"),
     (lambda m: m.update(pixel_bit_depth=9), "pixel_bit_depth"),
+    (lambda m: m["settings"].update(bit_depth=6), "'settings.bit_depth' is 6, not one of \\(8, 10, 12\\)"),
     (lambda m: m["settings"].update(dither=9.0), "dither"),
     (lambda m: m["layers"][0]["scale"].__setitem__(0, float("1e39")), "scales must be finite"),
     (lambda m: m["layers"][0]["scale"].__setitem__(0, -1.0), "scales must be finite and positive"),
@@ -541,7 +542,7 @@ def test_18_odd_upload_members_are_one_runerror_and_leave_nothing(tmp_path):
 # --- one line, misleading, leftovers -------------------------------------------------------------------
 
 def test_14_argparse_errors_are_one_line(capsys):
-    err = _one_line_error(capsys, "encode", "x", "--bit-depth", "9", pattern="--bit-depth")
+    err = _one_line_error(capsys, "encode", "x", "--bit-depth", "13", pattern="--bit-depth")
     assert "usage" not in err
     _one_line_error(capsys, "eval", "x", pattern="--data")
     code, _, out = _run(capsys, "verify", "--help")

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import export, quant
 from ..errors import UnverifiedWarning
-from ..limits import IMAGE_SIZE_RANGE, PIXEL_BIT_DEPTHS
+from ..limits import IMAGE_SIZE_RANGE
 from ..models import ModelSpec, build_model
 from . import frames as F
 from . import planes as P
@@ -29,6 +29,9 @@ from . import video as V
 from .decoded import check_members, load_decoded, stream_limit
 from .manifest import MANIFEST, BundleError
 from .manifest import check_name as _check_name
+
+V1_BIT_DEPTHS = (8, 10, 12)  # the grids format v1 could store (4-12-bit grids came with v2)
+V1_PIXEL_BIT_DEPTHS = (0, *V1_BIT_DEPTHS)
 
 VERSION = 1
 BN_FILE = "bn.safetensors"
@@ -162,6 +165,9 @@ def _settings_from(manifest: dict) -> EncodeSettings:
                       ("seed", int), ("dither", (int, float)), ("pix_fmt", str), ("preset", str), ("bn_mode", str),
                       ("order", str), ("codec", str)):
         _need(s, key, kind, "settings.")
+    if settings.bit_depth not in V1_BIT_DEPTHS:
+        raise BundleError(f"manifest field 'settings.bit_depth' is {settings.bit_depth}, not one of {V1_BIT_DEPTHS} "
+                          "(the grids of format v1)")
     return settings.validate()
 
 
@@ -377,9 +383,9 @@ class Reader:
         lo, hi = IMAGE_SIZE_RANGE
         if not lo <= manifest["image_size"] <= hi:
             raise BundleError(f"manifest field 'image_size' is {manifest['image_size']}, outside {lo}..{hi}")
-        if manifest["pixel_bit_depth"] not in PIXEL_BIT_DEPTHS:
+        if manifest["pixel_bit_depth"] not in V1_PIXEL_BIT_DEPTHS:
             raise BundleError(f"manifest field 'pixel_bit_depth' is {manifest['pixel_bit_depth']}, not one of "
-                              f"{PIXEL_BIT_DEPTHS}")
+                              f"{V1_PIXEL_BIT_DEPTHS} (the grids of format v1)")
         if not 1 <= manifest["fp32_bytes"] <= 1 << 40:
             raise BundleError("manifest field 'fp32_bytes' is out of range")
         self.manifest, self.where = manifest, where
