@@ -405,7 +405,7 @@ def audit(data: Path, work: Path, only: set[str] | None = None) -> list[dict]:
 
     # 14. one line
     if only is None or '14' in only:
-        R("14", "encode --bit-depth 9", ["encode", B, "--out", work / "x", "--bit-depth", "9"], "refused")
+        R("14", "encode --bit-depth 13", ["encode", B, "--out", work / "x", "--bit-depth", "13"], "refused")
         R("14", "download from a missing URL", ["download", "imagenette", work / "dl", "--url", f"file://{work}/none.tgz"],
           "refused")
         junk = work / "junk.tgz"
