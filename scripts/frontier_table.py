@@ -13,21 +13,15 @@ last column is the NNCodec point nearest to it in ratio (on a log scale) and the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ctnet.api import source_hash  # noqa: E402  (the hash `ctnet rd` records as source_sha256)
 
 
 def run_label(cfg: dict) -> str:
@@ -47,7 +41,7 @@ def ctnet_rows(run: Path, source_sha: str) -> list[dict]:
     init_path = Path(init) if Path(init).is_absolute() else REPO / init
     if not init_path.is_file():
         raise SystemExit(f"{run}: its --init-from {init} is not here, so its baseline cannot be confirmed")
-    if sha256_of(init_path) != source_sha:
+    if source_hash(init_path) != source_sha:
         raise SystemExit(f"{run}: fine-tuned from {init}, not from the rd sweep's checkpoint")
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
     rows = []
