@@ -13,21 +13,15 @@ last column is the NNCodec point nearest to it in ratio (on a log scale) and the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ctnet.api import source_hash  # noqa: E402  (the hash `ctnet rd` records as source_sha256)
 
 
 def run_label(cfg: dict) -> str:
@@ -47,12 +41,11 @@ def ctnet_rows(run: Path, source_sha: str) -> list[dict]:
     init_path = Path(init) if Path(init).is_absolute() else REPO / init
     if not init_path.is_file():
         raise SystemExit(f"{run}: its --init-from {init} is not here, so its baseline cannot be confirmed")
-    if sha256_of(init_path) != source_sha:
+    if source_hash(init_path) != source_sha:
         raise SystemExit(f"{run}: fine-tuned from {init}, not from the rd sweep's checkpoint")
-    log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
     rows = []
     for role, r in json.loads((run / "results.json").read_text()).items():
-        rows.append({"method": f"CTNet-18 {run_label(cfg)} `{run.name}` {role} (epoch {r['epoch']}/{len(log)})",
+        rows.append({"method": f"CTNet-18 {run_label(cfg)} `{run.name}` {role} (epoch {r['epoch']}/{cfg['epochs']})",
                      "bytes": r["total_bytes"], "ratio": r["ratio"], "acc1": r["decoded"]["acc1"],
                      "images": r["decoded"]["images"], "ctnet": True})
     return rows
@@ -69,16 +62,15 @@ def rd_rows(rd: dict) -> list[dict]:
 
 
 def table(rows: list[dict], base_acc: float | None) -> str:
-    nnc = sorted((r for r in rows if r.get("nncodec")), key=lambda r: r["ratio"])
+    nnc = [r for r in rows if r.get("nncodec")]
     out = ["| method | bytes | ratio | decoded top-1 | vs baseline | NNCodec nearest in ratio |",
            "|---|---:|---:|---:|---:|---|"]
     for r in sorted(rows, key=lambda r: r["ratio"]):
         delta = f"{r['acc1'] - base_acc:+.2f} pt" if base_acc is not None else ""
         peer = ""
-        if r["ctnet"]:
-            if nnc:
-                n = min(nnc, key=lambda n: abs(math.log(n["ratio"] / r["ratio"])))
-                peer = f"{n['acc1']:.2f} % at {n['ratio']:.1f}× ({r['acc1'] - n['acc1']:+.2f} pt)"
+        if r["ctnet"] and nnc:
+            n = min(nnc, key=lambda n: abs(math.log(n["ratio"] / r["ratio"])))
+            peer = f"{n['acc1']:.2f} % at {n['ratio']:.1f}× ({r['acc1'] - n['acc1']:+.2f} pt)"
         name = f"**{r['method']}**" if r["ctnet"] else r["method"]
         out.append(f"| {name} | {r['bytes']:,} | {r['ratio']:.1f}× | {r['acc1']:.2f} % | {delta} | {peer} |")
     return "\n".join(out)

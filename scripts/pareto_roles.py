@@ -7,20 +7,19 @@ spread over the ratios. Prints RUN:ROLE,ROLE,… for scripts/build_demo.py --sel
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ctnet.checkpoint import read_checkpoint  # noqa: E402
+from ctnet import runs  # noqa: E402
 
 
 def frontier_roles(run: Path, limit: int) -> list[str]:
-    rows = {r["epoch"]: r for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
-    roles = {p.stem: p for p in (run / "checkpoints").glob("*.safetensors") if p.stem != "last"}
-    # a role's epoch is in its checkpoint's metadata
-    epoch_of = {name: int(read_checkpoint(path).meta["epoch"]) for name, path in roles.items()}
+    read = runs.read_run(run)  # the log, and each checkpoint's epoch from its header (no tensors read)
+    rows = {r["epoch"]: r for r in read.log}
+    epoch_of = {name: int(e.epoch) for e in read.entries if e.kind == "checkpoint" and e.epoch is not None
+                for name in e.roles if name != "last"}
     points = sorted({(rows[e]["ratio"], rows[e]["acc1"], e) for e in epoch_of.values()})
     front = [p for p in points if not any(q[0] >= p[0] and q[1] > p[1] for q in points if q != p)]
     picked = {epoch_of["best"], epoch_of["smallest"]}
