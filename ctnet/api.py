@@ -52,23 +52,50 @@ if TYPE_CHECKING:
 
 
 def evaluate_path(path, data, *, limit: int | None = None, device: str = "auto", batch_size: int | None = None,
-                  workers: int = 4, progress=None, confusion: bool = False) -> dict:
+                  workers: int = 4, progress=None, confusion: bool = False, hits: bool = False) -> dict:
     return evaluate_model(load_any(path), data, limit=limit, device=device, batch_size=batch_size,
-                          workers=workers, progress=progress, confusion=confusion)
+                          workers=workers, progress=progress, confusion=confusion, hits=hits)
 
 
 def evaluate_model(loaded: LoadedModel, data, *, limit: int | None = None, device: str = "auto",
-                   batch_size: int | None = None, workers: int = 4, progress=None, confusion: bool = False) -> dict:
+                   batch_size: int | None = None, workers: int = 4, progress=None, confusion: bool = False,
+                   hits: bool = False) -> dict:
     """Top-1/top-5 on ``data``'s val split with the labels the model was trained with
-    (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size)."""
+    (``batch_size`` None: ``ctnet.evaluate.eval_batch_size`` of the model's image size;
+    ``hits``: also each image's top-1 hit, in the split's order, for a paired comparison)."""
     dev = resolve_device(device)
     split = load_split(data, "val", labels=loaded.label_map, num_classes=loaded.num_classes,
                        size=loaded.image_size, limit=limit)
     model = loaded.model.to(dev)
     with torch.no_grad():
         result = evaluate(model, split, device=dev, batch_size=batch_size, workers=workers,
-                          progress=progress, confusion=confusion)
+                          progress=progress, confusion=confusion, hits=hits)
     _check_against_recorded(loaded.metrics, result)
+    return result
+
+
+def evaluate_against(path, reference, data, *, limit: int | None = None, device: str = "auto",
+                     batch_size: int | None = None, workers: int = 4) -> dict:
+    """:func:`evaluate_path` of ``path``, plus ``"against"``: the reference model's top-1 on the
+    same images and the change image by image (``ctnet.inspect.paired_delta``: points and its
+    95 % interval), which is far tighter than two independent intervals. The two models must
+    read the data with the same label map and image size, so that they see the same images
+    in the same order."""
+    from .inspect import paired_delta
+    model, ref = load_any(path), load_any(reference)
+    if model.label_map != ref.label_map or model.num_classes != ref.num_classes:
+        raise ValueError(f"{reference} reads the data with another label map than {path}: a paired comparison "
+                         "needs the same images and labels")
+    if model.image_size != ref.image_size:
+        raise ValueError(f"{reference} takes {ref.image_size}-px images and {path} {model.image_size}-px ones: a paired "
+                         "comparison needs the same images")
+    def run(loaded: LoadedModel) -> dict:
+        return evaluate_model(loaded, data, limit=limit, device=device, batch_size=batch_size, workers=workers,
+                              hits=True)
+    result, base = run(model), run(ref)
+    d = paired_delta(base.pop("hits"), result.pop("hits"))
+    result["against"] = {"reference": str(reference), "acc1": base["acc1"], "acc5": base["acc5"],
+                         "delta": d.delta, "low": d.low, "high": d.high, "gained": d.gained, "lost": d.lost}
     return result
 
 
@@ -214,7 +241,7 @@ def model_file(loaded: LoadedModel, fmt: str) -> tuple[bytes, str]:
 __all__ = [
     # loading, evaluating, training
     "LoadedModel", "BundleFacts", "ModelSpec", "TrainConfig", "load_any", "is_bundle", "evaluate_path",
-    "evaluate_model", "evaluate", "resolve_device", "fit", "build_model", "parameter_summary",
+    "evaluate_against", "evaluate_model", "evaluate", "resolve_device", "fit", "build_model", "parameter_summary",
     # data
     "load_split", "split_dir", "list_images", "label_map", "dataset_label_map", "class_folders", "class_names",
     "download_imagenette",

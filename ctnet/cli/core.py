@@ -120,19 +120,33 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="checkpoint file, bundle directory, or exported .safetensors / .onnx")
     p.add_argument("--data", required=True, help="dataset root (its val/ is used) or a folder of class folders, read "
                    "by the model's label map")
+    p.add_argument("--against", metavar="REFERENCE",
+                   help="a second checkpoint or bundle evaluated on the same images: prints the top-1 change image by "
+                        "image with its 95 %% interval (a paired comparison)")
     add_eval_args(p)
     args = p.parse_args(argv)
 
     def run():
-        evaluate_any = api.evaluate_exported if api.is_exported(args.checkpoint) else api.evaluate_path
-        result = evaluate_any(args.checkpoint, args.data, limit=args.limit, device=args.device,
-                              batch_size=args.batch_size, workers=args.workers)
+        kw = dict(limit=args.limit, device=args.device, batch_size=args.batch_size, workers=args.workers)
+        if args.against is not None:
+            if api.is_exported(args.checkpoint) or api.is_exported(args.against):
+                raise ValueError("--against compares checkpoints and bundles (ctnet's own files), not exported "
+                                 "torchvision/ONNX files")
+            result = api.evaluate_against(args.checkpoint, args.against, args.data, **kw)
+        else:
+            evaluate_any = api.evaluate_exported if api.is_exported(args.checkpoint) else api.evaluate_path
+            result = evaluate_any(args.checkpoint, args.data, **kw)
         if args.json:
             print(json.dumps(result))
-        else:
-            runtime = f", {result['runtime']}" if "runtime" in result else ""
-            print(f"top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} images  "
-                  f"({result['device']}{runtime})")
+            return 0
+        runtime = f", {result['runtime']}" if "runtime" in result else ""
+        print(f"top-1 {result['acc1']:.2f} %  top-5 {result['acc5']:.2f} %  on {result['images']} images  "
+              f"({result['device']}{runtime})")
+        if "against" in result:
+            a = result["against"]
+            print(f"against {a['reference']} (top-1 {a['acc1']:.2f} %): {a['delta']:+.2f} pt, 95 % interval "
+                  f"{a['low']:+.2f} to {a['high']:+.2f} pt, paired on the same images ({a['gained']} gained, "
+                  f"{a['lost']} lost)")
         return 0
     return _guarded("ctnet eval", run)
 
