@@ -115,7 +115,7 @@ def import_upload(name: str, data: bytes) -> str:
     known = server_uploads().get(h)
     if known is not None and os.path.exists(known[1]):
         return known[1]
-    folder = _upload_root() / h
+    folder = _upload_root()  # runs.import_upload files it under the same content hash: one level to hide
     try:
         path = str(runs.import_upload(name, data, folder))
     except runs.RunError as exc:

@@ -272,6 +272,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     safetensors = len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
     if not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
         ckpt = _read_torch(path)
+    elif not safetensors and head[8:9] != b"{":  # not even the start of a safetensors header
+        raise CheckpointError(f"{path}: not a checkpoint: neither a safetensors file (an 8-byte header length, then "
+                              f"JSON) nor a torch.save file (a zip archive or a pickle)")
     else:
         ckpt = _read_safetensors(path)
     try:

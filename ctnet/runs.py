@@ -496,6 +496,9 @@ def import_upload(name: str, data: bytes, folder: str | os.PathLike) -> Path:
                 raise RunError(f"{name}: a damaged zip archive ({type(exc).__name__}: {str(exc)[:200]})") from None
             finally:
                 _remove_if_empty(dest)
+    if name.lower().endswith(".zip"):
+        raise RunError(f"{name}: not a zip archive (a zipped bundle starts with the bytes 'PK'); truncated or "
+                       f"another kind of file?")
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[-128:] or "upload"
     if Path(safe).suffix not in CHECKPOINT_SUFFIXES:
         raise RunError(f"{name}: expected a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) or a zipped bundle (.zip)")

@@ -268,9 +268,14 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
 def test_upload_non_checkpoint(demo_env):
     at = ok(app("checkpoints"))
     before = current(at)
-    upload(at, "notes.safetensors", b"this is not a checkpoint at all" * 10)
-    assert "not a readable safetensors file" in errors(at)
-    assert "ctnet-uploads-" not in errors(at) and "/tmp" not in errors(at)  # no server path shown
+    for name in ("notes.safetensors", "notes.pt"):  # named for what it is not, whatever its suffix says
+        upload(at, name, name.encode() + b": this is not a checkpoint at all" * 10)
+        assert f"{name}: not a checkpoint: neither a safetensors file" in errors(at)
+        assert "ctnet-uploads-" not in errors(at) and "/tmp" not in errors(at)  # no server path shown
+        assert f"Upload refused: {name}: " in errors(at)  # nor the server's hash folder
+        assert current(at) == before
+    upload(at, "bundle.zip", b"this is not a zip archive" * 10)
+    assert "bundle.zip: not a zip archive" in errors(at) and "expected a checkpoint" not in errors(at)
     assert current(at) == before
 
 
@@ -336,6 +341,7 @@ def test_upload_good_bundle_becomes_current(demo_env):
     upload(at, "bundle.zip", _zip_of(_a_bundle(demo_env)))
     ok(at)
     assert current(at).endswith("/bundle") and "ctnet-uploads-" in current(at)
+    assert any("bundle.zip" in m.value for m in at.sidebar.markdown)  # the sidebar names it at once
     at.switch_page(PAGES["coefficients"]).run()
     assert "uploaded: bundle.zip" in ok(at).main.caption[0].value
 
