@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 
 from codec_fixtures import sparse_ctnet18, state_hash
+from demo_fixture import REPO  # it puts the checkout on sys.path, for bench
+from bench.hostile_inputs import declare  # the audit's crafted zip headers, shared with its bench
 from ctnet import cli, runs
 from ctnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from ctnet.codec import bundle as B
@@ -33,7 +35,6 @@ from ctnet.codec.manifest import Manifest, digest_of
 from ctnet.data import DatasetError, load_image
 from ctnet.errors import UnverifiedWarning
 
-REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).parent / "assets"
 V2 = ASSETS / "v2" / "lam1e-6-smallest"
 V1 = ASSETS / "v1" / "lam1e-6-smallest"
@@ -427,20 +428,6 @@ def test_11_workers_are_bounded(tiny_imagenette):
         evaluate(torch.nn.Identity(), split, workers=100000)
 
 
-def _declare(data: bytes, member: str, size: int) -> bytes:
-    """A zip archive with the uncompressed size that ``member``'s local and central headers
-    state replaced by ``size`` (what a crafted archive lies about)."""
-    out = bytearray(data)
-    for sig, name_len_at, name_at, size_at in ((b"PK\x03\x04", 26, 30, 22), (b"PK\x01\x02", 28, 46, 24)):
-        at = out.find(sig)
-        while at != -1:
-            n = struct.unpack_from("<H", out, at + name_len_at)[0]
-            if out[at + name_at:at + name_at + n].decode(errors="replace") == member:
-                struct.pack_into("<I", out, at + size_at, size)
-            at = out.find(sig, at + 4)
-    return bytes(out)
-
-
 def _torch_zip_with_record(tmp_path: Path, name: str, inflated: int) -> Path:
     """A torch.save file whose first storage record is replaced by ``inflated`` zero bytes,
     deflated (torch writes records stored)."""
@@ -471,7 +458,7 @@ def test_12_a_deflate_bomb_in_a_pt_checkpoint_is_refused_before_torch_reads_it(t
     with pytest.raises(CheckpointError, match="deflate bomb"):
         read_checkpoint(bomb)
     lying = tmp_path / "lying.pt"  # its record declares 1,000 bytes and inflates to 64 MiB
-    lying.write_bytes(_declare(bomb.read_bytes(), _record(bomb), 1000))
+    lying.write_bytes(declare(bomb.read_bytes(), _record(bomb), 1000))
     with pytest.raises(CheckpointError, match="deflate bomb|not a readable PyTorch checkpoint"):
         read_checkpoint(lying)
 
@@ -511,11 +498,11 @@ def test_13_upload_bombs_are_refused_before_inflating_and_leave_nothing(tmp_path
         runs.import_upload("bomb.zip", bomb, uploads)
     # a member declaring 1,000 bytes that inflates to far more: refused by the size its manifest states
     with pytest.raises(runs.RunError, match="declares 1000 bytes, the manifest says"):
-        runs.import_upload("lying.zip", _declare(_bundle_zip(files), "b/w.mp4", 1000), uploads)
+        runs.import_upload("lying.zip", declare(_bundle_zip(files), "b/w.mp4", 1000), uploads)
     # a member declaring what its manifest states but inflating past it: stopped at that size (bad CRC)
     padded = _bundle_zip({**files, "w.mp4": files["w.mp4"] + bytes(64 << 20)})
     with pytest.raises(runs.RunError, match="damaged|inflates"):
-        runs.import_upload("past.zip", _declare(padded, "b/w.mp4", len(files["w.mp4"])), uploads)
+        runs.import_upload("past.zip", declare(padded, "b/w.mp4", len(files["w.mp4"])), uploads)
     # a manifest member that is itself a bomb
     with pytest.raises(runs.RunError):
         runs.import_upload("m.zip", _bundle_zip({}, extra={"manifest.json": 8 << 20}), uploads)
