@@ -20,9 +20,10 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -31,6 +32,7 @@ import msgspec  # noqa: E402
 import pydantic  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
+from ctnet import rd as RD  # noqa: E402
 from ctnet.codec import manifest as M  # noqa: E402
 from ctnet.codec import plan as PL  # noqa: E402
 from ctnet.codec.registry import CODECS, PIX_FMTS, PRESETS  # noqa: E402
@@ -44,6 +46,7 @@ GOOD = REPO / "tests" / "assets" / "v2" / "lam1e-6-smallest" / M.MANIFEST
 CLASS_NAME = r"^[^\x00-\x1f/\x7f]+$"  # ctnet.data.class_name_problem: no control characters, no '/'
 SHA = r"^[0-9a-f]{64}$"
 TENSOR = M._TENSOR.pattern
+RD_FILE = Path(tempfile.gettempdir()) / f"ctnet-strict-json-{os.getpid()}.json"  # read_cache reads a file
 PLANES = next(n for n, c in CODECS.items() if c.family == "planes")  # a lossless plane coder
 
 
@@ -186,6 +189,43 @@ class PCheckpointMeta(_P):
     digest: Optional[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = None
 
 
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"  # str.isprintable, approximately (it also refuses U+2028 and unassigned)
+PText = Annotated[str, Field(max_length=512, pattern=PRINTABLE)]
+PShort = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
+PNonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PScalar = Union[bool, Annotated[int, Field(ge=1 - 2**63, le=2**63 - 1)], Annotated[float, Field(allow_inf_nan=False)],
+                PShort, None]
+
+
+class PPoint(_P):
+    method: Literal[RD.METHODS]
+    codec: PShort
+    settings: Annotated[dict[PText, PScalar], Field(max_length=64)]
+    label: PText
+    bytes: _pint(1, MAX_INT)
+    ratio: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    acc1: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    acc5: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    images: _pint(0, MAX_INT)
+    device: PText
+    encode_seconds: PNonNeg
+    decode_seconds: PNonNeg
+    source_sha256: Annotated[str, Field(pattern=SHA)]
+    data: PText
+    limit: Optional[_pint(1, MAX_INT)]
+    measured: PShort
+    load_average: Optional[PNonNeg]
+    files: Optional[Annotated[dict[PText, _pint(0, MAX_INT)], Field(max_length=256)]] = None
+    streams: Optional[Annotated[list[dict[str, Any]], Field(max_length=256)]] = None
+    notes: Optional[dict[str, Any]] = None
+
+
+class PCache(_P):
+    format: Literal["ctnet-rd-cache"]
+    version: Literal[1]
+    points: dict[Annotated[str, Field(pattern=SHA)], PPoint]
+
+
 # --- (b) msgspec: Structs, Meta bounds, forbid_unknown_fields -----------------------------------------
 
 def _mint(lo: int, hi: int):
@@ -324,12 +364,50 @@ class SCheckpointMeta(_Open):
     digest: Optional[Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]] = None
 
 
+SText = Annotated[str, msgspec.Meta(max_length=512, pattern=PRINTABLE)]
+SShort = Annotated[str, msgspec.Meta(max_length=64, pattern=PRINTABLE)]
+SNonNeg = Annotated[float, msgspec.Meta(ge=0)]
+SScalar = Union[bool, Annotated[int, msgspec.Meta(ge=1 - 2**63, le=2**63 - 1)], float, SShort, None]
+
+
+class SPoint(_S):
+    method: Literal[RD.METHODS]
+    codec: SShort
+    settings: Annotated[dict[SText, SScalar], msgspec.Meta(max_length=64)]
+    label: SText
+    bytes: _mint(1, MAX_INT)
+    ratio: Annotated[float, msgspec.Meta(gt=0)]
+    acc1: Annotated[float, msgspec.Meta(ge=0, le=100)]
+    acc5: Annotated[float, msgspec.Meta(ge=0, le=100)]
+    images: _mint(0, MAX_INT)
+    device: SText
+    encode_seconds: SNonNeg
+    decode_seconds: SNonNeg
+    source_sha256: Annotated[str, msgspec.Meta(pattern=SHA)]
+    data: SText
+    limit: Optional[_mint(1, MAX_INT)]
+    measured: SShort
+    load_average: Optional[SNonNeg]
+    files: Optional[Annotated[dict[SText, _mint(0, MAX_INT)], msgspec.Meta(max_length=256)]] = None
+    streams: Optional[Annotated[list[dict[str, Any]], msgspec.Meta(max_length=256)]] = None
+    notes: Optional[dict[str, Any]] = None
+
+
+class SCache(_S):
+    format: Literal["ctnet-rd-cache"]
+    version: Literal[1]
+    points: dict[Annotated[str, msgspec.Meta(pattern=SHA)], SPoint]
+
+
 # --- the parsers, each returning (refused, one-line message, field named) ----------------------------
 
 def _ctnet(kind: str, text: bytes):
     try:
         if kind == "manifest":
             M.Manifest.from_json(text)
+        elif kind == "rd-cache":
+            RD_FILE.write_bytes(text)
+            RD.read_cache(RD_FILE)
         else:
             CheckpointMeta.from_json(text.decode("utf-8", "surrogateescape"))
     except CtnetError as exc:
@@ -339,7 +417,7 @@ def _ctnet(kind: str, text: bytes):
 
 
 def _pydantic(kind: str, text: bytes):
-    model = PManifest if kind == "manifest" else PCheckpointMeta
+    model = {"manifest": PManifest, "rd-cache": PCache}.get(kind, PCheckpointMeta)
     try:
         model.model_validate_json(text)
     except pydantic.ValidationError as exc:
@@ -352,15 +430,22 @@ def _pydantic(kind: str, text: bytes):
 
 
 def _msgspec(kind: str, text: bytes):
-    model = SManifest if kind == "manifest" else SCheckpointMeta
+    model = {"manifest": SManifest, "rd-cache": SCache}.get(kind, SCheckpointMeta)
     try:
         msgspec.json.decode(text, type=model)
     except msgspec.ValidationError as exc:
         msg = str(exc)
-        # "… - at `$.settings.crf`", "… - at `key` in `$.label_map`"; a wrong top-level type has no path
-        return True, f"{kind}: {msg}", " - at `" in msg or "field `" in msg or msg.startswith("Expected `object`")
-    except msgspec.DecodeError as exc:  # syntax: the document failed, no field to name
-        return True, f"{kind}: {exc}", True
+        # "… - at `$.settings.crf`", "… - at `key` in `$.label_map`", a top-level "… field `x`"; "[...]" stands
+        # for a dict key msgspec does not say (which point, which layer)
+        return True, f"{kind}: {msg}", "[...]" not in msg and (
+            " - at `" in msg or "field `" in msg or msg.startswith("Expected `object`"))
+    except msgspec.DecodeError as exc:
+        # a syntax error names no field; that loses one only where Python's json reads the text (NaN, Infinity)
+        try:
+            json.loads(text)
+        except ValueError:
+            return True, f"{kind}: {exc}", True
+        return True, f"{kind}: {exc}", False
     return False, "", True
 
 
@@ -592,10 +677,48 @@ def meta_inputs() -> list[tuple[str, bytes]]:
     ]
 
 
+def rd_inputs() -> list[tuple[str, bytes]]:
+    """tests/test_rd.py's tampered points and corrupted cache files."""
+    point = {"method": "bundle", "codec": "hevc", "label": "hevc 8-bit lossless medium",
+             "settings": {"codec": "hevc", "crf": 0, "bit_depth": 8, "pix_fmt": "gray", "preset": "medium",
+                          "frame": 256, "order": "count", "bn_mode": "affine", "dither": 0.0, "seed": 0, "tile": 128},
+             "bytes": 371455, "ratio": 120.5, "acc1": 88.4, "acc5": 98.4, "images": 500, "device": "cpu",
+             "encode_seconds": 1.25, "decode_seconds": 0.5, "source_sha256": "b3" * 32, "data": "sample/val:10f9785b",
+             "limit": None, "measured": "2026-11-30T09:01:11", "load_average": 5.11,
+             "files": {"manifest.json": 1456, "tables.bin": 31914, "w.mp4": 338085},
+             "streams": [{"file": "w.mp4", "bytes": 338085, "frames": 90, "params": "lossless=1"}]}
+    key = "3f2a" + "0" * 60
+
+    def cache(p) -> bytes:
+        return json.dumps({"format": RD.CACHE_FORMAT, "version": RD.CACHE_VERSION,
+                           "points": {"ab" * 32: point, key: p}}).encode()
+    edits = [("good point", {}), ("acc1 'abc'", {"acc1": "abc"}), ("bytes -5", {"bytes": -5}),
+             ("bytes 401 digits", {"bytes": 10**400}), ("ratio NaN", {"ratio": float("nan")}),
+             ("settings a string", {"settings": "crf 0"}), ("acc1 true", {"acc1": True}),
+             ("acc5 1e309", {"acc5": 1e309}), ("bytes 1.5e6", {"bytes": 1.5e6}), ("method 'zip'", {"method": "zip"}),
+             ("label two lines", {"label": "x\nFAKE ROW"}), ("settings.crf a list", {"settings": {"crf": [0]}}),
+             ("limit 0", {"limit": 0}), ("source_sha256 upper case", {"source_sha256": "B3" * 32}),
+             ("files value a string", {"files": {"w.mp4": "big"}}),
+             ("streams[0].bytes inf", {"streams": [{"bytes": float("inf")}]}),
+             ("notes nested 10 deep", {"notes": {"deep": [[[[[[[[[[1]]]]]]]]]]}}),
+             ("notes 20,000 values", {"notes": {"v": list(range(20_000))}}),
+             ("notes 401-digit int", {"notes": {"v": 10**400}}),
+             ("label with U+2028", {"label": "a\u2028b"}), ("unknown field", {"cached": True})]
+    out = [(f"point: {name}", cache({**point, **change})) for name, change in edits]
+    out += [("point: acc5 missing", cache({k: v for k, v in point.items() if k != "acc5"})),
+            ("point: a list", cache(list(point))),
+            ("int of 5000 digits", ('{"format": "ctnet-rd-cache", "version": 1, "points": {"%s": {"bytes": %s}}}'
+                                    % (key, "9" * 5000)).encode()),
+            ("nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000),
+            ("version true", b'{"format": "ctnet-rd-cache", "version": true, "points": {}}'),
+            ("point key 'a-0'", b'{"format": "ctnet-rd-cache", "version": 1, "points": {"a-0": {}}}')]
+    return out
+
+
 # --- measuring ------------------------------------------------------------------------------------------
 
 WORDING = ("image_size 4096", "fp32_bytes 401 digits", "settings.dither NaN literal", "member file '../x'",
-           "settings unknown key", "version 99 (newer)")
+           "settings unknown key", "version 99 (newer)", "point: acc1 'abc'", "point: label two lines")
 
 
 def _time(fn, kind: str, text: bytes, repeats: int) -> float:
@@ -655,7 +778,8 @@ def summarise(rows: list[dict], title: str) -> dict:
                     "refusal_not_named_one_line": unnamed, "median_time_vs_ctnet": ratio}
         print(f"{lib}: accepts {len(missed)} that ctnet refuses, refuses {len(extra)} that ctnet accepts, "
               f"{len(unnamed)} refusals not a named one-line error{' (' + '; '.join(unnamed) + ')' if unnamed else ''}; "
-              f"parse time vs ctnet (median ratio) {ratio:.2f}×")
+              f"parse time vs ctnet (median ratio) {ratio:.2f}×"
+              + (" (ctnet's includes writing the file read_cache reads)" if rows[0]["kind"] == "rd-cache" else ""))
     return out
 
 
@@ -668,7 +792,8 @@ def main(argv=None) -> int:
     print(f"pydantic {pydantic.VERSION}, msgspec {msgspec.__version__}; the machine is loaded (training), "
           "so times are ratios measured in this run")
 
-    named = run(manifest_inputs(), "manifest", args.repeats) + run(meta_inputs(), "checkpoint-meta", args.repeats)
+    named = (run(manifest_inputs(), "manifest", args.repeats) + run(meta_inputs(), "checkpoint-meta", args.repeats)
+             + run(rd_inputs(), "rd-cache", args.repeats))
     print(f"\n{'input':52} {'ctnet':9} {'pydantic':9} {'msgspec':9}  the library's error, when ctnet's differs in outcome")
     for r in named:
         cells = [_mark(r[p]) for p in PARSERS]
@@ -682,6 +807,7 @@ def main(argv=None) -> int:
     fuzz = run(fuzz_inputs(args.fuzz), "manifest", 1)
     summary = {"named": summarise([r for r in named if r["kind"] == "manifest"], "manifest, named hostile inputs"),
                "meta": summarise([r for r in named if r["kind"] == "checkpoint-meta"], "checkpoint metadata"),
+               "rd": summarise([r for r in named if r["kind"] == "rd-cache"], "rate–distortion cache points"),
                "fuzz": summarise(fuzz, f"manifest, fuzzed ({args.fuzz})")}
     digest_only = [r for r in fuzz if r["ctnet"]["refused"] and "digest" in r["ctnet"]["message"]]
     print(f"  of the fuzzed manifests ctnet refuses, {len(digest_only)} are refused by the digest "
@@ -724,9 +850,9 @@ def main(argv=None) -> int:
           "bounding a container before it builds it)")
     adopt = []
     for lib in ("pydantic", "msgspec"):
-        missed = sorted({*summary["named"][lib]["accepted_where_ctnet_refuses"],
-                         *summary["meta"][lib]["accepted_where_ctnet_refuses"]})
-        unnamed = summary["named"][lib]["refusal_not_named_one_line"] + summary["meta"][lib]["refusal_not_named_one_line"]
+        missed = [f"{part}: {name}" for part in ("named", "meta", "rd")
+                  for name in summary[part][lib]["accepted_where_ctnet_refuses"]]
+        unnamed = [name for part in ("named", "meta", "rd") for name in summary[part][lib]["refusal_not_named_one_line"]]
         # a parser that stops at the bound holds little beyond the text; one that builds the value first, more
         early = all(r[lib]["peak_mb"] < 0.25 * r["bytes"] / 2**20 for r in large)
         peaks = ", ".join(f"+{r[lib]['peak_mb']:.0f}" for r in large)
@@ -737,6 +863,7 @@ def main(argv=None) -> int:
         if not missed and not unnamed and early:
             adopt.append(lib)
     print("=> " + (f"adopt {adopt[0]}" if adopt else "keep ctnet's validators: neither library meets all three"))
+    RD_FILE.unlink(missing_ok=True)
     if args.json_out:
         args.json_out.write_text(json.dumps({"named": named, "fuzz": fuzz, "large": large, "sized": sized,
                                              "unknown_field_kept": keeps, "summary": summary},
