@@ -28,9 +28,13 @@ from typing import Annotated, Any, Literal, Optional, Union
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import msgspec  # noqa: E402
-import pydantic  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+try:
+    import msgspec
+    import pydantic
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError as exc:  # not ctnet dependencies: installed apart
+    sys.exit(f"bench/strict_json.py: {exc.name} is not importable; install it apart "
+             "(.venv/bin/pip install --target /tmp/jsonlibs pydantic msgspec) and run with PYTHONPATH=$PWD:/tmp/jsonlibs")
 
 from ctnet import rd as RD  # noqa: E402
 from ctnet.codec import manifest as M  # noqa: E402
