@@ -96,13 +96,16 @@ def _encode_work(source: str, settings: EncodeSettings, worker: Worker):
     return work
 
 
-def prepare_encoder(source: str) -> None:
-    """Have the lab's worker load ``source`` (and warm its encoder) while the user looks at the
-    settings, so Encode starts coding at once. Once per checkpoint content; queued like any
-    job, so an encode asked for meanwhile simply runs after it."""
+def prepare_encoder(source: str, settings: EncodeSettings | None) -> None:
+    """Have the lab's worker load ``source`` and lay it out for ``settings`` (the widgets' grid
+    and frames, when they are valid: what every codec and preset codes) while the user looks
+    at the settings, so Encode starts coding at once. Once per checkpoint content and grid;
+    queued like any job, so an encode asked for meanwhile simply runs after it."""
     worker = lab_worker()
-    runner().submit(("prepare", digest(source)), "prepare", f"Preparing the encoder for {describe(source)}",
-                    lambda job: worker.run("prepare", {"path": source}, report=job.report, cancel=job.cancel_event))
+    args = {"path": source, "settings": settings.to_dict() if settings is not None else None}
+    grid = api.layout_key(settings) if settings is not None else None
+    runner().submit(("prepare", digest(source), grid), "prepare", f"Preparing the encoder for {describe(source)}",
+                    lambda job: worker.run("prepare", args, report=job.report, cancel=job.cancel_event))
 
 
 def _rate_key(settings: EncodeSettings) -> str:

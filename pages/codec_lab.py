@@ -57,7 +57,7 @@ except BundleError as exc:
 job = encodes.encode_job(path, settings) if invalid is None else None
 preview = encodes.preview_job(path, settings) if invalid is None else None
 if job is None:
-    encodes.prepare_encoder(path)
+    encodes.prepare_encoder(path, settings if invalid is None else None)
 
 
 def _encode() -> None:

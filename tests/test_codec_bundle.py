@@ -4,6 +4,7 @@ accounting, the per-layer report, and v1 bundles still decoding bit-exactly."""
 import copy
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,26 @@ def test_natural_order_and_frame_sizes(source, enc8):
         assert enc.frames.shape[1:] == (frame, frame)
         sizes[(frame, order)] = enc.total_bytes
     assert len(set(sizes.values())) == 3
+
+
+def test_one_layout_codes_every_preset_and_refuses_other_grids(source, enc8):
+    """A model laid out once (the app's worker does it on checkpoint selection) codes the same
+    bundle as an encode that lays it out itself, at any codec or preset; a layout of another
+    grid or frame size is refused, not coded."""
+    model, meta = source
+    loaded = api.LoadedModel.of(model, meta, "checkpoint", None)
+    settings = EncodeSettings(bit_depth=8, preset="ultrafast", frame=128)
+    laid = api.lay_out(loaded, settings)
+    assert laid.key == api.layout_key(replace(settings, preset="medium", codec="h264", crf=20)) != \
+        api.layout_key(replace(settings, bit_depth=10))
+    assert api.encode(loaded, settings, laid_out=laid).files == enc8.files
+    levels = laid.levels.copy()
+    assert api.encode(loaded, replace(settings, codec="h264"), laid_out=laid).files == \
+        api.encode(loaded, replace(settings, codec="h264")).files
+    assert np.array_equal(laid.levels, levels)  # read, not changed
+    for other in (replace(settings, bit_depth=10), replace(settings, frame=64), replace(settings, order="natural")):
+        with pytest.raises(ValueError, match="layout made for"):
+            api.encode(loaded, other, laid_out=laid)
 
 
 def test_api_encode_is_deterministic_and_round_trips_through_a_directory(source, enc8, tmp_path):

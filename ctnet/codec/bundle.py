@@ -308,6 +308,17 @@ def known_grid(meta: dict, settings: EncodeSettings) -> dict[str, tuple[np.ndarr
             if decoded_bits.get(name, b.get("grid_bits")) == settings.bits_of(name)}
 
 
+# what :func:`layout` reads of the settings: encodes that differ only in codec, preset, rate or
+# BatchNorm mode lay the same levels out the same way (the app's worker lays a model out once
+# for its preview and its exact encode, and on checkpoint selection)
+LAYOUT_FIELDS = ("bit_depth", "layer_bits", "tile", "dither", "seed", "frame", "order")
+
+
+def layout_key(settings: EncodeSettings) -> tuple:
+    """The settings' fields that decide a model's :func:`layout`."""
+    return tuple(getattr(settings, f) for f in LAYOUT_FIELDS)
+
+
 @dataclass
 class Layout:
     """Where every level of a model goes under ``settings`` (before any coding)."""
@@ -318,6 +329,7 @@ class Layout:
     row_classes: list
     col_classes: list
     coded: np.ndarray  # bool per plan frame: holds a non-zero level
+    key: tuple = ()  # layout_key of the settings it was made for
 
     def info(self, frame_bytes=None) -> list[dict]:
         """Per plan frame: its layer, whether it is coded, its bytes, what it holds."""
@@ -346,22 +358,28 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
         ccs.append(cc)
         all_frames.append(PL.layer_frames(planes, lp, rc, cc))
     levels = np.concatenate(all_frames)
-    return Layout(grids, plan, levels, rcs, ccs, np.asarray(levels.reshape(len(levels), -1).any(axis=1)))
+    return Layout(grids, plan, levels, rcs, ccs, np.asarray(levels.reshape(len(levels), -1).any(axis=1)),
+                  layout_key(settings))
 
 
 @torch.no_grad()
 def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
-                 progress: Callable[[int, int], None] | None = None) -> EncodeResult:
+                 progress: Callable[[int, int], None] | None = None, laid_out: Layout | None = None) -> EncodeResult:
     """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
     v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
-    in all)`` is called as the frames are coded."""
+    in all)`` is called as the frames are coded. ``laid_out``: this model's :func:`layout`
+    made earlier for settings with the same :func:`layout_key` (else ValueError); it is
+    read, not changed."""
     t0 = time.perf_counter()
     settings = (settings or EncodeSettings()).validate()
     spec = ModelSpec.from_dict(meta["model"])
     video = export.video_tensors(model)
     bns = export.bn_layers(model)
     _check_state(model, video, bns)
-    lay = layout(model, meta, settings)
+    if laid_out is not None and laid_out.key != layout_key(settings):
+        raise ValueError(f"a layout made for {dict(zip(LAYOUT_FIELDS, laid_out.key))} cannot code these settings' "
+                         f"levels ({dict(zip(LAYOUT_FIELDS, layout_key(settings)))})")
+    lay = laid_out if laid_out is not None else layout(model, meta, settings)
     grids, plan, levels, rcs, ccs, coded_mask = lay.grids, lay.plan, lay.levels, lay.row_classes, \
         lay.col_classes, lay.coded
     coded_ids = np.nonzero(coded_mask)[0]
@@ -919,7 +937,8 @@ def verify(path: str | os.PathLike) -> dict:
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
-__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST",
+__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "LAYOUT_FIELDS", "Layout", "layout",
+           "layout_key", "FORMAT", "MANIFEST",
            "Reader", "TABLES", "VERSION", "bn_table", "check_members", "decode_files", "directory_bytes", "encode_model",
            "known_grid", "load_files", "read_bundle", "read_manifest", "reader", "stream_limit", "verify",
            "weights_file", "write_bundle"]
