@@ -48,25 +48,33 @@ def decoded_id(d: str, settings: EncodeSettings) -> tuple:
     return ("encode", d, replace(settings, preset="*") if settings.crf == 0 else settings)
 
 
-# The lab's quick preview: a lossless encode of a large model at a slower x26x preset is coded
-# at ultrafast first (the same levels, so the same decoded model and accuracy; a little more
-# bytes) and shown until the exact encode is done. On 2 cores the densest demo checkpoint
-# (2.9 MB) takes ~3.3 s to code at medium, ~2 s at ultrafast; models under PREVIEW_ABOVE
-# bytes code in 1–2.5 s, where a preview would only delay the exact result.
+# The lab's quick preview: a lossless encode at a slower x26x preset that is predicted to take
+# longer than PREVIEW_AFTER_S is coded at ultrafast first (the same levels, so the same decoded
+# model and accuracy; a little more bytes) and shown until the exact encode is done. The
+# prediction is the lab's own estimate (this server's last seconds per MB at that preset, else
+# ENCODE_PRIOR, × the model's coded size: its bundle's bytes, training's estimate, else its
+# non-zero weights), so a dense upload gets a preview and a sparse one does not, and a loaded
+# server previews more. Click → first result is that encode plus ~1.5 s (the worker's report,
+# the server's rebuild, the page's rerun; docs/app.md); the preview delays the exact result by its
+# own time, so an encode predicted to be quick goes first.
 PREVIEW_PRESET = "ultrafast"
 PREVIEW_CODECS = ("hevc", "h264")
-PREVIEW_ABOVE = 1_500_000  # bytes of the model's bundle (or training's estimate of them)
+PREVIEW_AFTER_S = 2.5  # predicted seconds of the exact encode above which its preview is coded first
+
+
+def wants_preview(predicted_s: float | None) -> bool:
+    """Whether an encode predicted to take ``predicted_s`` seconds (None: no estimate) is
+    previewed first."""
+    return predicted_s is None or predicted_s > PREVIEW_AFTER_S
 
 
 def preview_settings(settings: EncodeSettings, loaded: LoadedModel | None = None) -> EncodeSettings | None:
     """The settings of the quick preview of an encode at ``settings`` of the model
-    ``loaded``; None when it has none."""
+    ``loaded`` (without it: of any model); None when it has none."""
     if settings.codec not in PREVIEW_CODECS or settings.crf != 0 or settings.preset == PREVIEW_PRESET:
         return None
-    if loaded is not None:
-        size = loaded.bundle.total_bytes if loaded.bundle is not None else loaded.metrics.get("est_bytes_export")
-        if isinstance(size, (int, float)) and size <= PREVIEW_ABOVE:
-            return None
+    if loaded is not None and not wants_preview(encode_estimate(settings, loaded)):
+        return None
     return replace(settings, preset=PREVIEW_PRESET)
 
 
