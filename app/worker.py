@@ -65,10 +65,11 @@ def _laid_out(path: str, settings, loaded):
     return _LAYOUT[key]
 
 
-def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> dict:
-    """Encode the checkpoint or bundle at ``path`` with ``settings`` (an EncodeSettings' dict).
-    Returns {seconds, report: the ``EncodeResult``'s ``report()`` (``EncodeResult.from_report``
-    rebuilds it), errors: per-layer reconstruction errors}."""
+def encode_task(*, path: str, settings: dict, progress: Callable[..., None], quick: bool = False) -> dict:
+    """Encode the checkpoint or bundle at ``path`` with ``settings`` (an EncodeSettings' dict;
+    ``quick``: the lab's preview, ``api.encode(quick=True)``). Returns {seconds, report: the
+    ``EncodeResult``'s ``report()`` (``EncodeResult.from_report`` rebuilds it), errors:
+    per-layer reconstruction errors}."""
     from ctnet import api
     from ctnet import inspect as ci
     loaded = _load(path)
@@ -79,7 +80,7 @@ def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> 
         laid_out = _laid_out(path, s, loaded)
     except Exception:  # noqa: BLE001 - api.encode checks the model first and says what is wrong
         laid_out = None
-    result = api.encode(loaded, s, laid_out=laid_out,
+    result = api.encode(loaded, s, laid_out=laid_out, quick=quick,
                         progress=lambda done, total: progress(done, total, f"{done}/{total} frames coded"))
     seconds = time.perf_counter() - t0
     progress(1, 1, "measuring the reconstruction error")

@@ -140,6 +140,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
     serves both."""
     from app import background, encodes, models
     from app.jobs import Cancelled
+    from ctnet.codec.registry import QUICK
     at = session(page="codec_lab")
     path, settings = at.session_state["current"], at.session_state["lab_settings"]
     assert settings.preset == "medium" and settings.crf == 0
@@ -158,7 +159,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
         while not job.cancel_event.wait(0.05):
             pass
         raise Cancelled("cancelled")
-    quick = encodes._submit_encode(path, loaded, preview, "preview")  # queued first, as start_encode does
+    quick = encodes._submit_encode(path, loaded, preview, "preview", of=settings)  # queued first, as start_encode does
     exact = background.runner().submit(encodes.encode_key(path, settings), "encode", "held exact encode", held)
     try:
         deadline = time.monotonic() + 240
@@ -167,6 +168,8 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
             time.sleep(0.2)
         at.run()
         assert not at.exception and quick.ok
+        assert quick.result()["result"].manifest["coding"]["workaround"] == QUICK  # x265's short GOP
+        assert quick.key != encodes.encode_key(path, preview)  # not what an encode at ultrafast would find
         assert any(i.value.startswith("**Preview**, coded at ultrafast") for i in at.info)
         shown = next(m.value for m in at.metric if m.label.startswith("bundle bytes"))
         assert shown == f"{quick.result()['result'].total_bytes:,}"
