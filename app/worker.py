@@ -84,7 +84,7 @@ def encode_task(*, path: str, settings: dict, progress: Callable[..., None], qui
                         progress=lambda done, total: progress(done, total, f"{done}/{total} frames coded"))
     seconds = time.perf_counter() - t0
     progress(1, 1, "measuring the reconstruction error")
-    errors = ci.reconstruction_errors(loaded.model, result.model)
+    errors = ci.layer_errors(result.layers)  # measured by the encoder (the same as ci.reconstruction_errors)
     return {"seconds": seconds, "report": result.report(), "errors": errors}
 
 

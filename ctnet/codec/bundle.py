@@ -176,7 +176,7 @@ class EncodeResult:
 
     files: dict[str, bytes]
     manifest: dict
-    layers: list[dict]  # name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, errors
+    layers: list[dict]  # name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, errors (max, RMS)
     streams: list[dict]  # file, kind, height, width, frames, bytes, frame_bytes, params, options, workaround
     frames: np.ndarray  # (coded frames, S, S) uint16 pixels as fed to the coder
     frame_info: list[dict]  # per plan frame: layer, coded, bytes, parts (see plan.LayerPlan.frame_contents)
@@ -493,13 +493,16 @@ def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, se
         nz = int(np.count_nonzero(g.levels))
         b = int(frame_bytes[ids].sum())
         h0 = PL.entropy_bits(g.tile_pixels())
-        err = float((decoded[g.name].float() - video[g.name].detach().float().cpu()).abs().max())
+        src = video[g.name].detach().cpu().double()
+        diff = decoded[g.name].detach().cpu().double() - src  # one pass for the max and the RMS error
+        err, rms, rms_src = float(diff.abs().max()), float(diff.pow(2).mean().sqrt()), float(src.pow(2).mean().sqrt())
         rows.append({"name": g.name, "kind": "weight", "bits": settings.bits_of(g.name), "shape": list(g.shape),
                      "frames": lp.frames,
                      "coded_frames": int(coded_mask[ids].sum()), "bytes": b, "nonzero": nz, "entropy_bits": h0,
                      "bits_per_nonzero": 8 * b / nz if nz else None,
                      "entropy_bits_per_nonzero": h0 / nz if nz else None,
-                     "max_abs_error": err, "max_half_step": float(g.scale.max()) / 2, "tiles": len(g.boxes)})
+                     "max_abs_error": err, "rms_error": rms, "rel_rms_error": rms / rms_src if rms_src else 0.0,
+                     "max_half_step": float(g.scale.max()) / 2, "tiles": len(g.boxes)})
     return rows
 
 
