@@ -36,8 +36,10 @@ def encode_units(loaded: LoadedModel) -> float:
     return max(float(size) / 1e6, MIN_UNITS)
 
 
-def encode_key(path: str, settings: EncodeSettings) -> tuple:
-    return ("encode", digest(path), settings)
+def encode_key(path: str, settings: EncodeSettings, preview: bool = False) -> tuple:
+    """The job key of the encode of ``path`` at ``settings``; ``preview``: of the quick preview
+    coded at those settings (x265's short GOP: other bytes than an encode at them)."""
+    return ("encode", digest(path), settings) + (("preview",) if preview else ())
 
 
 def decoded_id(d: str, settings: EncodeSettings) -> tuple:
@@ -48,47 +50,58 @@ def decoded_id(d: str, settings: EncodeSettings) -> tuple:
     return ("encode", d, replace(settings, preset="*") if settings.crf == 0 else settings)
 
 
-# The lab's quick preview: a lossless encode of a large model at a slower x26x preset is coded
-# at ultrafast first (the same levels, so the same decoded model and accuracy; a little more
-# bytes) and shown until the exact encode is done. On 2 cores the densest demo checkpoint
-# (2.9 MB) takes ~3.3 s to code at medium, ~2 s at ultrafast; models under PREVIEW_ABOVE
-# bytes code in 1–2.5 s, where a preview would only delay the exact result.
+# The lab's quick preview: a lossless encode at a slower x26x preset that is predicted to take
+# longer than PREVIEW_AFTER_S is coded at ultrafast first — HEVC with x265's own short GOP
+# (``api.encode(quick=True)``: 2.5–2.9× faster than ultrafast with SPEC §4's 16 B-frames and
+# references) — the same levels, so the same decoded model and accuracy, 6–13 % more bytes, and
+# shown until the exact encode is done. The
+# prediction is the lab's own estimate (this server's last seconds per MB at that preset, else
+# ENCODE_PRIOR, × the model's coded size: its bundle's bytes, training's estimate, else its
+# non-zero weights), so a dense upload gets a preview and a sparse one does not, and a loaded
+# server previews more. Click → first result is that encode plus ~1.5 s (the worker's report,
+# the server's rebuild, the page's rerun; docs/app.md); the preview delays the exact result by its
+# own time, so an encode predicted to be quick goes first.
 PREVIEW_PRESET = "ultrafast"
 PREVIEW_CODECS = ("hevc", "h264")
-PREVIEW_ABOVE = 1_500_000  # bytes of the model's bundle (or training's estimate of them)
+PREVIEW_AFTER_S = 2.5  # predicted seconds of the exact encode above which its preview is coded first
+
+
+def wants_preview(predicted_s: float | None) -> bool:
+    """Whether an encode predicted to take ``predicted_s`` seconds (None: no estimate) is
+    previewed first."""
+    return predicted_s is None or predicted_s > PREVIEW_AFTER_S
 
 
 def preview_settings(settings: EncodeSettings, loaded: LoadedModel | None = None) -> EncodeSettings | None:
     """The settings of the quick preview of an encode at ``settings`` of the model
-    ``loaded``; None when it has none."""
+    ``loaded`` (without it: of any model); None when it has none."""
     if settings.codec not in PREVIEW_CODECS or settings.crf != 0 or settings.preset == PREVIEW_PRESET:
         return None
-    if loaded is not None:
-        size = loaded.bundle.total_bytes if loaded.bundle is not None else loaded.metrics.get("est_bytes_export")
-        if isinstance(size, (int, float)) and size <= PREVIEW_ABOVE:
-            return None
+    if loaded is not None and not wants_preview(encode_estimate(settings, loaded)):
+        return None
     return replace(settings, preset=PREVIEW_PRESET)
 
 
 def preview_job(path: str | None, settings: EncodeSettings) -> Job | None:
     """The quick preview of the encode of ``path`` at ``settings`` (running or finished)."""
     preview = preview_settings(settings)  # whether or not the model is large: a preview made earlier is shown
-    return encode_job(path, preview) if preview is not None else None
+    return encode_job(path, preview, preview=True) if preview is not None else None
 
 
-def encode_job(path: str | None, settings: EncodeSettings) -> Job | None:
-    """The encode of ``path`` at ``settings``, running or finished, whoever started it."""
+def encode_job(path: str | None, settings: EncodeSettings, preview: bool = False) -> Job | None:
+    """The encode of ``path`` at ``settings`` (``preview``: the quick preview coded at them),
+    running or finished, whoever started it."""
     if path is None or not os.path.exists(path):
         return None
-    return runner().get(encode_key(path, settings))
+    return runner().get(encode_key(path, settings, preview))
 
 
-def _encode_work(source: str, settings: EncodeSettings, worker: Worker):
+def _encode_work(source: str, settings: EncodeSettings, worker: Worker, quick: bool = False):
     def work(job: Job) -> dict:
         """Lane thread: the encode runs in the lab's worker process (the settings cross as
         their dict), its result is rebuilt here. Touches no Streamlit state."""
-        out = worker.run("encode", {"path": source, "settings": settings.to_dict()}, report=job.report,
-                         cancel=job.cancel_event)
+        out = worker.run("encode", {"path": source, "settings": settings.to_dict(), "quick": quick},
+                         report=job.report, cancel=job.cancel_event)
         job.report(1, 1, "receiving the result")
         result = api.encode_result(out.pop("report"))
         result.model.requires_grad_(False)
@@ -96,17 +109,21 @@ def _encode_work(source: str, settings: EncodeSettings, worker: Worker):
     return work
 
 
-def prepare_encoder(source: str) -> None:
-    """Have the lab's worker load ``source`` (and warm its encoder) while the user looks at the
-    settings, so Encode starts coding at once. Once per checkpoint content; queued like any
-    job, so an encode asked for meanwhile simply runs after it."""
+def prepare_encoder(source: str, settings: EncodeSettings | None) -> None:
+    """Have the lab's worker load ``source`` and lay it out for ``settings`` (the widgets' grid
+    and frames, when they are valid: what every codec and preset codes) while the user looks
+    at the settings, so Encode starts coding at once. Once per checkpoint content and grid;
+    queued like any job, so an encode asked for meanwhile simply runs after it."""
     worker = lab_worker()
-    runner().submit(("prepare", digest(source)), "prepare", f"Preparing the encoder for {describe(source)}",
-                    lambda job: worker.run("prepare", {"path": source}, report=job.report, cancel=job.cancel_event))
+    args = {"path": source, "settings": settings.to_dict() if settings is not None else None}
+    grid = api.layout_key(settings) if settings is not None else None
+    runner().submit(("prepare", digest(source), grid), "prepare", f"Preparing the encoder for {describe(source)}",
+                    lambda job: worker.run("prepare", args, report=job.report, cancel=job.cancel_event))
 
 
-def _rate_key(settings: EncodeSettings) -> str:
-    return f"encode:{settings.codec}:{settings.preset}:{'lossless' if settings.crf == 0 else 'lossy'}"
+def _rate_key(settings: EncodeSettings, preview: bool = False) -> str:
+    return f"encode:{settings.codec}:{settings.preset}:{'lossless' if settings.crf == 0 else 'lossy'}" + \
+        (":preview" if preview else "")
 
 
 def encode_estimate(settings: EncodeSettings, loaded: LoadedModel) -> float | None:
@@ -131,17 +148,21 @@ def start_encode(source: str, settings: EncodeSettings) -> Job:
 
 def _submit_encode(source: str, loaded: LoadedModel, settings: EncodeSettings, label: str,
                    of: EncodeSettings | None = None) -> Job:
-    return runner().submit(encode_key(source, settings), "encode", label, _encode_work(source, settings, lab_worker()),
+    """The encode of ``source`` at ``settings``; ``of``: it is the quick preview of the encode
+    at those settings (coded with x265's short GOP, ``api.encode(quick=True)``)."""
+    quick = of is not None
+    return runner().submit(encode_key(source, settings, quick), "encode", label,
+                           _encode_work(source, settings, lab_worker(), quick),
                            units=encode_units(loaded), prior=ENCODE_PRIOR.get(settings.preset),
-                           rate_key=_rate_key(settings), meta={"source": source, "settings": settings,
-                                                               "preview_of": of})
+                           rate_key=_rate_key(settings, quick), meta={"source": source, "settings": settings,
+                                                                      "preview_of": of})
 
 
 def drop_preview(path: str, settings: EncodeSettings) -> None:
     """The exact encode is in: its preview's slot goes back to the server's other encodes."""
     preview = preview_settings(settings)
     if preview is not None:
-        runner().forget(encode_key(path, preview))
+        runner().forget(encode_key(path, preview, preview=True))
 
 
 HISTORY_KEEP = 500  # encode summaries the server keeps (a few hundred bytes each)

@@ -51,29 +51,54 @@ def _load(path: str):
     return _MODELS[key]
 
 
-def encode_task(*, path: str, settings: dict, progress: Callable[..., None]) -> dict:
-    """Encode the checkpoint or bundle at ``path`` with ``settings`` (an EncodeSettings' dict).
-    Returns {seconds, report: the ``EncodeResult``'s ``report()`` (``EncodeResult.from_report``
-    rebuilds it), errors: per-layer reconstruction errors}."""
+_LAYOUT: dict = {}  # (path, stamp, layout key) → the model laid out: the last one only (~4 bytes a level)
+
+
+def _laid_out(path: str, settings, loaded):
+    """The model at ``path`` quantised and laid out for ``settings``: made once for a preview,
+    its exact encode and the selection's prepare (the same levels at every codec and preset)."""
+    from ctnet import api, runs
+    key = (path, runs.stamp(path), api.layout_key(settings))
+    if key not in _LAYOUT:
+        _LAYOUT.clear()
+        _LAYOUT[key] = api.lay_out(loaded, settings)
+    return _LAYOUT[key]
+
+
+def encode_task(*, path: str, settings: dict, progress: Callable[..., None], quick: bool = False) -> dict:
+    """Encode the checkpoint or bundle at ``path`` with ``settings`` (an EncodeSettings' dict;
+    ``quick``: the lab's preview, ``api.encode(quick=True)``). Returns {seconds, report: the
+    ``EncodeResult``'s ``report()`` (``EncodeResult.from_report`` rebuilds it), errors:
+    per-layer reconstruction errors}."""
     from ctnet import api
     from ctnet import inspect as ci
     loaded = _load(path)
     t0 = time.perf_counter()
     progress(0, 0, "quantising and laying out")
-    result = api.encode(loaded, api.EncodeSettings(**settings),
+    s = api.EncodeSettings(**settings).validate()
+    try:
+        laid_out = _laid_out(path, s, loaded)
+    except Exception:  # noqa: BLE001 - api.encode checks the model first and says what is wrong
+        laid_out = None
+    result = api.encode(loaded, s, laid_out=laid_out, quick=quick,
                         progress=lambda done, total: progress(done, total, f"{done}/{total} frames coded"))
     seconds = time.perf_counter() - t0
     progress(1, 1, "measuring the reconstruction error")
-    errors = ci.reconstruction_errors(loaded.model, result.model)
+    errors = ci.layer_errors(result.layers)  # measured by the encoder (the same as ci.reconstruction_errors)
     return {"seconds": seconds, "report": result.report(), "errors": errors}
 
 
-def prepare_task(*, path: str, progress: Callable[..., None]) -> dict:
-    """Load the checkpoint at ``path`` into the worker ahead of its encode (a bundle is decoded:
-    up to ~0.5 s the user's Encode need not wait for)."""
+def prepare_task(*, path: str, progress: Callable[..., None], settings: dict | None = None) -> dict:
+    """Load the checkpoint at ``path`` into the worker ahead of its encode (a bundle is decoded)
+    and lay it out for ``settings`` (the lab's current ones): up to ~1 s the user's Encode need
+    not wait for."""
+    from ctnet import api
     t0 = time.perf_counter()
     progress(0, 1, "loading the checkpoint into the encoder's process")
-    _load(path)
+    loaded = _load(path)
+    if settings is not None:
+        progress(0, 1, "quantising and laying out its frames")
+        _laid_out(path, api.EncodeSettings(**settings).validate(), loaded)
     return {"seconds": time.perf_counter() - t0}
 
 

@@ -119,7 +119,8 @@ def _check_against_recorded(metrics: dict, result: dict) -> None:
 
 # --- codec: encode/decode without touching files ------------------------------------------------
 
-def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progress=None, **overrides) -> EncodeResult:
+def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progress=None, laid_out=None,
+           quick: bool = False, **overrides) -> EncodeResult:
     """Encode a loaded model as a format-v2 bundle (H.265 by default) in memory and decode it back.
 
     ``settings``: an :class:`EncodeSettings` (default: its defaults); keyword overrides
@@ -134,12 +135,29 @@ def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progr
     frames' pixels, (n, S, S)), ``frame_info`` (per plan frame: layer, coded, bytes, parts:
     which planes, frequencies, rows and columns it holds), ``seconds``; and ``total_bytes``,
     ``ratio``, ``digest``, ``bits_per_nonzero``, ``entropy_bits_per_nonzero``,
-    ``metadata_bytes`` …; ``summary()`` is its JSON form.
+    ``metadata_bytes`` …; ``summary()`` is its JSON form. ``laid_out``: :func:`lay_out` of
+    this model at settings with the same grid and frame fields, made earlier (the app's worker
+    does it on checkpoint selection, and codes a preview and the exact encode from one).
+    ``quick``: a lossless HEVC encode codes its frames with x265's own short GOP (the same
+    levels, 2.5–3× sooner, a few per cent more bytes: the app's preview; the manifest says so).
     """
     from .codec.bundle import encode_model
     settings = settings if settings is not None else EncodeSettings()
     settings = replace(settings, **overrides) if overrides else settings
-    return encode_model(loaded.model, loaded.meta, settings, progress=progress)
+    return encode_model(loaded.model, loaded.meta, settings, progress=progress, laid_out=laid_out, quick=quick)
+
+
+def lay_out(loaded: LoadedModel, settings: EncodeSettings):
+    """The model quantised on ``settings``' grid and arranged as its frames, before any coding
+    (``ctnet.codec.bundle.layout``); ``layout_key(settings)`` says which encodes can use it."""
+    from .codec.bundle import layout
+    return layout(loaded.model, loaded.meta, settings.validate())
+
+
+def layout_key(settings: EncodeSettings) -> tuple:
+    """The fields of ``settings`` that decide :func:`lay_out` (not codec, preset, rate or BN mode)."""
+    from .codec.bundle import layout_key as key
+    return key(settings)
 
 
 def encode_result(report: dict) -> EncodeResult:
@@ -246,7 +264,8 @@ __all__ = [
     "load_split", "split_dir", "list_images", "label_map", "dataset_label_map", "class_folders", "class_names",
     "download_imagenette",
     # the codec and plain export
-    "EncodeSettings", "encode", "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
+    "EncodeSettings", "encode", "lay_out", "layout_key",
+    "encode_result", "encoded_model", "check_encode_destination", "write_encoded",
     "decode", "decode_files", "verify", "warm_codec", "preview_mp4", "decode_plain", "write_decoded", "model_file",
     "check_destination", "evaluate_exported", "is_exported", "VERSION",
     # per-layer grids

@@ -312,6 +312,13 @@ def reconstruction_errors(reference: nn.Module, decoded: nn.Module) -> dict[str,
     return out
 
 
+def layer_errors(layers: list[dict]) -> dict[str, dict]:
+    """:func:`reconstruction_errors` of an encode as its encoder measured them (its weight
+    layers' rows), without comparing the two models again."""
+    return {x["name"]: {"max_abs": x["max_abs_error"], "rms": x["rms_error"], "rel_rms": x["rel_rms_error"]}
+            for x in layers if x["kind"] == "weight"}
+
+
 def encode_layer_table(layers: list[dict], errors: dict[str, dict] | None = None) -> list[dict]:
     """Rows per layer of an encode: bytes, bits per coefficient, errors (the encode's max
     |error| against half a quantisation step, and RMS errors when ``errors`` is given)."""
@@ -504,5 +511,5 @@ __all__ = ["CodedFrames", "FrequencyMaps", "Histogram", "KIND_CHANNEL", "KIND_PL
            "filter_grid", "frame_label", "frequency_maps", "grid_stats", "layer_bytes", "level_frequency_map", "layer_kind",
            "layer_stats", "layer_structure", "layer_summary", "level_view", "log_magnitude", "magnitude_histogram",
            "max_pool", "nonzero",
-           "reconstruction_errors", "thumbnail_grid", "to_uint8", "upscale",
+           "layer_errors", "reconstruction_errors", "thumbnail_grid", "to_uint8", "upscale",
            "zero_levels"]

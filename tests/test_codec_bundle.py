@@ -4,6 +4,7 @@ accounting, the per-layer report, and v1 bundles still decoding bit-exactly."""
 import copy
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,49 @@ def test_natural_order_and_frame_sizes(source, enc8):
         assert enc.frames.shape[1:] == (frame, frame)
         sizes[(frame, order)] = enc.total_bytes
     assert len(set(sizes.values())) == 3
+
+
+def test_one_layout_codes_every_preset_and_refuses_other_grids(source, enc8):
+    """A model laid out once (the app's worker does it on checkpoint selection) codes the same
+    bundle as an encode that lays it out itself, at any codec or preset; a layout of another
+    grid or frame size is refused, not coded."""
+    model, meta = source
+    loaded = api.LoadedModel.of(model, meta, "checkpoint", None)
+    settings = EncodeSettings(bit_depth=8, preset="ultrafast", frame=128)
+    laid = api.lay_out(loaded, settings)
+    assert laid.key == api.layout_key(replace(settings, preset="medium", codec="h264", crf=20)) != \
+        api.layout_key(replace(settings, bit_depth=10))
+    assert api.encode(loaded, settings, laid_out=laid).files == enc8.files
+    levels = laid.levels.copy()
+    assert api.encode(loaded, replace(settings, codec="h264"), laid_out=laid).files == \
+        api.encode(loaded, replace(settings, codec="h264")).files
+    assert np.array_equal(laid.levels, levels)  # read, not changed
+    for other in (replace(settings, bit_depth=10), replace(settings, frame=64), replace(settings, order="natural")):
+        with pytest.raises(ValueError, match="layout made for"):
+            api.encode(loaded, other, laid_out=laid)
+
+
+def test_a_quick_encode_codes_the_same_levels_with_a_short_gop_and_says_so(source, enc8, tmp_path):
+    """``quick`` (the app's preview): a lossless HEVC stream with x265's short GOP decodes to
+    the same model, its manifest records the GOP as the stream's workaround, and the bundle
+    reads back from disk like any other; other codecs and lossy encodes are not changed."""
+    from ctnet.codec.registry import QUICK
+    model, meta = source
+    loaded = api.LoadedModel.of(model, meta, "checkpoint", None)
+    settings = EncodeSettings(bit_depth=8, preset="ultrafast", frame=128)
+    quick = api.encode(loaded, settings, quick=True)
+    assert quick.files != enc8.files and quick.manifest["coding"]["workaround"] == QUICK
+    assert quick.manifest["coding"]["options"]["x265-params"].endswith(":" + QUICK)
+    for a, b in zip(quick.model.state_dict().values(), enc8.model.state_dict().values()):
+        assert torch.equal(a, b)
+    back = api.load_any(api.write_encoded(quick, tmp_path / "quick"))
+    for a, b in zip(back.model.state_dict().values(), enc8.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for other in (replace(settings, codec="h264"), replace(settings, crf=20)):
+        assert api.encode(loaded, other, quick=True).files == api.encode(loaded, other).files
+    from ctnet.codec.registry import VideoError, VideoSettings
+    with pytest.raises(VideoError, match="unknown encoder workaround"):  # a manifest naming it for AV1 is refused
+        VideoSettings("av1", 10, "yuv420", 0, "medium", QUICK).validate()
 
 
 def test_api_encode_is_deterministic_and_round_trips_through_a_directory(source, enc8, tmp_path):

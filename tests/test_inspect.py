@@ -92,6 +92,8 @@ def test_reconstruction_errors_agree_with_the_encoder(model_meta, encoded):
         if layer["kind"] == "weight":
             assert errors[layer["name"]]["max_abs"] == pytest.approx(layer["max_abs_error"], abs=1e-12)
             assert errors[layer["name"]]["rms"] <= errors[layer["name"]]["max_abs"]
+    for name, e in ci.layer_errors(encoded.layers).items():  # what the lab's worker sends: measured once, the same
+        assert e == pytest.approx(errors[name], rel=1e-9, abs=1e-15), name
     rows = ci.encode_layer_table(encoded.layers, errors)
     conv1 = next(r for r in rows if r["layer"] == "conv1.weight_dct")
     assert conv1["bits/coeff"] == pytest.approx(8 * conv1["bytes"] / (64 * 3 * 7 * 7))

@@ -176,7 +176,7 @@ class EncodeResult:
 
     files: dict[str, bytes]
     manifest: dict
-    layers: list[dict]  # name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, errors
+    layers: list[dict]  # name, kind, shape, frames, coded_frames, bytes, nonzero, entropy_bits, errors (max, RMS)
     streams: list[dict]  # file, kind, height, width, frames, bytes, frame_bytes, params, options, workaround
     frames: np.ndarray  # (coded frames, S, S) uint16 pixels as fed to the coder
     frame_info: list[dict]  # per plan frame: layer, coded, bytes, parts (see plan.LayerPlan.frame_contents)
@@ -308,6 +308,17 @@ def known_grid(meta: dict, settings: EncodeSettings) -> dict[str, tuple[np.ndarr
             if decoded_bits.get(name, b.get("grid_bits")) == settings.bits_of(name)}
 
 
+# what :func:`layout` reads of the settings: encodes that differ only in codec, preset, rate or
+# BatchNorm mode lay the same levels out the same way (the app's worker lays a model out once
+# for its preview and its exact encode, and on checkpoint selection)
+LAYOUT_FIELDS = ("bit_depth", "layer_bits", "tile", "dither", "seed", "frame", "order")
+
+
+def layout_key(settings: EncodeSettings) -> tuple:
+    """The settings' fields that decide a model's :func:`layout`."""
+    return tuple(getattr(settings, f) for f in LAYOUT_FIELDS)
+
+
 @dataclass
 class Layout:
     """Where every level of a model goes under ``settings`` (before any coding)."""
@@ -318,6 +329,7 @@ class Layout:
     row_classes: list
     col_classes: list
     coded: np.ndarray  # bool per plan frame: holds a non-zero level
+    key: tuple = ()  # layout_key of the settings it was made for
 
     def info(self, frame_bytes=None) -> list[dict]:
         """Per plan frame: its layer, whether it is coded, its bytes, what it holds."""
@@ -346,22 +358,31 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
         ccs.append(cc)
         all_frames.append(PL.layer_frames(planes, lp, rc, cc))
     levels = np.concatenate(all_frames)
-    return Layout(grids, plan, levels, rcs, ccs, np.asarray(levels.reshape(len(levels), -1).any(axis=1)))
+    return Layout(grids, plan, levels, rcs, ccs, np.asarray(levels.reshape(len(levels), -1).any(axis=1)),
+                  layout_key(settings))
 
 
 @torch.no_grad()
 def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
-                 progress: Callable[[int, int], None] | None = None) -> EncodeResult:
+                 progress: Callable[[int, int], None] | None = None, laid_out: Layout | None = None,
+                 quick: bool = False) -> EncodeResult:
     """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
     v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
-    in all)`` is called as the frames are coded."""
+    in all)`` is called as the frames are coded. ``laid_out``: this model's :func:`layout`
+    made earlier for settings with the same :func:`layout_key` (else ValueError); it is
+    read, not changed. ``quick``: a lossless HEVC stream is coded with x265's own short GOP
+    (``registry.QUICK``, recorded as the stream's workaround): the same levels, sooner, a
+    few per cent more bytes (the app's preview)."""
     t0 = time.perf_counter()
     settings = (settings or EncodeSettings()).validate()
     spec = ModelSpec.from_dict(meta["model"])
     video = export.video_tensors(model)
     bns = export.bn_layers(model)
     _check_state(model, video, bns)
-    lay = layout(model, meta, settings)
+    if laid_out is not None and laid_out.key != layout_key(settings):
+        raise ValueError(f"a layout made for {dict(zip(LAYOUT_FIELDS, laid_out.key))} cannot code these settings' "
+                         f"levels ({dict(zip(LAYOUT_FIELDS, layout_key(settings)))})")
+    lay = laid_out if laid_out is not None else layout(model, meta, settings)
     grids, plan, levels, rcs, ccs, coded_mask = lay.grids, lay.plan, lay.levels, lay.row_classes, \
         lay.col_classes, lay.coded
     coded_ids = np.nonzero(coded_mask)[0]
@@ -372,7 +393,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     frame_bytes = np.zeros(len(levels), np.int64)
     stream = None
     if len(coded_ids):
-        data, per_frame, stream, decoded = _code_frames(pixels, settings, progress)
+        data, per_frame, stream, decoded = _code_frames(pixels, settings, progress, quick)
         frame_bytes[coded_ids] = per_frame
         files[weights_file(settings.codec)] = data
     else:
@@ -425,9 +446,9 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
                    manifest["fp32_bytes"])
 
 
-def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress):
+def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress, quick: bool = False):
     """Code the frames with the bundle's codec → (file bytes, bytes per frame, stream
-    entry, frames as decoded)."""
+    entry, frames as decoded); ``quick``: see :func:`encode_model`."""
     n = len(pixels)
     if settings.family == "planes":
         from . import planes as P
@@ -445,7 +466,10 @@ def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress):
     else:
         from . import video as V
         try:
-            enc = V.encode_frames(list(pixels), settings.video(), decode=True, progress=progress)
+            vs = settings.video()
+            if quick and settings.codec == "hevc" and settings.crf == 0:
+                vs = replace(vs, workaround=V.QUICK)
+            enc = V.encode_frames(list(pixels), vs, decode=True, progress=progress)
         except VideoError as exc:
             raise BundleError(f"weight stream: {exc}") from exc
         assert enc.decoded is not None  # encode_frames(decode=True) decodes
@@ -469,13 +493,16 @@ def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, se
         nz = int(np.count_nonzero(g.levels))
         b = int(frame_bytes[ids].sum())
         h0 = PL.entropy_bits(g.tile_pixels())
-        err = float((decoded[g.name].float() - video[g.name].detach().float().cpu()).abs().max())
+        src = video[g.name].detach().cpu().double()
+        diff = decoded[g.name].detach().cpu().double() - src  # one pass for the max and the RMS error
+        err, rms, rms_src = float(diff.abs().max()), float(diff.pow(2).mean().sqrt()), float(src.pow(2).mean().sqrt())
         rows.append({"name": g.name, "kind": "weight", "bits": settings.bits_of(g.name), "shape": list(g.shape),
                      "frames": lp.frames,
                      "coded_frames": int(coded_mask[ids].sum()), "bytes": b, "nonzero": nz, "entropy_bits": h0,
                      "bits_per_nonzero": 8 * b / nz if nz else None,
                      "entropy_bits_per_nonzero": h0 / nz if nz else None,
-                     "max_abs_error": err, "max_half_step": float(g.scale.max()) / 2, "tiles": len(g.boxes)})
+                     "max_abs_error": err, "rms_error": rms, "rel_rms_error": rms / rms_src if rms_src else 0.0,
+                     "max_half_step": float(g.scale.max()) / 2, "tiles": len(g.boxes)})
     return rows
 
 
@@ -919,7 +946,8 @@ def verify(path: str | os.PathLike) -> dict:
             "members": {k: len(v) for k, v in files.items()}, "unlisted": extra}
 
 
-__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "Layout", "layout", "FORMAT", "MANIFEST",
+__all__ = ["BN_MODES", "BundleError", "EncodeResult", "EncodeSettings", "LAYOUT_FIELDS", "Layout", "layout",
+           "layout_key", "FORMAT", "MANIFEST",
            "Reader", "TABLES", "VERSION", "bn_table", "check_members", "decode_files", "directory_bytes", "encode_model",
            "known_grid", "load_files", "read_bundle", "read_manifest", "reader", "stream_limit", "verify",
            "weights_file", "write_bundle"]

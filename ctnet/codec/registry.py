@@ -44,7 +44,12 @@ MAX_FRAMES = 1_000_000
 # So a lossless HEVC or AV1 stream that fails its round-trip check is coded again as intra
 # frames (each codec spells that its own way; ``workaround`` records it).
 INTRA = "keyint=1:bframes=0"  # later x265 options override earlier ones
-WORKAROUNDS = ("", INTRA)
+# The app's quick preview of a lossless HEVC encode (app/encodes.py): x265's own ultrafast GOP
+# (3 B-frames decided without the trellis, 1 reference, a 5-frame lookahead) instead of SPEC §4's
+# 16/16/250 — the same levels, coded 2.5–2.9× faster for 6–13 % more bytes (bench/lab_stages.py,
+# docs/app.md). Recorded in the manifest like INTRA; not for bundles meant to be small.
+QUICK = "bframes=3:b-adapt=0:rc-lookahead=5:ref=1"
+WORKAROUNDS = ("", INTRA, QUICK)
 INTRA_FALLBACK = ("hevc", "av1")  # codecs whose lossless streams are retried as intra frames
 NARROW = 128
 
@@ -242,7 +247,7 @@ class VideoSettings:
     pix_fmt: str = "gray"  # gray: 4:0:0 (HEVC RExt); yuv420: data in Y, neutral chroma (Main/Main10)
     crf: int = 0
     preset: str = "medium"
-    workaround: str = ""  # one of WORKAROUNDS: INTRA for narrow HEVC frames (see above)
+    workaround: str = ""  # one of WORKAROUNDS: INTRA for narrow HEVC frames, QUICK for a preview (see above)
 
     @property
     def lossless(self) -> bool:
@@ -272,7 +277,8 @@ class VideoSettings:
             raise VideoError(f"{c.name} is lossless only: CRF must be 0, got {self.crf}")
         if not 0 <= self.crf <= c.max_crf:
             raise VideoError(f"CRF must be an integer in 0..{c.max_crf} for {c.name} (0 = lossless), got {self.crf!r}")
-        if self.workaround not in WORKAROUNDS or (self.workaround and c.name not in INTRA_FALLBACK):
+        if self.workaround not in WORKAROUNDS or (self.workaround and c.name not in INTRA_FALLBACK) or \
+                (self.workaround == QUICK and c.name != "hevc"):
             raise VideoError(f"unknown encoder workaround {self.workaround!r} for {c.name}")
         if self.preset not in PRESETS:
             raise VideoError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")

@@ -23,8 +23,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .registry import (CODECS, INTRA, INTRA_FALLBACK, MAX_FRAMES, MAX_SIDE, NARROW,  # noqa: E402,F401
-                       PIX_FMTS, PLANE_CODECS, PRESETS, VIDEO_BIT_DEPTHS, WORKAROUNDS, Codec, VideoError, VideoSettings,
-                       default_codec, geometry_workaround)
+                       PIX_FMTS, PLANE_CODECS, PRESETS, QUICK, VIDEO_BIT_DEPTHS, WORKAROUNDS, Codec, VideoError,
+                       VideoSettings, default_codec, geometry_workaround)
 
 
 @dataclass
@@ -72,8 +72,8 @@ def encode_frames(frames: Sequence[np.ndarray], settings: VideoSettings, *, deco
     if not frames:
         raise VideoError("no frames to encode")
     h, w = np.asarray(frames[0]).shape
-    if not settings.workaround:
-        settings = replace(settings, workaround=geometry_workaround(h, w, settings.codec))
+    if settings.workaround in ("", QUICK) and geometry_workaround(h, w, settings.codec):
+        settings = replace(settings, workaround=geometry_workaround(h, w, settings.codec))  # intra is quick too
     encoded = _encode(frames, settings, progress)
     if not (settings.lossless or decode):
         return encoded

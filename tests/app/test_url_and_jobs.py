@@ -108,12 +108,39 @@ def test_cancel_an_encode_from_the_lab(demo_env):
     background.cancel(again)
 
 
+def test_the_preview_follows_the_predicted_encode_time_of_this_model(demo_env):
+    """A preview is coded first when the exact encode is predicted to take over
+    PREVIEW_AFTER_S: by the model's coded size — for a model without a bundle or training's
+    estimate, its non-zero weights, so a dense upload is previewed and a sparse one is not —
+    times this server's measured seconds per MB at that preset."""
+    from app import background, encodes, models
+    at = session(page="codec_lab")
+    path, settings = at.session_state["current"], at.session_state["lab_settings"]
+    assert encodes.wants_preview(None) and not encodes.wants_preview(encodes.PREVIEW_AFTER_S)
+    assert encodes.wants_preview(encodes.PREVIEW_AFTER_S + 0.1)
+    loaded = models.load(path)
+    unknown = replace(loaded, bundle=None, metrics={})  # as an upload of a plain checkpoint file
+    units = encodes.encode_units(unknown)
+    nonzero = sum(int(p.count_nonzero()) for p in loaded.model.parameters() if p.dim() > 1)
+    assert units == max(0.75 * nonzero / 1e6, encodes.MIN_UNITS)
+    rates = background.runner()._rates
+    key = encodes._rate_key(settings)
+    try:
+        rates[key] = 2 * encodes.PREVIEW_AFTER_S / units  # this model would take twice the budget
+        assert encodes.preview_settings(settings, unknown) == replace(settings, preset=encodes.PREVIEW_PRESET)
+        rates[key] = 0.5 * encodes.PREVIEW_AFTER_S / units  # a faster server (or a sparser model): half of it
+        assert encodes.preview_settings(settings, unknown) is None
+    finally:
+        rates.pop(key, None)
+
+
 def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(demo_env):
     """Encode at medium (lossless): an ultrafast preview is coded first and shown, marked as
     such, while the exact encode runs; both decode to the same model, so one accuracy run
     serves both."""
     from app import background, encodes, models
     from app.jobs import Cancelled
+    from ctnet.codec.registry import QUICK
     at = session(page="codec_lab")
     path, settings = at.session_state["current"], at.session_state["lab_settings"]
     assert settings.preset == "medium" and settings.crf == 0
@@ -124,6 +151,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
     assert encodes.decoded_id(d, replace(settings, crf=20)) != encodes.decoded_id(d, replace(settings, crf=20, preset="fast"))
     assert encodes.preview_settings(replace(settings, crf=20)) is None and encodes.preview_settings(preview) is None
     loaded = models.load(path)
+    background.runner()._rates.pop(encodes._rate_key(settings), None)  # predicted from the prior: 2.8 s per MB
     small, large = (replace(loaded, bundle=replace(loaded.bundle, total_bytes=n)) for n in (800_000, 2_900_000))
     assert encodes.preview_settings(settings, small) is None and encodes.preview_settings(settings, large) == preview
 
@@ -131,7 +159,7 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
         while not job.cancel_event.wait(0.05):
             pass
         raise Cancelled("cancelled")
-    quick = encodes._submit_encode(path, loaded, preview, "preview")  # queued first, as start_encode does
+    quick = encodes._submit_encode(path, loaded, preview, "preview", of=settings)  # queued first, as start_encode does
     exact = background.runner().submit(encodes.encode_key(path, settings), "encode", "held exact encode", held)
     try:
         deadline = time.monotonic() + 240
@@ -140,6 +168,8 @@ def test_a_slow_lossless_encode_shows_its_preview_until_the_exact_one_is_done(de
             time.sleep(0.2)
         at.run()
         assert not at.exception and quick.ok
+        assert quick.result()["result"].manifest["coding"]["workaround"] == QUICK  # x265's short GOP
+        assert quick.key != encodes.encode_key(path, preview)  # not what an encode at ultrafast would find
         assert any(i.value.startswith("**Preview**, coded at ultrafast") for i in at.info)
         shown = next(m.value for m in at.metric if m.label.startswith("bundle bytes"))
         assert shown == f"{quick.result()['result'].total_bytes:,}"

@@ -48,6 +48,19 @@ def test_the_worker_encodes_what_the_library_encodes_and_reports_each_frame(work
     assert out["seconds"] > 0
 
 
+def test_a_model_laid_out_on_selection_encodes_as_the_library_does_at_any_grid(worker):
+    """``prepare`` lays the model out for the lab's settings; the encodes after it (another
+    preset: the same layout; another grid: a new one) give the library's bundles."""
+    from ctnet import api
+    loaded = api.load_any(BUNDLE)
+    out = worker.run("prepare", {"path": BUNDLE, "settings": api.EncodeSettings(**FAST).to_dict()},
+                     report=lambda *a: None, cancel=threading.Event())
+    assert out["seconds"] > 0
+    for settings in (FAST, {"preset": "superfast"}, {"preset": "ultrafast", "bit_depth": 10}):
+        got = EncodeResult.from_report(run(worker, settings)["report"])
+        assert got.files == api.encode(loaded, api.EncodeSettings(**settings)).files, settings
+
+
 def test_cancel_ends_the_encode_at_once_and_the_next_job_gets_a_new_worker(worker):
     cancel = threading.Event()
     first_pid = worker.pid
