@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from demo_fixture import MAIN, PAGES
+from test_pages import wait_for_jobs
 
 
 def ok(at: AppTest) -> AppTest:
@@ -19,16 +20,8 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def wait(at: AppTest, seconds: float = 1500) -> AppTest:
-    import time
-
-    from app import background
-    deadline = time.monotonic() + seconds
-    while background.running_jobs():
-        assert time.monotonic() < deadline, [(j.label, j.progress, j.elapsed()) for j in background.running_jobs()]
-        time.sleep(0.5)
-        at.run()
-    return ok(at.run())
+def wait(at: AppTest) -> AppTest:
+    return ok(wait_for_jobs(at, seconds=1500))
 
 
 def in_order(node):

@@ -47,15 +47,18 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def wait_for_jobs(at: AppTest, seconds: float = 300) -> AppTest:
-    """Rerun until the background jobs (encode, accuracy) have finished (what the pages'
-    pollers do live)."""
+    """Rerun until a rerun starts and ends with no background job running (what the pages'
+    pollers do live). A rerun can start a job (the accuracy of a finished encode), so an idle
+    moment before a rerun is not enough: its page would still show "measuring…"."""
     from app import background
     deadline = time.monotonic() + seconds
-    while background.running_jobs():
-        assert time.monotonic() < deadline, "background jobs did not finish"
-        time.sleep(0.5)
+    while True:
+        idle_before = not background.running_jobs()
         at.run()
-    return at.run()
+        if idle_before and not background.running_jobs():
+            return at
+        assert time.monotonic() < deadline, [(j.label, j.progress, j.elapsed()) for j in background.running_jobs()]
+        time.sleep(0.5)
 
 
 def lab_shown(at: AppTest) -> dict:
