@@ -1,4 +1,4 @@
-"""Print the README's one-baseline table: CTNet-18 runs fine-tuned from one checkpoint beside the
+"""Print the README's one-baseline table: CTNet runs fine-tuned from one checkpoint beside the
 post-training coders of that checkpoint, every point decoded on the same val split, sorted by ratio.
 
     python scripts/frontier_table.py --rd docs/rd/resnet18-89.53-fullval.json \
@@ -35,6 +35,11 @@ def run_label(cfg: dict) -> str:
     return ", ".join(parts)
 
 
+def ctnet_name(cfg: dict) -> str:
+    arch = cfg.get("arch", "resnet18")
+    return "CTNet-18" if arch == "resnet18" else f"CTNet-{arch}"
+
+
 def ctnet_rows(run: Path, source_sha: str) -> list[dict]:
     cfg = json.loads((run / "config.json").read_text())
     init = cfg.get("init_from")
@@ -47,7 +52,7 @@ def ctnet_rows(run: Path, source_sha: str) -> list[dict]:
         raise SystemExit(f"{run}: fine-tuned from {init}, not from the rd sweep's checkpoint")
     rows = []
     for role, r in json.loads((run / "results.json").read_text()).items():
-        rows.append({"method": f"CTNet-18 {run_label(cfg)} `{run.name}` {role} (epoch {r['epoch']}/{cfg['epochs']})",
+        rows.append({"method": f"{ctnet_name(cfg)} {run_label(cfg)} `{run.name}` {role} (epoch {r['epoch']}/{cfg['epochs']})",
                      "bytes": r["total_bytes"], "ratio": r["ratio"], "acc1": r["decoded"]["acc1"],
                      "images": r["decoded"]["images"], "ctnet": True})
     return rows

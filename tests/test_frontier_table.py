@@ -67,3 +67,9 @@ def test_a_run_s_label_names_its_recipe():
     assert frontier_table.run_label({**base, "pixel_bit_depth": 6}) == "λ = 5e-07, 6-bit grid"
     assert frontier_table.run_label({**base, "distill_from": "t.pt", "distill_temperature": 4.0,
                                      "distill_weight": 0.5}) == "λ = 5e-07, distilled (T = 4, w = 0.5)"
+
+
+def test_a_run_s_name_says_its_architecture():
+    assert frontier_table.ctnet_name({}) == "CTNet-18"  # runs before --arch was recorded
+    assert frontier_table.ctnet_name({"arch": "resnet18"}) == "CTNet-18"
+    assert frontier_table.ctnet_name({"arch": "mobilenet_v2"}) == "CTNet-mobilenet_v2"
