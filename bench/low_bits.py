@@ -57,10 +57,11 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     p.add_argument("--json", default=None, help="write every measured row here")
     args = p.parse_args(argv)
-    model, meta = api.load_any(args.source)
+    loaded = api.load_any(args.source)
+    model, meta = loaded.model, loaded.meta
     configure_export_training(model, pixel_bit_depth=0)
-    val = load_split(args.data, "val", num_classes=int(meta["model"]["num_classes"]),
-                     size=int(meta.get("image_size", 128)), limit=args.limit, cache=True)
+    val = load_split(args.data, "val", num_classes=loaded.spec.num_classes, size=loaded.image_size,
+                     limit=args.limit, cache=True)
     out: dict = {"source": args.source, "data": str(args.data), "limit": args.limit, "images": len(val),
                  "load_average": round(os.getloadavg()[0], 2), "rows": {}}
 
