@@ -8,7 +8,8 @@ a bundle stores on the grid (LayerNorm's affine, ConvNeXt's layer scale).
 
 Every one of them carries the same training-time switches (set by
 :func:`configure_export_training`): uniform noise of width ``noise_q`` and DCT dropout on the
-coefficients, and the straight-through N-bit export simulation (``pixel_bit_depth``).
+coefficients, and the straight-through N-bit export simulation (``pixel_bit_depth``), dithered
+with ``export_dither`` > 0 (a fresh offset at every forward pass: ``quant.fake_quantize``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from torchvision.models.convnext import CNBlock, LayerNorm2d
 
 from .dct import block_dct2, dct2, dct_matrix, padded_size, radial_weights, zigzag_weights
 from .quant import TILE, fake_quantize
-from .limits import PIXEL_BIT_DEPTHS
+from .limits import MAX_DITHER, PIXEL_BIT_DEPTHS
 
 
 class ExportAware:
@@ -32,6 +33,7 @@ class ExportAware:
     noise_q: float = 0.0
     dct_dropout: float = 0.0
     pixel_bit_depth: int = 0
+    export_dither: float = 0.0  # pixel steps of the simulated subtractive dither (0 = off)
     tile: int = TILE
     coefficient_noise = False  # noise and dropout only make sense on DCT coefficients
     training: bool  # nn.Module's, on every class that mixes this in
@@ -45,7 +47,7 @@ class ExportAware:
         if self.training and self.coefficient_noise and self.noise_q > 0:
             t = t + (torch.rand_like(t) - 0.5) * self.noise_q
         if self.pixel_bit_depth:
-            t = fake_quantize(t, self.pixel_bit_depth, self.tile)
+            t = fake_quantize(t, self.pixel_bit_depth, self.tile, self.export_dither)
         if self.training and self.coefficient_noise and self.dct_dropout > 0:
             t = F.dropout(t, self.dct_dropout)  # survivors rescaled by 1/(1−p)
         return t
@@ -62,7 +64,7 @@ class ExportAware:
         if t is None or not self.pixel_bit_depth:
             return t
         with torch.autocast(t.device.type, enabled=False):
-            return fake_quantize(t, self.pixel_bit_depth, self.tile)
+            return fake_quantize(t, self.pixel_bit_depth, self.tile, self.export_dither)
 
 
 class _CachedWeight(ExportAware):
@@ -82,7 +84,8 @@ class _CachedWeight(ExportAware):
         stored = self.stored_tensor()
         cacheable = not self.training and not torch.is_grad_enabled()
         if cacheable:
-            key = (stored._version, stored.data_ptr(), stored.dtype, stored.device, self.pixel_bit_depth)
+            key = (stored._version, stored.data_ptr(), stored.dtype, stored.device, self.pixel_bit_depth,
+                   self.export_dither)
             cache = self.__dict__.get("_weight_cache")
             if cache is not None and cache[0] == key:
                 return cache[1]
@@ -348,16 +351,23 @@ EXPORT_AWARE = (DCTConv2d, ChannelDCTConv1x1, QuantConv2d, QuantLinear, SideTens
 
 
 def configure_export_training(model: nn.Module, *, noise_q: float = 0.0, dct_dropout: float = 0.0,
-                              pixel_bit_depth: int = 0) -> nn.Module:
-    """Set the training-time switches on every export-aware layer of ``model``."""
+                              pixel_bit_depth: int = 0, export_dither: float = 0.0) -> nn.Module:
+    """Set the training-time switches on every export-aware layer of ``model``. In eval mode a
+    dithered simulation still draws its offsets (the cached weight of a DCT layer keeps one
+    draw until the weights change): the model is evaluated as one dithered bundle would be."""
     if not 0.0 <= dct_dropout < 1.0:
         raise ValueError(f"DCT dropout must be in [0, 1), got {dct_dropout}")
     if pixel_bit_depth not in PIXEL_BIT_DEPTHS:
         raise ValueError(f"pixel bit depth must be 0 (off) or {PIXEL_BIT_DEPTHS[1]}..{PIXEL_BIT_DEPTHS[-1]}, "
                          f"got {pixel_bit_depth}")
+    if not 0.0 <= export_dither <= MAX_DITHER:  # NaN fails it too
+        raise ValueError(f"export dither must be in [0, {MAX_DITHER:g}] pixel steps, got {export_dither}")
+    if export_dither and not pixel_bit_depth:
+        raise ValueError("an export dither needs the export simulation (a pixel bit depth)")
     for m in model.modules():
         if isinstance(m, EXPORT_AWARE):
             m.noise_q, m.dct_dropout, m.pixel_bit_depth = noise_q, dct_dropout, pixel_bit_depth
+            m.export_dither = float(export_dither)
             m.__dict__.pop("_weight_cache", None)
     return model
 

@@ -12,6 +12,11 @@ that one overflows at the tile maximum, leaves 0 between two levels (so zero coe
 decode to a small bias) and is not idempotent, so re-encoding a decoded model would move it.
 Here 0 is exactly a level, re-quantising a decoded tile gives the same pixels, and the error
 never exceeds half a step.
+
+A **dithered** grid (subtractive dither of amplitude A pixel steps, ``ctnet encode --dither A``)
+keeps ``m = ⌊A/2⌋ + 1`` levels free at each end (:func:`dither_margin`), so the tile's range
+maps onto ``2^b − 1 − 2m`` levels and no dithered pixel is ever clipped. The codec and
+``--export-dither`` training both take that grid from :func:`_grid_params`.
 """
 from __future__ import annotations
 
@@ -113,32 +118,50 @@ def _tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
     return buf.view(rows, tile, cols, tile)
 
 
-def _grid_params(tiles: torch.Tensor, bits: int):
-    """Per-tile (scale, zero_point) of tiles viewed (rows, tile, cols, tile), shaped (rows, 1, cols, 1)."""
+def dither_margin(amplitude: float) -> int:
+    """Levels a dithered grid keeps free at each end: ``⌊amplitude/2⌋ + 1`` (0 without dither).
+    With an offset in [−A/2, A/2) no pixel is then clipped, so the decoded error stays within
+    half a step."""
+    return int(amplitude // 2) + 1 if amplitude > 0 else 0
+
+
+def _grid_params(tiles: torch.Tensor, bits: int, dither: float = 0.0):
+    """Per-tile (scale, zero_point) of tiles viewed (rows, tile, cols, tile), shaped (rows, 1, cols, 1);
+    with ``dither`` > 0 the dithered grid (its margin of :func:`dither_margin` levels at each end)."""
     if bits not in BIT_DEPTHS:
         raise ValueError(f"bit depth must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, got {bits}")
     # the range of every tile extended to contain 0 (padding is 0, so it contains 0 already
     # where there is padding; the clamps do it for the others)
     lo = tiles.amin(dim=3, keepdim=True).amin(dim=1, keepdim=True).clamp_(max=0)  # inner dim first: faster
     hi = tiles.amax(dim=3, keepdim=True).amax(dim=1, keepdim=True).clamp_(min=0)
-    levels = float(2**bits - 1)
-    scale = (hi - lo) / levels
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero tile
-    zero_point = torch.round(-lo / scale).clamp(0, levels).to(torch.int64)
+    if not dither > 0:
+        levels = float(2**bits - 1)
+        scale = (hi - lo) / levels
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero tile
+        zero_point = torch.round(-lo / scale).clamp(0, levels).to(torch.int64)
+        return scale, zero_point
+    margin = dither_margin(dither)
+    usable = 2**bits - 1 - 2 * margin
+    # the step as dithered bundles have always been written: the range in float64, rounded
+    # once to float32 (the undithered grid above divides in float32: both stay as they were)
+    scale = ((hi.double() - lo.double()) / usable).to(torch.float32)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero_point = torch.round(-lo / scale).to(torch.int64) + margin
     return scale, zero_point
 
 
-def _tile_params_flat(t: torch.Tensor, bits: int, tile: int):
+def _tile_params_flat(t: torch.Tensor, bits: int, tile: int, dither: float = 0.0):
     """Per-tile (scale, zero_point) as flat vectors, plus the element → tile index."""
     if bits not in BIT_DEPTHS:
         raise ValueError(f"bit depth must be {BIT_DEPTHS[0]}..{BIT_DEPTHS[-1]}, got {bits}")
-    scale, zero_point = _grid_params(_tiles(t, tile), bits)
+    scale, zero_point = _grid_params(_tiles(t, tile), bits, dither)
     return scale.reshape(-1), zero_point.reshape(-1), tile_index(t.shape, tile, t.device)
 
 
 class ExportGrid(NamedTuple):
-    """A tensor's export grid at ``bits``: its image as tiles (rows, tile, cols, tile), float32,
-    detached, zero-padded; per-tile scale and zero point (float32) shaped (rows, 1, cols, 1)."""
+    """A tensor's export grid at ``bits`` (dithered or not): its image as tiles (rows, tile, cols,
+    tile), float32, detached, zero-padded; per-tile scale and zero point (float32) shaped
+    (rows, 1, cols, 1)."""
 
     tiles: torch.Tensor
     scale: torch.Tensor
@@ -186,29 +209,31 @@ def shared_export_grids():
             _SHARED = None
 
 
-def export_grid(t: torch.Tensor, bits: int, tile: int = TILE) -> ExportGrid:
-    """The export grid of ``t`` (see :class:`ExportGrid`), shared within a
-    :func:`shared_export_grids` scope."""
+def export_grid(t: torch.Tensor, bits: int, tile: int = TILE, dither: float = 0.0) -> ExportGrid:
+    """The export grid of ``t`` (see :class:`ExportGrid`; with ``dither`` > 0 the grid of a
+    bundle dithered by that amplitude), shared within a :func:`shared_export_grids` scope."""
     shared = _SHARED
     if shared is not None:
         try:
-            key = (bits, tile, t._version, t.data_ptr(), t.dtype, t.device, t.shape)
+            key = (bits, tile, float(dither), t._version, t.data_ptr(), t.dtype, t.device, t.shape)
         except RuntimeError:  # inference tensors have no version counter
             shared = key = None
         hit = shared.get(id(t)) if shared is not None else None
         if hit is not None and hit[0] is t and hit[1] == key:
             return hit[2]
     tiles = _tiles(t, tile)
-    scale, zero_point = _grid_params(tiles, bits)
+    scale, zero_point = _grid_params(tiles, bits, dither)
     grid = ExportGrid(tiles, scale, zero_point.to(torch.float32), t.shape)
     if shared is not None:
         shared[id(t)] = (t, key, grid)  # holding t keeps its id from being reused
     return grid
 
 
-def tile_params(img: torch.Tensor, bits: int, tile: int = TILE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tile (scale, zero_point) of a 2-D image, each (rows, cols), float32 and int64."""
-    scale, zero_point, _ = _tile_params_flat(img, bits, tile)
+def tile_params(img: torch.Tensor, bits: int, tile: int = TILE,
+                dither: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tile (scale, zero_point) of a 2-D image, each (rows, cols), float32 and int64; with
+    ``dither`` > 0 those of the dithered grid (the codec's for ``--dither``)."""
+    scale, zero_point, _ = _tile_params_flat(img, bits, tile, dither)
     h, w = img.shape
     grid = tile_grid(h, w, tile)
     return scale.reshape(grid), zero_point.reshape(grid)
@@ -287,11 +312,11 @@ class _StraightThrough(torch.autograd.Function):
     """Forward: the export-decoded values; backward: the gradient unchanged."""
 
     @staticmethod
-    def forward(ctx, t, grid: ExportGrid, bits: int):
+    def forward(ctx, t, grid: ExportGrid, bits: int, offset: torch.Tensor | None):
         global _DECODE_COMPILED
         tiles, scale, zero = grid.tiles, grid.scale, grid.zero
         top = float(2**bits - 1)
-        compiled = _compiled_decode(tiles)
+        compiled = _compiled_decode(tiles) if offset is None else None
         if compiled is not None:
             try:
                 return grid.write_tensor(compiled(tiles, scale, zero, top),
@@ -306,26 +331,54 @@ class _StraightThrough(torch.autograd.Function):
         for a in range(0, rows, step):
             b = a + step  # the operations of _decode, in place
             v = torch.div(tiles[a:b], scale[a:b], out=x[a:b])
-            v.round_().add_(zero[a:b]).clamp_(0, top).sub_(zero[a:b]).mul_(scale[a:b])
+            if offset is None:
+                v.round_().add_(zero[a:b]).clamp_(0, top).sub_(zero[a:b]).mul_(scale[a:b])
+            else:  # quantize_image → dequantize_image with the offset, operand by operand
+                v.add_(offset[a:b]).round_().add_(zero[a:b]).clamp_(0, top).sub_(zero[a:b])
+                v.sub_(offset[a:b]).mul_(scale[a:b])
         return grid.write_tensor(x, torch.empty(t.shape, dtype=t.dtype, device=t.device))
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None, None
+        return grad, None, None, None
 
 
-def fake_quantize(t: torch.Tensor, bits: int, tile: int = TILE) -> torch.Tensor:
+def fake_quantize(t: torch.Tensor, bits: int, tile: int = TILE, dither: float = 0.0,
+                  offset: torch.Tensor | None = None) -> torch.Tensor:
     """Straight-through export simulation: the forward value is exactly what an N-bit bundle
-    decodes to (without dither); the gradient passes through unchanged. Works in float32
-    throughout (integer levels below 2^24 are exact there), so this equals
+    decodes to; the gradient passes through unchanged. Works in float32 throughout (integer
+    levels below 2^24 are exact there), so without dither this equals
     ``image_to_tensor(dequantize_image(*quantize_image(tensor_to_image(t), bits)))``.
-    The tile statistics come from :func:`export_grid` (shared within a training step)."""
-    return _StraightThrough.apply(t, export_grid(t, bits, tile), bits)
+    The tile statistics come from :func:`export_grid` (shared within a training step).
+
+    With ``dither`` > 0 (pixel steps) it simulates a dithered bundle: the dithered grid (its
+    margin, :func:`dither_margin`) and a subtractive offset added before rounding and removed
+    after. A bundle's offsets are seeded by its layout (each tile's global frame number), which
+    a layer does not know, so a fresh offset, uniform in [−dither/2, dither/2) like the codec's,
+    is drawn from torch's generator at every call: training sees the distribution of the
+    dither's error rather than one draw. ``offset`` (pixel steps, shaped like the tensor's
+    exported image) fixes it instead: with the codec's offset the value is exactly what
+    that bundle decodes to."""
+    grid = export_grid(t, bits, tile, dither)
+    tiles = None
+    if dither > 0:
+        if offset is None:
+            noise = torch.rand(grid.tiles.shape, dtype=torch.float32, device=t.device)
+            tiles = noise.sub_(0.5).mul_(float(dither))  # the codec's (u − 0.5)·A, in float32
+        else:
+            if tuple(offset.shape) != image_shape(t.shape):
+                raise ValueError(f"dither offset of shape {tuple(offset.shape)} for a tensor whose image is "
+                                 f"{image_shape(t.shape)}")
+            tiles = _tiles(offset.to(device=t.device, dtype=torch.float32), tile)
+    elif offset is not None:
+        raise ValueError("a dither offset needs a dither amplitude > 0")
+    return _StraightThrough.apply(t, grid, bits, tiles)
 
 
-def export_step(t: torch.Tensor, bits: int, tile: int = TILE) -> torch.Tensor:
-    """Each element's export quantisation step (its tile's scale), detached, shaped like ``t``."""
-    grid = export_grid(t, bits, tile)
+def export_step(t: torch.Tensor, bits: int, tile: int = TILE, dither: float = 0.0) -> torch.Tensor:
+    """Each element's export quantisation step (its tile's scale, on the dithered grid with
+    ``dither`` > 0), detached, shaped like ``t``."""
+    grid = export_grid(t, bits, tile, dither)
     return grid.to_tensor(grid.scale.expand(grid.tiles.shape)).to(t.dtype).contiguous()
 
 

@@ -8,6 +8,8 @@ radial weight for channel-DCT matrices, 1 for plain 1×1 weights kept in the pix
 
 ``grid="export"`` measures ``l`` in each tile's own export step at ``bits`` bits instead of a
 fixed ``q`` (see ``ctnet.quant``): the proxy then counts the levels the bundle really codes.
+With ``dither`` > 0 (``ctnet train --export-dither``) that step is the dithered grid's (its
+margin of free levels makes it larger); the offset itself is not modelled.
 
 Speed (``docs/training-speed.md``): :func:`regularisers` computes the rate and the L2 term of
 a tensor in one elementwise pass with the analytic gradient (no autograd graph of a dozen
@@ -174,7 +176,7 @@ def _weight_tiles(w: torch.Tensor | None, grid, device) -> torch.Tensor:
     return _WEIGHT_TILES[key][1]
 
 
-def _terms(model, qstep, steepness, grid, bits, alpha):
+def _terms(model, qstep, steepness, grid, bits, alpha, dither=0.0):
     if qstep <= 0:
         raise ValueError(f"quantisation step must be > 0, got {qstep}")
     if grid not in RATE_GRIDS:
@@ -183,7 +185,7 @@ def _terms(model, qstep, steepness, grid, bits, alpha):
     compiled = bool(terms) and _compile_wanted(terms[0][1], sum(c.numel() for _, c, _ in terms))
     for name, c, w in terms:
         if grid == "export":
-            g = export_grid(c, bits, TILE)
+            g = export_grid(c, bits, TILE, dither)
             x, q, w, to_c = g.tiles, g.scale, _weight_tiles(w, g, c.device), g.write_tensor
         else:
             x, q, w, to_c = c.detach(), qstep, None if w is None else w.to(c.dtype), _identity
@@ -206,31 +208,33 @@ def group_count(c: torch.Tensor, step: torch.Tensor | float, steepness: float) -
 
 
 def regularisers(model: nn.Module, *, alpha: float, qstep: float = 0.1, steepness: float = 10.0,
-                 grid: str = "qstep", bits: int = 8, group: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 grid: str = "qstep", bits: int = 8, group: float = 0.0,
+                 dither: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Σ R_layer + α·Σ c² + group·Σ G_layer, Σ R_layer)``: the differentiable penalty the
     loss weights by λ (without ``group``, what ``rate_proxy(...)["total"] + alpha *
     l2_penalty(model)`` gives, up to float rounding) and the rate alone, detached, for the
     log. ``group`` prices each non-empty plane row/column (:func:`group_count`) in the
-    proxy's bits. One fused pass per tensor, gradient included; call it inside the step's
+    proxy's bits. ``dither`` (pixel steps) puts the export grid's steps on the dithered grid.
+    One fused pass per tensor, gradient included; call it inside the step's
     ``quant.shared_export_grids()`` scope to reuse the forward pass's tile statistics on the
     export grid."""
     penalties, rates = [], []
-    for _, (p, r) in _terms(model, qstep, steepness, grid, bits, alpha):
+    for _, (p, r) in _terms(model, qstep, steepness, grid, bits, alpha, dither):
         penalties.append(p)
         rates.append(r)
     if not rates:
         return torch.zeros(()), torch.zeros(())
     if group > 0:
         for _, c, _ in rate_terms(model):
-            step = export_step(c, bits) if grid == "export" else qstep
+            step = export_step(c, bits, dither=dither) if grid == "export" else qstep
             penalties.append(group * group_count(c, step, steepness))
     return torch.stack(penalties).sum(), torch.stack(rates).sum()
 
 
 def rate_proxy(model: nn.Module, *, qstep: float = 0.1, steepness: float = 10.0, grid: str = "qstep",
-               bits: int = 8) -> dict:
+               bits: int = 8, dither: float = 0.0) -> dict:
     """``{"total": Σ R_layer, "per_layer": {name: R_layer}}`` (differentiable tensors, bits)."""
-    per_layer = {name: r for name, (r, _) in _terms(model, qstep, steepness, grid, bits, 0.0)}
+    per_layer = {name: r for name, (r, _) in _terms(model, qstep, steepness, grid, bits, 0.0, dither)}
     total = torch.stack(list(per_layer.values())).sum() if per_layer else torch.zeros(())
     return {"total": total, "per_layer": per_layer}
 

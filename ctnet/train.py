@@ -26,7 +26,7 @@ from .evaluate import check_amp, device_label, evaluate, resolve_device
 from .export import estimate_bytes, nonzero_coefficients
 from .fileio import atomic_write_text
 from .layers import configure_export_training
-from .limits import IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
+from .limits import IMAGE_SIZE_RANGE, MAX_BATCH_SIZE, MAX_DITHER, MAX_NUM_CLASSES, MAX_WORKERS, PIXEL_BIT_DEPTHS
 from .models import (ARCHITECTURES, MAX_DCT_BLOCK_SIZE, ConversionError, ModelSpec, PretrainedWeightsError, fp32_bytes,
                      head, plain_model, refusal, replace_with_dct_convs)
 from .quant import shared_export_grids
@@ -71,6 +71,7 @@ class TrainConfig:
     dct_dropout: float = 0.05
     dct_block_size: int = 16
     pixel_bit_depth: int = 0
+    export_dither: float = 0.0  # pixel steps: simulate the grid of `ctnet encode --dither A` (a fresh offset each step)
     rate_warmup_epochs: float = 5.0
     group_rate: float = 0.0  # proxy bits per non-empty frequency-plane row/column (0 = off; ~420 fits v2 bytes)
     distill_from: str | None = None
@@ -145,6 +146,10 @@ class TrainConfig:
               f"--dct-block-size must be 0 (full) or in [2, {MAX_DCT_BLOCK_SIZE}], got {self.dct_block_size}")
         check(self.pixel_bit_depth in PIXEL_BIT_DEPTHS, f"--pixel-bit-depth must be 0 (off) or "
               f"{PIXEL_BIT_DEPTHS[1]}..{PIXEL_BIT_DEPTHS[-1]}, got {self.pixel_bit_depth}")
+        check(0 <= self.export_dither <= MAX_DITHER,
+              f"--export-dither must be in [0, {MAX_DITHER:g}] pixel steps, got {self.export_dither}")
+        check(not self.export_dither or (self.pixel_bit_depth and self.rate_grid == "export"),
+              "--export-dither simulates the dithered export grid: it needs --pixel-bit-depth N and --rate-grid export")
         check(0 <= self.group_rate <= 1e6, f"--group-rate must be in [0, 1e6], got {self.group_rate}")
         check(0 < self.distill_temperature <= 100, f"--distill-temperature must be in (0, 100], got {self.distill_temperature}")
         check(0 <= self.distill_weight <= 1, f"--distill-weight must be in [0, 1], got {self.distill_weight}")
@@ -462,7 +467,8 @@ def step_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: 
         if not regularise:
             return loss, None
         penalty, rate = regularisers(model, alpha=config.lambda_alpha, qstep=config.qstep, steepness=config.steepness,
-                                     grid=config.rate_grid, bits=config.pixel_bit_depth or 8, group=config.group_rate)
+                                     grid=config.rate_grid, bits=config.pixel_bit_depth or 8, group=config.group_rate,
+                                     dither=config.export_dither)
     return loss + lam * penalty, rate
 
 
@@ -541,7 +547,8 @@ def fit(config: TrainConfig, *, log=print) -> dict | None:
     out = staging or target  # a --force run trains beside the run it replaces, then swaps
     if spec.ctnet:
         configure_export_training(model, noise_q=config.qstep if config.train_noise else 0.0,
-                                  dct_dropout=config.dct_dropout, pixel_bit_depth=config.pixel_bit_depth)
+                                  dct_dropout=config.dct_dropout, pixel_bit_depth=config.pixel_bit_depth,
+                                  export_dither=config.export_dither)
     model.to(device).to(memory_format=torch.channels_last)  # faster on CUDA and on the CPU (oneDNN) alike
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -2,7 +2,8 @@
 # The CPU runs behind the README's "same baseline" table: CTNet-18 fine-tuned from the shared
 # 89.53 % ResNet-18 on 2 cores, bf16 autocast + channels-last (--amp), 8-bit export-aware
 # unless the extra flags give another grid (--pixel-bit-depth 6: the run is then named
-# cpu18-lam…-b6, so it never resumes or replaces the 8-bit run of the same λ), distilled from
+# cpu18-lam…-b6, so it never resumes or replaces the 8-bit run of the same λ; --export-dither A
+# adds -dA: cpu18-lam…-b6-d0.5, encoded with `ctnet encode --bit-depth 6 --dither 0.5`), distilled from
 # that same model (it decoded better: README) and named cpu18-lam…-distill; DISTILL= runs
 # without a teacher (the runs cpu18-lam{1e-7,5e-7,1.5e-6}).
 #   scripts/train_cpu_sweep.sh RUNS LAMBDA [extra ctnet-train flags…]
@@ -16,14 +17,18 @@ BASE=${BASE:-../shared/models/resnet18-imagenette128-scratch.pt}
 DISTILL=${DISTILL-$BASE}  # the teacher; set empty for none
 EPOCHS=${EPOCHS:-20}
 BITS=8
+DITHER=0
 prev=""
-for arg in "$@"; do  # the grid the extra flags ask for (the last one wins, as in argparse)
+for arg in "$@"; do  # the grid and dither the extra flags ask for (the last one wins, as in argparse)
   [[ "$prev" == "--pixel-bit-depth" ]] && BITS=$arg
   [[ "$arg" == --pixel-bit-depth=* ]] && BITS=${arg#*=}
+  [[ "$prev" == "--export-dither" ]] && DITHER=$arg
+  [[ "$arg" == --export-dither=* ]] && DITHER=${arg#*=}
   prev=$arg
 done
 SUFFIX=""
 [[ "$BITS" != 8 ]] && SUFFIX="-b$BITS"
+[[ ! "$DITHER" =~ ^[0.]*$ ]] && SUFFIX="$SUFFIX-d$DITHER"  # any non-zero amplitude (0, 0.0 … are off)
 [[ -n "$DISTILL" ]] && SUFFIX="$SUFFIX-distill"
 NAME=${NAME:-cpu18-lam$LAM$SUFFIX}
 PY=${PYTHON:-.venv/bin/python}

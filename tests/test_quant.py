@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ctnet.quant import (dequantize_image, entropy_bits, fake_quantize, image_to_tensor, quantize_image,
@@ -130,3 +131,76 @@ def test_grids_outside_4_to_12_bits_are_refused():
     for bits in (3, 13):
         with pytest.raises(ValueError, match="bit depth must be 4..12"):
             fake_quantize(torch.ones(4, 4), bits)
+
+
+def _codec_offset(shape, bits, amplitude, seed, first_frame):
+    """The offset image the codec draws for one tensor (frame numbers from ``first_frame``)."""
+    import numpy as np
+    from ctnet.codec.frames import dither_offset
+    from ctnet.quant import image_shape
+    h, w = image_shape(shape)
+    offset = np.zeros((h, w), np.float32)
+    for k, (r0, c0, th, tw) in enumerate(tile_boxes(h, w)):
+        offset[r0:r0 + th, c0:c0 + tw] = dither_offset(seed, first_frame + k, (th, tw), amplitude)
+    return torch.from_numpy(offset)
+
+
+def test_export_dither_zero_is_todays_simulation_bit_for_bit():
+    g = torch.Generator().manual_seed(4)
+    for shape in [(64, 3, 7, 7), (300, 200), (700,)]:
+        t = (torch.randn(shape, generator=g) * torch.rand(shape, generator=g)).requires_grad_()
+        for bits in (4, 6, 8):
+            ref = _gather_reference(t, bits)[0]
+            got = fake_quantize(t, bits, dither=0.0)
+            assert torch.equal(got, ref) and torch.equal(got, fake_quantize(t, bits))
+            (grad,) = torch.autograd.grad((got * torch.arange(got.numel()).reshape(shape)).sum(), t)
+            assert torch.equal(grad, torch.arange(t.numel(), dtype=t.dtype).reshape(shape))
+
+
+def test_export_dither_is_the_codecs_dithered_bundle_exactly():
+    import numpy as np
+    from ctnet.codec import frames as F
+    from ctnet.quant import dither_margin, tile_params
+    g = torch.Generator().manual_seed(5)
+    for shape in [(20, 9, 3, 3), (300, 200)]:  # one tile; six tiles with ragged edges
+        t = (torch.randn(shape, generator=g) * torch.rand(shape, generator=g)).requires_grad_()
+        img = tensor_to_image(t.detach())
+        for bits, amp in [(4, 0.5), (5, 1.0), (6, 0.5), (6, 3.0), (8, 4.0)]:
+            tf = F.quantize_tensor("w", t, bits=bits, dither=amp, seed=3, first_frame=7)
+            decoded = F.dequantize_tensor(tf.pixels, tf.scale, tf.zero_point, tf.shape, first_frame=7,
+                                          dither=amp, seed=3)
+            offset = _codec_offset(shape, bits, amp, 3, 7)
+            got = fake_quantize(t, bits, dither=amp, offset=offset)
+            assert torch.equal(got, decoded), (shape, bits, amp)
+            (grad,) = torch.autograd.grad(got.sum(), t)
+            assert torch.equal(grad, torch.ones_like(t))  # straight through
+            # on the dithered grid: (level − offset)·step, levels inside 0..2^b − 1 around the zero point
+            scale, zero = tile_params(img, bits, dither=amp)
+            assert np.array_equal(scale.reshape(-1).numpy(), tf.scale) and np.array_equal(zero.reshape(-1).numpy(),
+                                                                                          tf.zero_point)
+            m = dither_margin(amp)
+            assert int(zero.min()) >= m
+            out = tensor_to_image(got.detach())
+            for k, (r0, c0, h, w) in enumerate(tile_boxes(*img.shape)):
+                s, z = scale.reshape(-1)[k], zero.reshape(-1)[k]
+                level = out[r0:r0 + h, c0:c0 + w] / s + offset[r0:r0 + h, c0:c0 + w]
+                assert (level - level.round()).abs().max() < 1e-3
+                assert level.round().min() + z >= 0 and level.round().max() + z <= 2**bits - 1
+                x = img[r0:r0 + h, c0:c0 + w]
+                assert (out[r0:r0 + h, c0:c0 + w] - x).abs().max() <= s / 2 * (1 + 1e-5)  # within half a step
+                lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+                assert float(s) == pytest.approx((hi - lo) / (2**bits - 1 - 2 * m), rel=1e-6)  # the margin's step
+
+
+def test_export_dither_draws_a_fresh_offset_each_call():
+    t = torch.randn(40, 30)
+    torch.manual_seed(0)
+    a, b = fake_quantize(t, 4, dither=1.0), fake_quantize(t, 4, dither=1.0)
+    torch.manual_seed(0)
+    assert not torch.equal(a, b) and torch.equal(fake_quantize(t, 4, dither=1.0), a)  # fresh, yet seeded
+    step = (t.max() - t.min()) / (15 - 2 * 1)
+    assert (a - t).abs().max() <= step / 2 * (1 + 1e-5) and (b - t).abs().max() <= step / 2 * (1 + 1e-5)
+    with pytest.raises(ValueError, match="offset of shape"):
+        fake_quantize(t, 4, dither=1.0, offset=torch.zeros(30, 40))
+    with pytest.raises(ValueError, match="needs a dither"):
+        fake_quantize(t, 4, offset=torch.zeros(40, 30))

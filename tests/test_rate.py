@@ -118,6 +118,28 @@ def test_fused_regularisers_match_the_autograd_reference(grid, compiled, monkeyp
         assert rate_proxy(net, grid=grid, bits=8)["total"].item() == pytest.approx(ref.item(), rel=1e-5)
 
 
+def test_export_dither_puts_the_rate_on_the_dithered_grid(monkeypatch):
+    monkeypatch.setenv("CTNET_COMPILE", "0")
+    net = _small_ctnet()
+    params = [c for _, c, _ in rate_terms(net)]
+    today = regularisers(net, alpha=0.5, grid="export", bits=6, group=3.0)
+    same = regularisers(net, alpha=0.5, grid="export", bits=6, group=3.0, dither=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(today, same))  # A = 0: today's proxy, bit for bit
+    assert all(torch.equal(a, b) for a, b in zip(torch.autograd.grad(today[0], params),
+                                                  torch.autograd.grad(same[0], params)))
+    # A = 1: the levels are counted in the dithered grid's steps (61 usable levels at 6 bits instead of 63)
+    for _, c, _ in rate_terms(net):
+        assert torch.allclose(export_step(c, 6, dither=1.0), export_step(c, 6) * 63 / 61, rtol=1e-5)
+    ref = sum(layer_rate(c, w, export_step(c, 6, dither=1.0), 10.0) for _, c, w in rate_terms(net))
+    ref_grads = torch.autograd.grad(ref + 0.5 * l2_penalty(net), params)
+    penalty, rate = regularisers(net, alpha=0.5, grid="export", bits=6, dither=1.0)
+    assert rate.dtype == torch.float32 and rate.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert rate.item() < today[1].item()  # a larger step: fewer, smaller levels
+    for a, b in zip(ref_grads, torch.autograd.grad(penalty, params)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+    assert rate_proxy(net, grid="export", bits=6, dither=1.0)["total"].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
 def test_eager_cpu_chunks_add_up(monkeypatch):
     from ctnet import rate as rate_mod
     monkeypatch.setenv("CTNET_COMPILE", "0")

@@ -42,6 +42,18 @@ def test_ctnet_training_writes_log_and_checkpoints(tiny_imagenette, tmp_path):
     assert meta["train_config"]["lambda_rate"] == 1e-5 and "metrics" in meta
 
 
+def test_export_dither_trains_and_is_recorded(tiny_imagenette, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_imagenette), "--output-dir", str(run), "--epochs", "1", "--limit-train", "20",
+                 "--limit-val", "10", "--pixel-bit-depth", "5", "--rate-grid", "export", "--export-dither", "0.5",
+                 "--lambda-rate", "1e-5", "--arch", "mobilenet_v3_small", *TINY]) == 0  # 20 images, batches of 10: two steps
+    assert json.loads((run / "config.json").read_text())["export_dither"] == 0.5
+    rows = _log(run)
+    assert len(rows) == 1 and rows[0]["rate"] > 0 and rows[0]["export_bits"] == 5
+    meta = read_checkpoint(run / "checkpoints" / "last.safetensors").meta
+    assert meta["train_config"]["export_dither"] == 0.5 and meta["pixel_bit_depth"] == 5
+
+
 def test_pareto_tracker_keeps_most_accurate_per_ratio():
     t = ParetoTracker()
     row = lambda e, acc, ratio: {"epoch": e, "acc1": acc, "ratio": ratio, "est_bytes_export": 1000 / ratio}
@@ -102,6 +114,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_imagenette, tmp_path
     (["--qstep", "0"], "--qstep"),
     (["--num-classes", "7"], "10 classes, more than the model's 7-class head"),
     (["--plain", "--pixel-bit-depth", "8"], "--pixel-bit-depth"),
+    (["--pixel-bit-depth", "6", "--rate-grid", "export", "--export-dither", "-0.5"], "--export-dither must be in [0, 4]"),
+    (["--pixel-bit-depth", "6", "--rate-grid", "export", "--export-dither", "4.5"], "--export-dither must be in [0, 4]"),
+    (["--pixel-bit-depth", "6", "--rate-grid", "export", "--export-dither", "nan"], "--export-dither must be a finite"),
+    (["--pixel-bit-depth", "6", "--export-dither", "0.5"], "needs --pixel-bit-depth N and --rate-grid export"),
+    (["--rate-grid", "export", "--export-dither", "0.5"], "needs --pixel-bit-depth N and --rate-grid export"),
 ])
 def test_out_of_range_flags(tiny_imagenette, tmp_path, flags, message, capsys):
     run = tmp_path / "run"

@@ -27,16 +27,21 @@ def recipe(monkeypatch):
     return model.train(), config, torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
 
 
-def test_step_computes_each_tile_grid_once(recipe, monkeypatch):
+@pytest.mark.parametrize("dither", [0.0, 1.0])
+def test_step_computes_each_tile_grid_once(recipe, monkeypatch, dither):
     model, config, x, y = recipe
+    if dither:  # --export-dither: the STE and the rate proxy share the dithered grid
+        configure_export_training(model, pixel_bit_depth=6, export_dither=dither)
+        config = TrainConfig(data="", rate_grid="export", pixel_bit_depth=6, lambda_alpha=0.5, export_dither=dither)
     seen = []
     real = quant._grid_params
-    monkeypatch.setattr(quant, "_grid_params", lambda tiles, bits: seen.append(tiles.shape) or real(tiles, bits))
+    monkeypatch.setattr(quant, "_grid_params", lambda tiles, bits, *a: seen.append((bits, *a)) or real(tiles, bits, *a))
     loss, rate = step_loss(model, x, y, config, 1e-6, regularise=True)
     stored = [p for m in model.modules() if hasattr(m, "pixel_bit_depth")
               for p in (getattr(m, "weight_dct", None), getattr(m, "weight", None), getattr(m, "bias", None))
               if isinstance(p, torch.nn.Parameter)]
     assert len(seen) == len(stored)  # the STE's statistics serve the rate proxy too
+    assert set(seen) == {(config.pixel_bit_depth, dither)}
     loss.backward()
     assert not rate.requires_grad and all(p.grad is not None for p in stored)  # the rate is for the log
 

@@ -71,6 +71,12 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--dct-block-size", type=int, default=d.dct_block_size, help="channel-DCT block B (0 = full matrix)")
     p.add_argument("--pixel-bit-depth", type=int, default=d.pixel_bit_depth, choices=list(api.PIXEL_BIT_DEPTHS),
                    help="export-aware training: simulate the N-bit export (0 = off)")
+    p.add_argument("--export-dither", type=float, default=d.export_dither, metavar="A",
+                   help=f"with --pixel-bit-depth N and --rate-grid export: simulate the grid of a bundle encoded with "
+                        f"`ctnet encode --dither A` (0..{api.MAX_DITHER:g} pixel steps; 0 = off). Its margin of free "
+                        "levels sets the step the forward pass and the rate proxy use; a bundle's offsets depend on "
+                        "its layout, so a fresh offset is drawn every step (training sees the dither's error "
+                        "distribution, not one draw). Encode the result with --bit-depth N --dither A")
     p.add_argument("--rate-warmup-epochs", type=float, default=d.rate_warmup_epochs)
     p.add_argument("--group-rate", type=float, default=d.group_rate, metavar="BITS",
                    help="rate term for format v2's layout: proxy bits per non-empty row/column of each frequency "

@@ -6,7 +6,9 @@ A tensor is laid out as its 2-D image (``quant.tensor_to_image``), cut into tile
 the same grid export-aware training simulates, so an undithered lossless bundle decodes to
 exactly the values the training forward pass used. Every tile is one frame; frames are
 numbered globally in model order (layer by layer, tiles row-major) and that number seeds
-the frame's dither noise.
+the frame's dither noise. A dithered tensor is quantised on the dithered grid of
+``quant.tile_params(…, dither=A)`` (levels kept free at each end, so no dithered pixel is
+clipped), the grid ``ctnet train --export-dither A`` simulates.
 
 No PyAV here: this module is torch/numpy only.
 """
@@ -63,44 +65,17 @@ def _offset_image(image_shape, boxes, first_frame: int, seed: int, amplitude: fl
     return torch.from_numpy(offset)
 
 
-def dither_params(img: torch.Tensor, bits: int, tile: int, amplitude: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tile (scale, zero_point) with headroom for the dither: the tile's range (extended
-    to 0) maps onto ``2^b − 1 − 2m`` levels, ``m = ⌊amplitude/2⌋ + 1`` levels kept free at
-    each end, so no dithered pixel is ever clipped and the decoded error stays within half a
-    step. Without dither the codec uses :func:`ctnet.quant.tile_params` unchanged."""
-    levels = 2**bits - 1
-    margin = int(amplitude // 2) + 1
-    usable = levels - 2 * margin
-    h, w = img.shape
-    rows, cols = quant.tile_grid(h, w, tile)
-    scale = torch.ones(rows, cols, dtype=torch.float32)
-    zero_point = torch.zeros(rows, cols, dtype=torch.int64)
-    x = img.detach().float()
-    for r0, c0, th, tw in quant.tile_boxes(h, w, tile):
-        t = x[r0:r0 + th, c0:c0 + tw]
-        lo, hi = min(float(t.min()), 0.0), max(float(t.max()), 0.0)
-        s = torch.tensor((hi - lo) / usable, dtype=torch.float32)
-        if not s > 0:
-            s = torch.tensor(1.0)
-        r, c = r0 // tile, c0 // tile
-        scale[r, c] = s
-        zero_point[r, c] = int(torch.round(torch.tensor(-lo, dtype=torch.float32) / s)) + margin
-    return scale, zero_point
-
-
 def quantize_tensor(name: str, t: torch.Tensor, *, bits: int, tile: int = quant.TILE, first_frame: int = 0,
                     dither: float = 0.0, seed: int = 0) -> TensorFrames:
-    """Quantise one tensor into frames exactly as ``quant.fake_quantize`` does (plus optional
-    subtractive dither)."""
+    """Quantise one tensor into frames exactly as ``quant.fake_quantize`` does, with the same
+    ``dither`` (its grid and, given the offset this draws, its values)."""
     img = quant.tensor_to_image(t.detach().cpu().float())
     img_h, img_w = img.shape
     boxes = quant.tile_boxes(img_h, img_w, tile)
     offset = None
+    scale, zero_point = quant.tile_params(img, bits, tile, dither=dither)  # with dither: its margin (quant.dither_margin)
     if dither > 0:
-        scale, zero_point = dither_params(img, bits, tile, dither)
         offset = _offset_image(tuple(img.shape), boxes, first_frame, seed, dither)
-    else:
-        scale, zero_point = quant.tile_params(img, bits, tile)
     pixels, scale, zero_point = quant.quantize_image(img, bits, tile, scale, zero_point, offset=offset)
     pix = pixels.numpy().astype(np.uint16)
     tiles = [np.ascontiguousarray(pix[r0:r0 + h, c0:c0 + w]) for r0, c0, h, w in boxes]
@@ -193,5 +168,5 @@ def stream_order(frames: np.ndarray, order: str) -> list[int]:
 
 
 __all__ = ["MIN_SIDE", "MAX_DITHER", "ORDERS", "TensorFrames", "check_dither", "coded_size", "dequantize_tensor",
-           "dither_offset", "dither_params", "image_shape", "pad_frame", "quantize_tensor", "similarity_order",
+           "dither_offset", "image_shape", "pad_frame", "quantize_tensor", "similarity_order",
            "stream_order"]
