@@ -10,7 +10,9 @@ measures the new bundle's decoded top-1 on the full val split, keeps the previou
 bytes and decoded top-1 under ``previous`` in ``results.json``, and replaces the bundle.
 
 For every selected checkpoint: encode it (8-bit lossless H.265, BN raw, unless told
-otherwise), write the bundle to ``assets/demo/runs/<run>/bundles/<role>/``, decode it back
+otherwise: ``--bit-depth N`` for a run trained with ``--pixel-bit-depth N``, and ``--dither A``
+for one trained with ``--export-dither A``; a run whose ``config.json`` asks for another grid
+is named in a note), write the bundle to ``assets/demo/runs/<run>/bundles/<role>/``, decode it back
 and measure its top-1/top-5 on the full val split; the measurements go to
 ``results.json`` beside the run's ``train_log.jsonl`` and ``config.json``. A class-balanced
 sample of real val images (``--sample-per-class``) goes to ``assets/demo/sample/val``.
@@ -86,9 +88,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-per-class", type=int, default=50)
     ap.add_argument("--crf", type=int, default=0)
     ap.add_argument("--bit-depth", type=int, default=8)
+    ap.add_argument("--dither", type=float, default=0.0, metavar="A",
+                    help="subtractive dither in pixel steps (the --export-dither the runs were trained with)")
     ap.add_argument("--preset", default="medium")
     args = ap.parse_args(argv)
-    settings = EncodeSettings(crf=args.crf, bit_depth=args.bit_depth, preset=args.preset).validate()
+    settings = EncodeSettings(crf=args.crf, bit_depth=args.bit_depth, preset=args.preset, dither=args.dither).validate()
     if args.reencode:
         return reencode(Path(args.out), args.data, settings)
     if not (args.runs and args.select):
@@ -103,6 +107,11 @@ def main(argv=None) -> int:
         (dst / "bundles").mkdir(parents=True, exist_ok=True)
         for name in ("train_log.jsonl", "config.json"):
             shutil.copyfile(src / name, dst / name)
+        trained = json.loads((src / "config.json").read_text())
+        grid = (trained.get("pixel_bit_depth", 0), float(trained.get("export_dither", 0.0)))
+        if grid[0] and grid != (settings.bit_depth, settings.dither):  # export-aware, for another grid
+            print(f"note: {run_name} was trained for --bit-depth {grid[0]} --dither {grid[1]:g}; encoding with "
+                  f"--bit-depth {settings.bit_depth} --dither {settings.dither:g}", file=sys.stderr, flush=True)
         results_path = dst / "results.json"
         results = json.loads(results_path.read_text()) if results_path.exists() else {}
         for role in roles.split(","):

@@ -28,6 +28,8 @@ def run_label(cfg: dict) -> str:
     parts = [f"λ = {cfg['lambda_rate']:g}"]
     if cfg.get("pixel_bit_depth", 8) != 8:  # the grid it was trained for (and its bundles store)
         parts.append(f"{cfg['pixel_bit_depth']}-bit grid")
+    if cfg.get("export_dither"):  # trained for (and encoded with) subtractive dither
+        parts.append(f"dither {cfg['export_dither']:g}")
     if cfg.get("distill_from"):
         parts.append(f"distilled (T = {cfg.get('distill_temperature'):g}, w = {cfg.get('distill_weight'):g})")
     if cfg.get("group_rate"):

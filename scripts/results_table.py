@@ -23,6 +23,8 @@ def config_text(cfg: dict) -> str:
     extras = [] if cfg.get("train_noise") is False else ["noise"]
     if cfg.get("dct_dropout"):
         extras.append(f"dropout {cfg['dct_dropout']}")
+    if cfg.get("export_dither"):
+        extras.append(f"dither {cfg['export_dither']:g}")
     return f"λ={cfg['lambda_rate']:g}, {grid}, α={cfg['lambda_alpha']:g}, STE {cfg['pixel_bit_depth']}-bit" + \
         (", " + ", ".join(extras) if extras else "")
 

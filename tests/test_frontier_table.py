@@ -65,6 +65,8 @@ def test_a_run_s_label_names_its_recipe():
     base = {"lambda_rate": 5e-7, "pixel_bit_depth": 8}
     assert frontier_table.run_label(base) == "λ = 5e-07"
     assert frontier_table.run_label({**base, "pixel_bit_depth": 6}) == "λ = 5e-07, 6-bit grid"
+    assert frontier_table.run_label({**base, "pixel_bit_depth": 6, "export_dither": 0.5}) == \
+        "λ = 5e-07, 6-bit grid, dither 0.5"
     assert frontier_table.run_label({**base, "distill_from": "t.pt", "distill_temperature": 4.0,
                                      "distill_weight": 0.5}) == "λ = 5e-07, distilled (T = 4, w = 0.5)"
 
