@@ -1,6 +1,6 @@
 """The app's figures, measured in one run on this machine, through a real browser:
 
-    .venv/bin/python bench/app.py [--demo DIR] [--json-out FILE]
+    .venv/bin/python bench/app.py [--demo DIR] [--upload FILE] [--only NAME ...] [--json-out FILE]
 
 * cold start: `streamlit run` launched → the Checkpoints page's Pareto plot drawn in Chromium;
 * switching checkpoint: another one picked in the Checkpoints page → the app idle again
@@ -9,12 +9,18 @@
   Encode pressed → its first result shown (the ultrafast preview, app/encodes.py), → the exact
   medium result shown, then → its decoded top-1 on the embedded sample shown
   (measured in the background: the accuracy in the lab); at the end, the same click → result
-  for every other demo checkpoint;
+  for every other demo checkpoint, and for an uploaded plain ResNet-18 (``--upload``, default
+  ``../shared/models/resnet18-imagenette128-scratch.pt``: sent through the Checkpoints page's
+  uploader in the browser, then one Encode click at the lab's defaults);
 * the Compare page opened (the checkpoint against its re-encode) → its per-layer table shown;
 * decoded accuracy on the embedded sample: the Accuracy page's Run pressed → the confusion
   matrix shown (of another subset, so nothing is cached);
 * the server's peak memory (VmHWM of the `streamlit run` process) and its worker's (the
   process the lab's encodes run in).
+
+``--only NAME ...``: after the cold start, only the lab's click → result on the demo checkpoints
+whose ``run · role`` holds one of the NAMEs, and on the upload when a NAME is ``upload`` (a
+quick check of the bench itself; the other figures are not measured).
 
 The last two are also timed as plain library calls (``ctnet.api.encode``, ``evaluate``) on the
 same checkpoint, so the app's own overhead shows. Needs Debian's chromium and playwright
@@ -37,9 +43,12 @@ sys.path.insert(0, str(REPO))
 from bench._browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_healthy, wait_idle  # noqa: E402
 
 
-def browser_figures(demo: Path, log) -> dict:
+UPLOAD = REPO.parent / "shared" / "models" / "resnet18-imagenette128-scratch.pt"
+
+
+def browser_figures(demo: Path, upload: Path | None, log, only: list[str] | None = None) -> dict:
     from playwright.sync_api import sync_playwright
-    out = {}
+    out: dict = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -52,6 +61,11 @@ def browser_figures(demo: Path, log) -> dict:
             out["cold_start_s"] = time.perf_counter() - t0
             wait_idle(page, 600)
             log(f"cold start to first page rendered: {out['cold_start_s']:.1f} s")
+            if only is not None:
+                out["reencode_every_checkpoint"] = lab_every_checkpoint(page, url, demo, None, log, only)
+                if upload is not None and "upload" in only:
+                    out["upload"] = lab_upload(page, url, upload, log)
+                return out
 
             current = page.locator('[data-testid="stSidebar"] strong').first.inner_text()
             page.locator('[data-testid="stSelectbox"]').first.click()
@@ -126,20 +140,22 @@ def browser_figures(demo: Path, log) -> dict:
                 f"(peak {out['server_peak_rss_after_10_checkpoints_mb']:.0f} MB); worker "
                 f"{out['worker_rss_after_10_checkpoints_mb']:.0f} MB")
             out["reencode_every_checkpoint"] = lab_every_checkpoint(page, url, demo, out["checkpoint"], log)
+            if upload is not None:
+                out["upload"] = lab_upload(page, url, upload, log)
         finally:
             stop(server)
             browser.close()
     return out
 
 
-def lab_every_checkpoint(page, url: str, demo: Path, done: str, log) -> list[dict]:
+def lab_every_checkpoint(page, url: str, demo: Path, done: str | None, log, only: list[str] | None = None) -> list[dict]:
     """Codec lab, defaults, Encode click → result for every demo checkpoint (opened by its
-    link, as a bookmark would; ``done`` was measured above), each once the previous one's
-    result and sample top-1 are on screen."""
+    link, as a bookmark would; ``done`` was measured above; ``only``: those whose name holds
+    one of these), each once the previous one's result and sample top-1 are on screen."""
     rows = []
     for bundle in sorted(demo.glob("runs/*/bundles/*")):
         name = f"{bundle.parents[1].name} · {bundle.name}"
-        if done.startswith(name + " "):
+        if (done is not None and done.startswith(name + " ")) or (only is not None and not any(n in name for n in only)):
             continue
         page.goto(f"{url}/codec-lab?ckpt={bundle.relative_to(demo)}")
         button = page.get_by_role("button", name="Encode", exact=True)
@@ -154,6 +170,32 @@ def lab_every_checkpoint(page, url: str, demo: Path, done: str, log) -> list[dic
             f"(encode + decode {click['worker_s']:.1f} s)")
         wait_idle(page, 600)
     return rows
+
+
+def lab_upload(page, url: str, upload: Path, log) -> dict:
+    """A plain checkpoint sent through the Checkpoints page's uploader (→ "Loaded …" shown: it
+    is current), then the Codec lab opened from the sidebar (the same session) and, once the
+    user has read the settings for a second, Encode at the lab's defaults: click → result, as
+    for the demo checkpoints."""
+    page.goto(url)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer", state="attached", timeout=600_000)
+    wait_idle(page, 600)
+    t0 = time.perf_counter()
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
+    page.get_by_text(f"Loaded {upload.name}; it is the current checkpoint.").wait_for(timeout=600_000)
+    wait_idle(page, 600)
+    upload_s = time.perf_counter() - t0
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Codec lab", exact=True).click()
+    page.get_by_role("button", name="Encode", exact=True).wait_for(timeout=600_000)
+    wait_idle(page, 600)
+    time.sleep(1.0)  # as for the demo checkpoints: the worker loads and lays out the model meanwhile
+    click = encode_click(page)
+    until_measured(page)
+    wait_idle(page, 600)
+    log(f"  uploaded {upload.name} (uploaded and current in {upload_s:.1f} s): click → first result "
+        f"{click['first_s']:.1f} s{' (preview)' if click['preview'] else ''}, exact {click['exact_s']:.1f} s "
+        f"(encode + decode {click['worker_s']:.1f} s)")
+    return {"file": upload.name, "bytes": upload.stat().st_size, "upload_s": round(upload_s, 2), **click}
 
 
 def until_measured(page, timeout_s: float = 600) -> None:
@@ -228,15 +270,23 @@ def library_figures(demo: Path, label: str, log) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--demo", type=Path, default=Path(os.environ.get("CTNET_DEMO_DIR") or REPO / "assets" / "demo"))
+    p.add_argument("--upload", type=Path, default=UPLOAD,
+                   help="a plain checkpoint to upload and encode in the lab (default: %(default)s)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="only the lab's click → result on these demo checkpoints (part of 'run · role') and "
+                        "'upload'")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
+    if not args.upload.is_file():
+        p.error(f"--upload {args.upload}: no such file")
     import torch
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                "python": platform.python_version(), "processor": platform.processor() or platform.machine()}
     print(f"machine: {machine}")
-    app = browser_figures(args.demo, print)
-    result = {"machine": machine, "demo": str(args.demo), **app,
-              "library": library_figures(args.demo, app["checkpoint"], print)}
+    app = browser_figures(args.demo, args.upload, print, args.only)
+    result = {"machine": machine, "demo": str(args.demo), **app}
+    if args.only is None:
+        result["library"] = library_figures(args.demo, app["checkpoint"], print)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")

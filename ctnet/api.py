@@ -149,9 +149,16 @@ def encode(loaded: LoadedModel, settings: EncodeSettings | None = None, *, progr
 
 def lay_out(loaded: LoadedModel, settings: EncodeSettings):
     """The model quantised on ``settings``' grid and arranged as its frames, before any coding
-    (``ctnet.codec.bundle.layout``); ``layout_key(settings)`` says which encodes can use it."""
-    from .codec.bundle import layout
-    return layout(loaded.model, loaded.meta, settings.validate())
+    (``ctnet.codec.bundle.layout``), with what every encode of it at ``settings``' codec depth
+    and BN mode computes alike made ahead (``bundle.prepare_encode``: its pixels and tables and,
+    lossless, the model the stream decodes to and its errors), so that :func:`encode` with
+    ``laid_out=`` codes and checks the stream and little else; ``layout_key(settings)`` says
+    which encodes can use it. The encodes' bytes and tensors are those of an encode without it."""
+    from .codec.bundle import layout, prepare_encode
+    settings = settings.validate()
+    lay = layout(loaded.model, loaded.meta, settings)
+    prepare_encode(loaded.model, loaded.meta, settings, lay)
+    return lay
 
 
 def layout_key(settings: EncodeSettings) -> tuple:

@@ -171,6 +171,55 @@ def test_one_layout_codes_every_preset_and_refuses_other_grids(source, enc8):
             api.encode(loaded, other, laid_out=laid)
 
 
+def _same_result(a, b) -> None:
+    """Two encode results alike in every byte, report and decoded tensor."""
+    assert a.files == b.files and a.manifest == b.manifest and a.streams == b.streams
+    assert a.layers == b.layers and a.frame_info == b.frame_info and np.array_equal(a.frames, b.frames)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_prepared_layout_encodes_what_an_encode_of_its_own_does(source, enc8):
+    """``api.lay_out`` computes ahead what every encode of the layout computes alike (the
+    app's worker, on checkpoint selection: pixels, tables, the model a lossless stream decodes
+    to and its errors); an encode from it — lossless, lossy — gives the bytes, reports and
+    decoded tensors of an encode without it, with a model of its own; a layout's memo serves
+    only the model it was made of."""
+    model, meta = source
+    loaded = api.LoadedModel.of(model, meta, "checkpoint", None)
+    settings = EncodeSettings(bit_depth=8, preset="ultrafast", frame=128)
+    laid = api.lay_out(loaded, settings)
+    assert ("lossless", settings.container_bits, settings.bn_mode) in laid.memo
+    first = api.encode(loaded, settings, laid_out=laid)
+    _same_result(first, enc8)
+    assert first.model is not laid.memo[("lossless", settings.container_bits, settings.bn_mode)][0]
+    lossy = replace(settings, codec="h264", crf=20)
+    _same_result(api.encode(loaded, lossy, laid_out=laid), api.encode(loaded, lossy))
+    edited = copy.deepcopy(model)
+    next(iter(bn_layers(edited).values())).bias.data += 1.0  # another model, the same levels
+    other = replace(settings, codec="h264")
+    _same_result(B.encode_model(edited, meta, other, laid_out=laid),
+                 B.encode_model(edited, meta, other, laid_out=B.layout(model, meta, settings)))
+
+
+@pytest.mark.slow
+def test_a_prepared_layout_with_escapes_raw_bn_or_the_quick_gop_encodes_the_same(source):
+    """The same for levels outside the container (escapes, 12-bit H.264), BatchNorm stored raw
+    (a memo computed at the encode, not ahead) and the preview's short GOP."""
+    model, meta = source
+    loaded = api.LoadedModel.of(model, meta, "checkpoint", None)
+    escapes = EncodeSettings(codec="h264", bit_depth=12, preset="ultrafast", frame=128)
+    laid = api.lay_out(loaded, escapes)
+    got = api.encode(loaded, escapes, laid_out=laid)
+    assert got.manifest["coding"]["escapes"] > 0
+    _same_result(got, api.encode(loaded, escapes))
+    raw = replace(escapes, bn_mode="raw")
+    _same_result(api.encode(loaded, raw, laid_out=laid), api.encode(loaded, raw))
+    settings = EncodeSettings(bit_depth=8, preset="ultrafast", frame=128)
+    _same_result(api.encode(loaded, settings, laid_out=api.lay_out(loaded, settings), quick=True),
+                 api.encode(loaded, settings, quick=True))
+
+
 def test_a_quick_encode_codes_the_same_levels_with_a_short_gop_and_says_so(source, enc8, tmp_path):
     """``quick`` (the app's preview): a lossless HEVC stream with x265's short GOP decodes to
     the same model, its manifest records the GOP as the stream's workaround, and the bundle

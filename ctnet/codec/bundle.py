@@ -27,6 +27,7 @@ is read (a :class:`Reader`, or ``v1.Reader``), bounding every member by that mod
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import errno
 import functools
@@ -40,7 +41,7 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -330,6 +331,9 @@ class Layout:
     col_classes: list
     coded: np.ndarray  # bool per plan frame: holds a non-zero level
     key: tuple = ()  # layout_key of the settings it was made for
+    # what every encode of this layout computes alike, made once (:func:`prepare_encode`): its
+    # pixels, tables and the model a lossless stream of it decodes to; "source": the model it is of
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def info(self, frame_bytes=None) -> list[dict]:
         """Per plan frame: its layer, whether it is coded, its bytes, what it holds."""
@@ -362,6 +366,105 @@ def layout(model: nn.Module, meta: dict, settings: EncodeSettings) -> Layout:
                   layout_key(settings))
 
 
+def _memo(lay: Layout, model: nn.Module) -> dict | None:
+    """The layout's memo when it is of ``model`` (the first model it codes claims it), else None:
+    nothing cached for one model is used for another."""
+    if lay.memo.setdefault("source", model) is not model:
+        return None
+    return lay.memo
+
+
+def _pixels(lay: Layout, container_bits: int, memo: dict | None) -> tuple[np.ndarray, np.ndarray, list]:
+    """(coded plan frames, their pixels, the escapes) of the layout in ``container_bits`` frames."""
+    key = ("pixels", container_bits)
+    if memo is not None and key in memo:
+        return memo[key]
+    coded_ids = np.nonzero(lay.coded)[0]
+    pixels, escapes = PL.to_pixels(lay.levels[coded_ids], container_bits)
+    out = (coded_ids, pixels, [(int(coded_ids[f]), pos, lv) for f, pos, lv in escapes])
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def _tables(lay: Layout, bns: Mapping[str, _BatchNorm], settings: EncodeSettings, escapes: list,
+            memo: dict | None) -> tuple[np.ndarray, bytes, bytes]:
+    """(BatchNorm table, raw tables, LZMA-compressed tables) of the layout at ``settings``."""
+    key = ("tables", settings.container_bits, settings.bn_mode)
+    if memo is not None and key in memo:
+        return memo[key]
+    bn = bn_table(bns, settings.bn_mode)
+    tables = T.Tables([g.scale for g in lay.grids], [g.zero_point for g in lay.grids], lay.row_classes,
+                      lay.col_classes, lay.coded, escapes, bn)
+    raw = T.pack(tables, bits=settings.bit_depth, frame=settings.frame, bn_mode=settings.bn_mode,
+                 layer_bits=[settings.bits_of(g.name) for g in lay.grids] if settings.layer_bits else None)
+    out = (bn, raw, T.compress(raw))
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def _rebuilt(reader: "Reader", raw_tables: bytes, coded_ids: np.ndarray, decoded: np.ndarray, total_frames: int,
+             settings: EncodeSettings) -> nn.Module:
+    """The model a decoder rebuilds from the decoded frames and the packed tables."""
+    levels = np.zeros((total_frames, settings.frame, settings.frame), np.int32)
+    levels[coded_ids] = PL.from_pixels(decoded, settings.container_bits)
+    reader.unpack(raw_tables)
+    return reader.rebuild(levels)
+
+
+def _lossless_key(settings: EncodeSettings) -> tuple:
+    """What the model a lossless stream of a layout decodes to depends on beyond the layout:
+    the rebuild reads the grid fields (the layout's key), the container depth and the BN mode."""
+    return ("lossless", settings.container_bits, settings.bn_mode)
+
+
+def _lossless(lay: Layout, model: nn.Module, meta: dict, settings: EncodeSettings, memo: dict) -> tuple:
+    """(decoded model, weight rows without bytes, BN rows) of any lossless encode of the layout at
+    ``settings``' container depth and BN mode: the model rebuilt, as a decoder does, from the
+    levels every lossless stream decodes to (the layout's own, its escapes in the tables) and the
+    packed tables, through a reader of the manifest's model and settings (the rebuild reads
+    nothing else of a manifest: not its codec, preset or members), with the same checks."""
+    key = _lossless_key(settings)
+    if key not in memo:
+        spec = ModelSpec.from_dict(meta["model"])
+        video, bns = export.video_tensors(model), export.bn_layers(model)
+        coded_ids, pixels, escapes = _pixels(lay, settings.container_bits, memo)
+        bn, raw_tables, packed = _tables(lay, bns, settings, escapes, memo)
+        m = Manifest(spec, None, 0, 0, {}, 1, settings, len(lay.levels), len(coded_ids), len(escapes),
+                     len(raw_tables), {}, "", (), "", {})
+        decoded_model = _rebuilt(Reader(m), raw_tables, coded_ids, pixels, len(lay.levels), settings)
+        rows = _layer_rows(lay.grids, lay.plan, lay.coded, video, decoded_model, settings)
+        memo[key] = (decoded_model, rows, _bn_report(bns, decoded_model, len(packed), len(raw_tables),
+                                                     _bn_raw_bytes(bn, settings)))
+    return memo[key]
+
+
+def _bn_raw_bytes(bn: np.ndarray, settings: EncodeSettings) -> int:
+    """Bytes the BatchNorm table ``bn`` takes in the raw tables."""
+    return bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)
+
+
+@torch.no_grad()
+def prepare_encode(model: nn.Module, meta: dict, settings: EncodeSettings, lay: Layout) -> None:
+    """Compute, in ``lay``'s memo, what every encode of ``model`` laid out as ``lay`` at
+    ``settings``' container depth and BN mode computes alike (before any click: the app's
+    worker on checkpoint selection): its pixels and tables and, for a lossless encode, the model
+    the stream decodes to with its per-layer errors. The encodes give the same bytes and tensors."""
+    settings = settings.validate()
+    if lay.key != layout_key(settings):
+        raise ValueError("a layout is prepared for settings of its own grid")
+    memo = _memo(lay, model)
+    if memo is None:
+        return
+    video, bns = export.video_tensors(model), export.bn_layers(model)
+    _check_state(model, video, bns)
+    _, _, escapes = _pixels(lay, settings.container_bits, memo)
+    _tables(lay, bns, settings, escapes, memo)
+    if settings.crf == 0:
+        _lossless(lay, model, meta, settings, memo)
+
+
 @torch.no_grad()
 def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None = None, *,
                  progress: Callable[[int, int], None] | None = None, laid_out: Layout | None = None,
@@ -369,25 +472,27 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     """Encode a model (with its checkpoint metadata, or a decoded bundle's) into an in-memory
     v2 bundle, then rebuild the model those bytes decode to. ``progress(frames done, frames
     in all)`` is called as the frames are coded. ``laid_out``: this model's :func:`layout`
-    made earlier for settings with the same :func:`layout_key` (else ValueError); it is
-    read, not changed. ``quick``: a lossless HEVC stream is coded with x265's own short GOP
-    (``registry.QUICK``, recorded as the stream's workaround): the same levels, sooner, a
-    few per cent more bytes (the app's preview)."""
+    made earlier for settings with the same :func:`layout_key` (else ValueError); its levels
+    are read, not changed, and what every encode of it computes alike is kept in its memo
+    (:func:`prepare_encode`): the pixels, the tables and, when the stream decodes to exactly the
+    pixels coded (every lossless one does), the model they decode to, as a copy. ``quick``: a
+    lossless HEVC stream is coded with x265's own short GOP (``registry.QUICK``, recorded as
+    the stream's workaround): the same levels, sooner, a few per cent more bytes (the app's
+    preview)."""
     t0 = time.perf_counter()
     settings = (settings or EncodeSettings()).validate()
     spec = ModelSpec.from_dict(meta["model"])
-    video = export.video_tensors(model)
-    bns = export.bn_layers(model)
-    _check_state(model, video, bns)
     if laid_out is not None and laid_out.key != layout_key(settings):
         raise ValueError(f"a layout made for {dict(zip(LAYOUT_FIELDS, laid_out.key))} cannot code these settings' "
                          f"levels ({dict(zip(LAYOUT_FIELDS, layout_key(settings)))})")
+    video = export.video_tensors(model)
+    bns = export.bn_layers(model)
+    memo = _memo(laid_out, model) if laid_out is not None else None
+    if memo is None or ("tables", settings.container_bits, settings.bn_mode) not in memo:
+        _check_state(model, video, bns)  # prepare_encode checked it when it made the tables
     lay = laid_out if laid_out is not None else layout(model, meta, settings)
-    grids, plan, levels, rcs, ccs, coded_mask = lay.grids, lay.plan, lay.levels, lay.row_classes, \
-        lay.col_classes, lay.coded
-    coded_ids = np.nonzero(coded_mask)[0]
-    pixels, escapes = PL.to_pixels(levels[coded_ids], settings.container_bits)
-    escapes = [(int(coded_ids[f]), pos, lv) for f, pos, lv in escapes]
+    levels = lay.levels
+    coded_ids, pixels, escapes = _pixels(lay, settings.container_bits, memo)
 
     files: dict[str, bytes] = {}
     frame_bytes = np.zeros(len(levels), np.int64)
@@ -401,11 +506,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
         if progress:
             progress(0, 0)
 
-    bn = bn_table(bns, settings.bn_mode)
-    tables = T.Tables([g.scale for g in grids], [g.zero_point for g in grids], rcs, ccs, coded_mask, escapes, bn)
-    raw_tables = T.pack(tables, bits=settings.bit_depth, frame=settings.frame, bn_mode=settings.bn_mode,
-                        layer_bits=[settings.bits_of(g.name) for g in grids] if settings.layer_bits else None)
-    files[TABLES] = T.compress(raw_tables)
+    bn, raw_tables, files[TABLES] = _tables(lay, bns, settings, escapes, memo)
 
     members = [{"file": name, "role": "weights" if name != TABLES else "tables", "bytes": len(data),
                 "sha256": sha256(data)} for name, data in sorted(files.items())]
@@ -424,13 +525,19 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
         "members": members,
     }
     # rebuild from what a decoder sees (the decoded frames and the packed tables), then record
-    # what the described block size makes of the decoded weights (ctnet.codec.decoded)
+    # what the described block size makes of the decoded weights (ctnet.codec.decoded); a stream
+    # that decodes to exactly the pixels coded gives the model its layout's lossless rebuild made
     manifest["digest"] = digest_of(manifest)
-    decoded_levels = np.zeros_like(levels)
-    decoded_levels[coded_ids] = PL.from_pixels(decoded, settings.container_bits)
-    rebuilt = Reader(Manifest.from_obj(manifest))
-    rebuilt.unpack(raw_tables)
-    decoded_model = rebuilt.rebuild(decoded_levels)
+    reader = Reader(Manifest.from_obj(manifest))
+    if memo is not None and settings.crf == 0 and np.array_equal(decoded, pixels):
+        reader.unpack(raw_tables)  # the tables as the decoder reads them, against this manifest
+        lossless_model, rows, bn_rows = _lossless(lay, model, meta, settings, memo)
+        decoded_model = copy.deepcopy(lossless_model)
+        layers = [dict(r) for r in rows]
+    else:
+        decoded_model = _rebuilt(reader, raw_tables, coded_ids, decoded, len(levels), settings)
+        layers = _layer_rows(lay.grids, lay.plan, lay.coded, video, decoded_model, settings)
+        bn_rows = _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), _bn_raw_bytes(bn, settings))
     check = model_check(decoded_model)
     if check is not None:
         manifest["model_check"] = check
@@ -438,12 +545,10 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     files[MANIFEST] = (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
     Manifest.from_json(files[MANIFEST])  # what the decoder will read
 
-    layers = _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, settings)
-    bn_packed = bn.shape[1] * (2 * 3 if settings.bn_mode == "affine" else 4 * 4)  # bytes in the raw tables
-    layers += _bn_report(bns, decoded_model, len(files[TABLES]), len(raw_tables), bn_packed)
+    layers = _with_bytes(layers, lay.plan, frame_bytes) + [dict(r) for r in bn_rows]
     streams = [stream] if stream else []
-    return EncodeResult(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model, time.perf_counter() - t0,
-                   manifest["fp32_bytes"])
+    return EncodeResult(files, manifest, layers, streams, pixels, lay.info(frame_bytes), decoded_model,
+                        time.perf_counter() - t0, manifest["fp32_bytes"])
 
 
 def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress, quick: bool = False):
@@ -485,24 +590,32 @@ def _code_frames(pixels: np.ndarray, settings: EncodeSettings, progress, quick: 
     return data, np.asarray(per_frame, np.int64), stream, decoded
 
 
-def _layer_report(grids, plan, frame_bytes, coded_mask, video, decoded_model, settings) -> list[dict]:
+def _layer_rows(grids, plan, coded_mask, video, decoded_model, settings) -> list[dict]:
+    """Per weight tensor: what its levels and its decoded weights are (all but the stream's bytes)."""
     decoded = export.video_tensors(decoded_model)
     rows = []
     for g, lp in zip(grids, plan.layers):
         ids = slice(lp.first_frame, lp.first_frame + lp.frames)
         nz = int(np.count_nonzero(g.levels))
-        b = int(frame_bytes[ids].sum())
         h0 = PL.entropy_bits(g.tile_pixels())
         src = video[g.name].detach().cpu().double()
         diff = decoded[g.name].detach().cpu().double() - src  # one pass for the max and the RMS error
         err, rms, rms_src = float(diff.abs().max()), float(diff.pow(2).mean().sqrt()), float(src.pow(2).mean().sqrt())
         rows.append({"name": g.name, "kind": "weight", "bits": settings.bits_of(g.name), "shape": list(g.shape),
                      "frames": lp.frames,
-                     "coded_frames": int(coded_mask[ids].sum()), "bytes": b, "nonzero": nz, "entropy_bits": h0,
-                     "bits_per_nonzero": 8 * b / nz if nz else None,
+                     "coded_frames": int(coded_mask[ids].sum()), "bytes": None, "nonzero": nz, "entropy_bits": h0,
+                     "bits_per_nonzero": None,
                      "entropy_bits_per_nonzero": h0 / nz if nz else None,
                      "max_abs_error": err, "rms_error": rms, "rel_rms_error": rms / rms_src if rms_src else 0.0,
                      "max_half_step": float(g.scale.max()) / 2, "tiles": len(g.boxes)})
+    return rows
+
+
+def _with_bytes(rows: list[dict], plan, frame_bytes) -> list[dict]:
+    """The weight rows with their stream's bytes (each layer's frames) and bits per non-zero."""
+    for row, lp in zip(rows, plan.layers):
+        b = int(frame_bytes[lp.first_frame:lp.first_frame + lp.frames].sum())
+        row["bytes"], row["bits_per_nonzero"] = b, 8 * b / row["nonzero"] if row["nonzero"] else None
     return rows
 
 

@@ -225,7 +225,8 @@ def to_pixels(frames: np.ndarray, container_bits: int, first_frame: int = 0) -> 
     """Levels → pixels (uint16) and escapes [(plan frame, flat position, level)] for the
     levels that do not fit the container; those pixels hold level 0."""
     off = container_offset(container_bits)
-    pix = frames.astype(np.int64) + off
+    # levels are within ±2^12 and the offset ≤ 2^15: int32 holds the sum (half the memory of int64)
+    pix = frames.astype(np.int32, copy=False) + np.int32(off)
     bad = (pix < 0) | (pix > (1 << container_bits) - 1)
     escapes = []
     if bad.any():

@@ -58,7 +58,9 @@ def test_a_model_laid_out_on_selection_encodes_as_the_library_does_at_any_grid(w
     assert out["seconds"] > 0
     for settings in (FAST, {"preset": "superfast"}, {"preset": "ultrafast", "bit_depth": 10}):
         got = EncodeResult.from_report(run(worker, settings)["report"])
-        assert got.files == api.encode(loaded, api.EncodeSettings(**settings)).files, settings
+        here = api.encode(loaded, api.EncodeSettings(**settings))
+        assert got.files == here.files and got.layers == here.layers, settings
+        assert all(torch.equal(a, b) for a, b in zip(got.model.state_dict().values(), here.model.state_dict().values()))
 
 
 def test_cancel_ends_the_encode_at_once_and_the_next_job_gets_a_new_worker(worker):
