@@ -9,7 +9,7 @@ extra="forbid", bounds from ctnet.limits; bench/rd_points_lib.py). Four things p
     the parse, as a ratio to ctnet's reader in the same run; for the libraries also their best
     case, the whole cache decoded from text straight into typed points;
 (c) lines of code (non-blank, non-comment) of each reader's checks;
-(d) import time each library adds (``python -X importtime``, median of 5 fresh processes).
+(d) import cost each library adds to ctnet.rd's (CPU and wall ms, median of fresh processes).
 
     .venv/bin/pip install msgspec==0.23.0 pydantic==2.14.4   # not ctnet dependencies
     nice -n 19 env OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python bench/strict_readers.py [--json-out F]
@@ -17,6 +17,7 @@ extra="forbid", bounds from ctnet.limits; bench/rd_points_lib.py). Four things p
 from __future__ import annotations
 
 import argparse
+import functools
 import ast
 import json
 import os
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+print = functools.partial(print, flush=True)  # noqa: A001  (a long run's output survives an interrupt)
 sys.path.insert(0, str(REPO))
 
 TESTS = ["tests/test_rd.py", "-k", "tampered or corrupted or round_trips or malformed or shipped or two_writing "
@@ -171,22 +173,34 @@ def loc() -> dict:
                                                       for n in tree.body if getattr(n, "name", "") in REUSED)}
 
 
-def import_ms(module: str, runs: int = 5) -> float:
-    """Cumulative import time of ``module`` (ms) in a fresh interpreter that has imported
-    ctnet.rd already (what a prototype adds to it), median of ``runs``."""
-    out = []
+IMPORTS = r"""
+import sys, time
+def cost(stmt):  # CPU seconds (a loaded machine's wall clock is someone else's), and wall seconds
+    c, w = time.process_time(), time.perf_counter()
+    exec(stmt, {})
+    return [1000 * (time.process_time() - c), 1000 * (time.perf_counter() - w)]
+print([cost("import ctnet.rd"), cost("import rd_points_msgspec"), cost("import rd_points_pydantic")])
+"""
+
+
+def import_ms(runs: int) -> dict:
+    """ms (CPU, wall) of importing ctnet.rd as it is, then what each prototype adds to it (its
+    library and its models), each in ``runs`` fresh processes: the medians."""
+    got = []
     for _ in range(runs):
-        first = "" if module == "ctnet.rd" else "import ctnet.rd; "
-        r = subprocess.run([sys.executable, "-X", "importtime", "-c", f"{first}import {module}"], cwd=REPO,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO}/bench"})
-        last = [x for x in r.stderr.splitlines() if x.startswith("import time:") and x.rstrip().endswith(f" {module}")]
-        out.append(int(last[-1].split("|")[1]) / 1000)
-    return statistics.median(out)
+        r = subprocess.run([sys.executable, "-c", IMPORTS], cwd=REPO, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'bench'}"})
+        got.append(ast.literal_eval(r.stdout.splitlines()[-1]))
+    names = ("ctnet.rd (as it is)", "msgspec prototype (msgspec + its models)",
+             "pydantic prototype (pydantic + its models)")
+    return {n: {"cpu_ms": statistics.median(g[i][0] for g in got), "wall_ms": statistics.median(g[i][1] for g in got)}
+            for i, n in enumerate(names)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes for the import cost (default 3)")
     args = ap.parse_args(argv)
     import msgspec
     import pydantic
@@ -225,12 +239,9 @@ def main(argv=None) -> int:
     print("\n(c) lines of code (non-blank, non-comment) of the point checks: " + ", ".join(
         f"{k} {v}" for k, v in result["loc"].items()))
 
-    base = import_ms("ctnet.rd")
-    result["import_ms"] = {"ctnet.rd (as it is)": base, "msgspec prototype (msgspec + its models)":
-                           import_ms("rd_points_msgspec"), "pydantic prototype (pydantic + its models)":
-                           import_ms("rd_points_pydantic")}
-    print("\n(d) import time added to ctnet.rd's, median of 5 fresh processes (ms): " + ", ".join(
-        f"{k} {v:.0f}" for k, v in result["import_ms"].items()))
+    result["import_ms"] = import_ms(args.runs)
+    print(f"\n(d) import: ms of CPU (wall), median of {args.runs} fresh processes: " + ", ".join(
+        f"{k} {v['cpu_ms']:.0f} ({v['wall_ms']:.0f})" for k, v in result["import_ms"].items()), flush=True)
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
