@@ -387,10 +387,17 @@ def _pixels(lay: Layout, container_bits: int, memo: dict | None) -> tuple[np.nda
     return out
 
 
+def _memo_key(kind: str, settings: EncodeSettings) -> tuple:
+    """A layout memo's key for what its tables (``kind`` "tables") or its lossless rebuild
+    ("lossless") depend on beyond the layout: the container depth and the BN mode (the rebuild
+    reads the grid fields too, which are the layout's own key)."""
+    return (kind, settings.container_bits, settings.bn_mode)
+
+
 def _tables(lay: Layout, bns: Mapping[str, _BatchNorm], settings: EncodeSettings, escapes: list,
             memo: dict | None) -> tuple[np.ndarray, bytes, bytes]:
     """(BatchNorm table, raw tables, LZMA-compressed tables) of the layout at ``settings``."""
-    key = ("tables", settings.container_bits, settings.bn_mode)
+    key = _memo_key("tables", settings)
     if memo is not None and key in memo:
         return memo[key]
     bn = bn_table(bns, settings.bn_mode)
@@ -413,19 +420,13 @@ def _rebuilt(reader: "Reader", raw_tables: bytes, coded_ids: np.ndarray, decoded
     return reader.rebuild(levels)
 
 
-def _lossless_key(settings: EncodeSettings) -> tuple:
-    """What the model a lossless stream of a layout decodes to depends on beyond the layout:
-    the rebuild reads the grid fields (the layout's key), the container depth and the BN mode."""
-    return ("lossless", settings.container_bits, settings.bn_mode)
-
-
 def _lossless(lay: Layout, model: nn.Module, meta: dict, settings: EncodeSettings, memo: dict) -> tuple:
     """(decoded model, weight rows without bytes, BN rows) of any lossless encode of the layout at
     ``settings``' container depth and BN mode: the model rebuilt, as a decoder does, from the
     levels every lossless stream decodes to (the layout's own, its escapes in the tables) and the
     packed tables, through a reader of the manifest's model and settings (the rebuild reads
     nothing else of a manifest: not its codec, preset or members), with the same checks."""
-    key = _lossless_key(settings)
+    key = _memo_key("lossless", settings)
     if key not in memo:
         spec = ModelSpec.from_dict(meta["model"])
         video, bns = export.video_tensors(model), export.bn_layers(model)
@@ -488,7 +489,7 @@ def encode_model(model: nn.Module, meta: dict, settings: EncodeSettings | None =
     video = export.video_tensors(model)
     bns = export.bn_layers(model)
     memo = _memo(laid_out, model) if laid_out is not None else None
-    if memo is None or ("tables", settings.container_bits, settings.bn_mode) not in memo:
+    if memo is None or _memo_key("tables", settings) not in memo:
         _check_state(model, video, bns)  # prepare_encode checked it when it made the tables
     lay = laid_out if laid_out is not None else layout(model, meta, settings)
     levels = lay.levels
